@@ -1,0 +1,11 @@
+# Every dependency is a Debian 12 package found on the system; nothing is downloaded.
+find_package(PkgConfig REQUIRED)
+# cpp-httplib is a compiled library in Debian: its flags (OpenSSL/zlib/brotli support) must come
+# from pkg-config or objects disagree on the layout of its classes.
+pkg_check_modules(HTTPLIB REQUIRED IMPORTED_TARGET cpp-httplib)
+find_package(OpenSSL 3 REQUIRED)
+find_package(SQLite3 REQUIRED)
+find_package(nlohmann_json 3.11 REQUIRED)
+find_package(spdlog REQUIRED)
+find_package(CLI11 REQUIRED)
+find_package(Threads REQUIRED)

@@ -1,0 +1,12 @@
+# Warnings and sanitizers are INTERFACE targets linked where needed, never global flags.
+add_library(transfer_warnings INTERFACE)
+target_compile_options(transfer_warnings INTERFACE -Wall -Wextra -Wpedantic -Wshadow
+                       -Wnon-virtual-dtor -Wcast-align -Woverloaded-virtual)
+
+option(TRANSFER_SANITIZE "Build with AddressSanitizer + UndefinedBehaviorSanitizer" OFF)
+add_library(transfer_sanitizers INTERFACE)
+if(TRANSFER_SANITIZE)
+  target_compile_options(transfer_sanitizers INTERFACE -fsanitize=address,undefined
+                         -fno-sanitize-recover=all -fno-omit-frame-pointer)
+  target_link_options(transfer_sanitizers INTERFACE -fsanitize=address,undefined)
+endif()

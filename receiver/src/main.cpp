@@ -1,0 +1,43 @@
+// receiver: decrypts uploads from the sender and writes the XML to the output directory.
+#include <atomic>
+#include <iostream>
+
+#include "receiver_service.hpp"
+#include "transfer/process.hpp"
+
+int main(int argc, char** argv) {
+  using namespace transfer;
+  static std::atomic<receiver::ReceiverService*> running{nullptr};
+  static std::atomic<bool> stop_requested{false};
+  handle_stop_signals([](int) {
+    stop_requested = true;
+    if (auto* s = running.load()) s->stop();
+  });
+  auto loaded = receiver::load_receiver_config(arguments(argc, argv), process_environment());
+  if (auto* exit = std::get_if<EarlyExit>(&loaded)) {
+    std::cout << exit->out;
+    std::cerr << exit->err;
+    return exit->code;
+  }
+  const auto& config = std::get<receiver::ReceiverConfig>(loaded);
+  auto level = parse_log_level(config.log_level);
+  if (!level) {
+    std::cerr << "receiver: " << level.error().message << "\n";
+    return 2;
+  }
+  auto logger = make_stderr_logger("receiver", *level);
+  auto service = receiver::ReceiverService::create(config, logger);
+  if (!service) {
+    logger->critical("{}", service.error().message);
+    return service.error().code == ErrorCode::kInvalidKey ? 2 : 1;
+  }
+  if (auto port = (*service)->start(); !port) {
+    logger->critical("{}", port.error().message);
+    return 1;
+  }
+  running = service->get();
+  if (stop_requested) return 0;
+  const bool ok = (*service)->run().ok();
+  running = nullptr;
+  return ok ? 0 : 1;
+}

@@ -1,0 +1,58 @@
+#include "receiver_config.hpp"
+
+namespace transfer::receiver {
+
+const std::vector<OptionSpec>& receiver_options() {
+  static const std::vector<OptionSpec> kOptions = {
+      {"output-dir", "OUTPUT_DIR", "/usr/src/app-receiver/output", "Directory the decrypted <name>.xml files are written to"},
+      {"decryption-key", "DECRYPTION_KEY", "/run/secrets/decryption_key", "Path of the key file (base64 of 32 bytes; one key per line, any may decrypt)"},
+      {"server-ip", "SERVER_IP", "127.0.0.1", "Address to listen on (0.0.0.0 for all)"},
+      {"server-port", "SERVER_PORT", "8080", "Port to listen on (0 picks a free port, logged and written to --ready-file)"},
+      {"status-db-path", "STATUS_DB_PATH", "/usr/src/app-receiver/status-db", "Directory of the upload ledger receiver.db"},
+      {"log-level", "LOG_LEVEL", "info", "debug, info, warning, error or critical"},
+      {"max-upload-bytes", "MAX_UPLOAD_BYTES", "16G", "Largest upload body accepted (413 above it); suffixes K, M, G"},
+      {"threads", "THREADS", "8", "Uploads handled concurrently"},
+      {"token-ttl", "TOKEN_TTL", "0", "Refuse tokens older than this many seconds (0: no limit, as the old pair)"},
+      {"read-timeout", "READ_TIMEOUT", "30", "Seconds a client may stall while sending"},
+      {"ready-file", "READY_FILE", "", "Write the listening port to this file once ready"},
+  };
+  return kOptions;
+}
+
+std::variant<ReceiverConfig, EarlyExit> load_receiver_config(const std::vector<std::string>& args,
+                                                             const EnvLookup& env) {
+  const ProgramInfo info{"receiver",
+                         "Receives Fernet-encrypted XML uploads (POST /upload/<name>), decrypts "
+                         "them and writes <name>.xml atomically to the output directory.",
+                         TRANSFER_VERSION};
+  auto parsed = parse_options(info, receiver_options(), args, env);
+  if (auto* exit = std::get_if<EarlyExit>(&parsed)) return *exit;
+  const auto& v = std::get<OptionValues>(parsed);
+  auto bad = [](const Error& e) { return EarlyExit{2, {}, "receiver: " + e.message + "\n"}; };
+
+  ReceiverConfig c;
+  c.output_dir = v.get("output-dir");
+  c.key_path = v.get("decryption-key");
+  c.server_ip = v.get("server-ip");
+  c.status_db_path = v.get("status-db-path");
+  c.log_level = v.get("log-level");
+  c.ready_file = v.get("ready-file");
+  auto port = parse_integer(v.get("server-port"), "SERVER_PORT", 0, 65535);
+  if (!port) return bad(port.error());
+  c.server_port = static_cast<int>(*port);
+  auto max = parse_size(v.get("max-upload-bytes"), "MAX_UPLOAD_BYTES");
+  if (!max) return bad(max.error());
+  c.max_upload_bytes = *max;
+  auto threads = parse_integer(v.get("threads"), "THREADS", 1, 1024);
+  if (!threads) return bad(threads.error());
+  c.threads = static_cast<int>(*threads);
+  auto ttl = parse_integer(v.get("token-ttl"), "TOKEN_TTL", 0, 1LL << 40);
+  if (!ttl) return bad(ttl.error());
+  if (*ttl > 0) c.token_ttl = static_cast<uint64_t>(*ttl);
+  auto rt = parse_seconds(v.get("read-timeout"), "READ_TIMEOUT");
+  if (!rt) return bad(rt.error());
+  c.read_timeout_s = *rt;
+  return c;
+}
+
+}  // namespace transfer::receiver

@@ -1,0 +1,33 @@
+#pragma once
+// The receiver's options: one table for flags, environment and --help.
+
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "transfer/config.hpp"
+
+namespace transfer::receiver {
+
+struct ReceiverConfig {
+  std::string output_dir;
+  std::string key_path;
+  std::string server_ip;
+  int server_port = 8080;
+  std::string status_db_path;
+  std::string log_level;
+  unsigned long long max_upload_bytes = 0;
+  int threads = 8;
+  std::optional<uint64_t> token_ttl;
+  double read_timeout_s = 30;
+  std::string ready_file;
+};
+
+const std::vector<OptionSpec>& receiver_options();
+
+// --help/--version/errors come back as EarlyExit; bad values as an error naming the option.
+std::variant<ReceiverConfig, EarlyExit> load_receiver_config(const std::vector<std::string>& args,
+                                                             const EnvLookup& env);
+
+}  // namespace transfer::receiver

@@ -1,0 +1,95 @@
+#pragma once
+// One upload, POST /upload/<name>, independent of the HTTP library: the adapter checks the
+// request line and headers with precheck_upload(), feeds body bytes to an UploadSession and
+// turns the UploadOutcome into a response. The body (multipart/form-data with one part named
+// `file` holding a Fernet token) is streamed: token text -> plaintext -> a hidden temporary file
+// in the output directory, whose HMAC is verified before it is fsynced and renamed to
+// <name>.xml. On any error the temporary file is removed and nothing is written.
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "transfer/fernet.hpp"
+#include "transfer/file_util.hpp"
+#include "transfer/key_file.hpp"
+#include "transfer/multipart.hpp"
+#include "transfer/sha256.hpp"
+
+namespace transfer::receiver {
+
+struct UploadOutcome {
+  int status = 500;
+  std::string message;      // "File is decrypted and saved to ..." or the reason for refusal
+  std::string output_path;  // set on success
+  uint64_t bytes = 0;       // plaintext bytes written
+  std::string sha256;       // of the plaintext
+  size_t key_index = 0;
+  // The JSON body: {"bytes":..,"msg":..,"sha256":..,"status_code":..} (keys sorted, as Flask).
+  std::string json_body() const;
+};
+
+struct UploadSettings {
+  std::string output_dir;
+  std::vector<FernetKey> keys;
+  uint64_t max_upload_bytes = 16ULL << 30;
+  std::optional<uint64_t> ttl_seconds;
+  bool fsync = true;
+};
+
+struct UploadRequestHead {
+  std::string name;  // percent-decoded <name>
+  std::string content_type;
+  std::optional<uint64_t> content_length;
+  bool chunked = false;
+  bool has_content_encoding = false;
+};
+
+// Refuses what can be refused before reading the body (name, type, length, encodings).
+std::optional<UploadOutcome> precheck_upload(const UploadRequestHead& head,
+                                             const UploadSettings& settings);
+
+class UploadSession {
+ public:
+  // `head` must have passed precheck_upload().
+  UploadSession(const UploadRequestHead& head, const UploadSettings& settings);
+  UploadSession(const UploadSession&) = delete;
+  UploadSession& operator=(const UploadSession&) = delete;
+  ~UploadSession();  // removes temporary files unless the upload was committed
+
+  // False once the session has failed; the outcome then says why.
+  bool feed(const char* data, size_t size);
+  UploadOutcome finish(uint64_t now_unix_seconds);
+
+ private:
+  Status on_part_begin(const MultipartPart& part);
+  Status on_part_data(const char* data, size_t size);
+  Status on_part_end();
+  Status write_plaintext(size_t key_index, const char* data, size_t size);
+  void fail(int status, const std::string& message);
+  void fail(const Error& error);
+  void discard_temps();
+
+  struct Output {
+    TempFile temp;
+    Sha256 hash;
+    uint64_t bytes = 0;
+  };
+
+  const UploadSettings& settings_;
+  std::string name_;
+  std::string final_path_;
+  MultipartParser parser_;
+  std::optional<FernetStreamDecryptor> decryptor_;
+  std::vector<std::optional<Output>> outputs_;  // per key index
+  bool in_file_part_ = false;
+  int file_parts_ = 0;
+  uint64_t body_bytes_ = 0;
+  std::optional<UploadOutcome> failure_;
+};
+
+// Maps an error to the HTTP status the receiver answers.
+int status_for(const Error& error);
+
+}  // namespace transfer::receiver

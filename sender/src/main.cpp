@@ -1,0 +1,40 @@
+// sender: converts JSON files to XML, encrypts them and uploads them to the receiver.
+#include <atomic>
+#include <iostream>
+
+#include "sender_service.hpp"
+#include "transfer/process.hpp"
+
+int main(int argc, char** argv) {
+  using namespace transfer;
+  static std::atomic<sender::SenderService*> running{nullptr};
+  static std::atomic<bool> stop_requested{false};
+  handle_stop_signals([](int) {
+    stop_requested = true;
+    if (auto* s = running.load()) s->stop();
+  });
+  auto loaded = sender::load_sender_config(arguments(argc, argv), process_environment());
+  if (auto* exit = std::get_if<EarlyExit>(&loaded)) {
+    std::cout << exit->out;
+    std::cerr << exit->err;
+    return exit->code;
+  }
+  const auto& config = std::get<sender::SenderConfig>(loaded);
+  auto level = parse_log_level(config.log_level);
+  if (!level) {
+    std::cerr << "sender: " << level.error().message << "\n";
+    return 2;
+  }
+  auto logger = make_stderr_logger("sender", *level);
+  auto service = sender::SenderService::create(config, logger);
+  if (!service) {
+    logger->critical("{}", service.error().message);
+    return service.error().code == ErrorCode::kInvalidKey ? 2 : 1;
+  }
+  running = service->get();
+  if (stop_requested) return 0;
+  const auto summary = (*service)->run();
+  running = nullptr;
+  if (!config.once || stop_requested) return 0;
+  return summary.failed + summary.rejected > 0 ? 1 : 0;
+}

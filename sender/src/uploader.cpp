@@ -1,0 +1,136 @@
+#include "uploader.hpp"
+
+#include <fcntl.h>
+#include <httplib.h>
+#include <openssl/rand.h>
+#include <unistd.h>
+
+#include "transfer/fernet.hpp"
+#include "transfer/file_util.hpp"
+#include "transfer/sha256.hpp"
+
+namespace transfer::sender {
+namespace {
+
+void set_timeout(httplib::Client& c, void (httplib::Client::*setter)(time_t, time_t), double s) {
+  const auto sec = static_cast<time_t>(s);
+  (c.*setter)(sec, static_cast<time_t>((s - static_cast<double>(sec)) * 1e6));
+}
+
+std::string safe_filename(const std::string& name) {
+  std::string out;
+  for (const char c : name) out += (c == '"' || c == '\\' || static_cast<unsigned char>(c) < 0x20) ? '_' : c;
+  return out;
+}
+
+}  // namespace
+
+std::string percent_encode(const std::string& s) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  for (const char ch : s) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~') {
+      out += ch;
+    } else {
+      out += '%';
+      out += kHex[c >> 4];
+      out += kHex[c & 0xF];
+    }
+  }
+  return out;
+}
+
+Uploader::Uploader(UploadTarget target, FernetKey key, const std::atomic<bool>& cancel)
+    : target_(std::move(target)),
+      key_(key),
+      cancel_(cancel),
+      client_(std::make_unique<httplib::Client>(target_.host, target_.port)) {
+  set_timeout(*client_, &httplib::Client::set_connection_timeout, target_.connect_timeout_s);
+  set_timeout(*client_, &httplib::Client::set_read_timeout, target_.io_timeout_s);
+  set_timeout(*client_, &httplib::Client::set_write_timeout, target_.io_timeout_s);
+  client_->set_keep_alive(true);
+  client_->set_tcp_nodelay(true);
+  client_->set_url_encode(false);  // the path is encoded here, exactly once
+}
+
+Uploader::~Uploader() = default;
+
+std::string Uploader::url_for(const std::string& name) const {
+  return "http://" + target_.host + ":" + std::to_string(target_.port) + target_.uri_prefix + "/" +
+         percent_encode(name);
+}
+
+UploadResponse Uploader::upload(const std::string& name, const std::string& xml_path,
+                                uint64_t xml_size) {
+  UploadResponse response;
+  UniqueFd fd(::open(xml_path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) {
+    response.error = errno_error("cannot open", xml_path, errno).message;
+    return response;
+  }
+  auto enc = FernetStreamEncryptor::create(key_);
+  if (!enc) {
+    response.error = enc.error().message;
+    return response;
+  }
+  uint8_t rnd[16];
+  RAND_bytes(rnd, sizeof rnd);
+  const std::string boundary = to_hex(rnd, sizeof rnd);  // like requests: 32 hex digits
+  const std::string head = "--" + boundary +
+                           "\r\nContent-Disposition: form-data; name=\"file\"; filename=\"" +
+                           safe_filename(name) + ".xml.enc\"\r\n\r\n";
+  const std::string tail = "\r\n--" + boundary + "--\r\n";
+  const uint64_t length = head.size() + fernet_token_length(xml_size) + tail.size();
+
+  // The body is produced in order: head, token (encrypted from the file as it is read), tail.
+  std::string pending = head;
+  bool file_done = false;
+  bool tail_sent = false;
+  std::vector<char> buf(1 << 16);
+  std::string read_error;
+  auto provider = [&](size_t /*offset*/, size_t /*length*/, httplib::DataSink& sink) {
+    if (cancel_.load()) return false;
+    while (pending.empty() && !tail_sent) {
+      if (!file_done) {
+        const ssize_t n = ::read(fd.get(), buf.data(), buf.size());
+        if (n < 0) {
+          read_error = errno_error("cannot read", xml_path, errno).message;
+          return false;
+        }
+        if (n == 0) {
+          enc->finish(pending);
+          file_done = true;
+        } else {
+          enc->update(buf.data(), static_cast<size_t>(n), pending);
+        }
+      } else {
+        pending = tail;
+        tail_sent = true;
+      }
+    }
+    if (!pending.empty()) {
+      if (!sink.write(pending.data(), pending.size())) return false;
+      pending.clear();
+    }
+    return true;
+  };
+
+  httplib::Headers headers = {{"Accept", "application/json"}};
+  const std::string path = target_.uri_prefix + "/" + percent_encode(name);
+  auto result = client_->Post(path, headers, static_cast<size_t>(length), provider,
+                              "multipart/form-data; boundary=" + boundary);
+  if (!result) {
+    response.error = cancel_.load() ? "cancelled (shutting down)"
+                     : !read_error.empty() ? read_error
+                                           : "no answer from " + url_for(name) + ": " +
+                                                 httplib::to_string(result.error());
+    client_->stop();  // a half-sent request leaves the connection unusable
+    return response;
+  }
+  response.status = result->status;
+  response.body = result->body.substr(0, 64 * 1024);
+  return response;
+}
+
+}  // namespace transfer::sender

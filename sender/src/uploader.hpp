@@ -1,0 +1,51 @@
+#pragma once
+// Uploads one spooled XML file: multipart/form-data with one part `file` holding the Fernet
+// token, encrypted while it is sent, with an exact Content-Length. Keeps its connection alive
+// between uploads. The HTTP library stays behind this interface.
+
+#include <atomic>
+#include <memory>
+#include <string>
+
+#include "transfer/key_file.hpp"
+#include "transfer/result.hpp"
+
+namespace httplib {
+class Client;
+}
+
+namespace transfer::sender {
+
+struct UploadTarget {
+  std::string host;
+  int port = 8080;
+  std::string uri_prefix;  // "/upload"
+  double connect_timeout_s = 10;
+  double io_timeout_s = 60;
+};
+
+struct UploadResponse {
+  int status = 0;    // 0 when no HTTP answer came (connection error, timeout, cancelled)
+  std::string body;  // the receiver's answer
+  std::string error; // why there was no answer
+};
+
+class Uploader {
+ public:
+  Uploader(UploadTarget target, FernetKey key, const std::atomic<bool>& cancel);
+  ~Uploader();
+  // Streams `xml_path` (`xml_size` bytes) to <uri_prefix>/<name>.
+  UploadResponse upload(const std::string& name, const std::string& xml_path, uint64_t xml_size);
+  std::string url_for(const std::string& name) const;
+
+ private:
+  UploadTarget target_;
+  FernetKey key_;
+  const std::atomic<bool>& cancel_;
+  std::unique_ptr<httplib::Client> client_;
+};
+
+// Percent-encodes everything but RFC 3986 unreserved characters.
+std::string percent_encode(const std::string& s);
+
+}  // namespace transfer::sender

@@ -1,0 +1,50 @@
+#pragma once
+// Small POSIX file helpers with errors as values: owned descriptors, full writes, fsync of files
+// and directories, hidden temporary files that are renamed into place.
+
+#include <string>
+#include <string_view>
+
+#include "transfer/result.hpp"
+
+namespace transfer {
+
+class UniqueFd {
+ public:
+  UniqueFd() = default;
+  explicit UniqueFd(int fd) : fd_(fd) {}
+  UniqueFd(UniqueFd&& o) noexcept : fd_(o.release()) {}
+  UniqueFd& operator=(UniqueFd&& o) noexcept;
+  UniqueFd(const UniqueFd&) = delete;
+  UniqueFd& operator=(const UniqueFd&) = delete;
+  ~UniqueFd() { reset(); }
+  int get() const { return fd_; }
+  int release();
+  void reset();
+  explicit operator bool() const { return fd_ >= 0; }
+
+ private:
+  int fd_ = -1;
+};
+
+// An error for a failed system call on `path`: ENOSPC/EDQUOT map to kNoSpace, others to kIo.
+Error errno_error(const std::string& what, const std::string& path, int err);
+
+Status write_all(int fd, const char* data, size_t size, const std::string& path);
+Status fsync_fd(int fd, const std::string& path);
+Status fsync_directory(const std::string& dir);
+
+// Creates and opens (O_EXCL, mode 0600 unless given) a hidden file "<dir>/.<prefix>-<random>.tmp".
+struct TempFile {
+  UniqueFd fd;
+  std::string path;
+};
+Result<TempFile> create_temp_file(const std::string& dir, std::string_view prefix, int mode = 0600);
+
+// Writes `content` to `path` atomically (temp file in the same directory, fsync, rename).
+Status write_file_atomic(const std::string& path, std::string_view content);
+
+// Creates a directory (and parents) if missing.
+Status ensure_directory(const std::string& dir);
+
+}  // namespace transfer

@@ -1,0 +1,76 @@
+#pragma once
+// JSON -> XML exactly as the old sender wrote it (json2xml 3.6.0: dicttoxml 1.7.4 with root
+// `all` and `type` attributes, pretty-printed by Python's minidom with tabs), streamed:
+// bytes -> nlohmann SAX events -> XML text, with no stage holding the document.
+//
+// The mapping (see shared/vectors/json2xml and README "XML mapping"): an element per key,
+// `type` = str|int|float|bool|null|dict|list, list items as <item>, key names fixed up the way
+// dicttoxml does (valid names pass, all-digit keys get an `n` prefix, spaces become `_`, else
+// <key name="original">), ints exact at any size, floats as Python repr, booleans True/False,
+// empty elements self-closed. Characters XML 1.0 cannot carry become U+FFFD first. Where the
+// old sender crashed (empty or scalar top level) the output is still valid XML.
+//
+// Duplicate keys follow Python's dict: first position, last value. The streaming pass detects
+// them and the document is then converted again from an in-memory tree (only such files).
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "transfer/result.hpp"
+
+namespace transfer {
+
+// Where JSON bytes come from. rewind() restarts from the first byte (used once at most, for a
+// document with duplicate keys).
+class JsonSource {
+ public:
+  virtual ~JsonSource() = default;
+  // Reads up to `cap` bytes; 0 means end of input.
+  virtual Result<size_t> read(char* buf, size_t cap) = 0;
+  virtual Status rewind() = 0;
+};
+
+// Where XML text goes. reset() discards everything written so far.
+class XmlSink {
+ public:
+  virtual ~XmlSink() = default;
+  virtual Status write(const char* data, size_t size) = 0;
+  virtual Status reset() = 0;
+};
+
+struct JsonToXmlOptions {
+  size_t max_depth = 512;  // deepest nesting of objects/arrays accepted
+};
+
+struct JsonToXmlStats {
+  uint64_t json_bytes = 0;
+  uint64_t xml_bytes = 0;
+  bool used_in_memory_path = false;  // the document had duplicate keys
+};
+
+// Converts; `origin` (a file name) starts every error message, which also gives the byte offset:
+// "books.json: invalid JSON at byte offset 1043: syntax error ...".
+Result<JsonToXmlStats> convert_json_to_xml(JsonSource& in, XmlSink& out,
+                                           const JsonToXmlOptions& options,
+                                           const std::string& origin);
+
+// Whole-buffer helper (tests, small inputs).
+Result<std::string> json_to_xml(std::string_view json, const JsonToXmlOptions& options = {},
+                                const std::string& origin = "input");
+
+// Exposed for tests: the pieces of the mapping.
+struct ElementName {
+  std::string tag;                // element name
+  bool has_name_attr = false;     // true: tag is "key" and name_attr holds the original key
+  std::string name_attr;
+};
+// `key` must be valid UTF-8 already cleaned of characters XML cannot carry.
+ElementName element_name_for_key(std::string_view key);
+// Replaces characters XML 1.0 cannot carry with U+FFFD. Input must be valid UTF-8.
+std::string clean_xml_chars(std::string_view utf8);
+// Python's repr() of a finite double: "1e+16", "0.0001", "1e-05", "-0.0", "2.0".
+std::string python_float_repr(double value);
+
+}  // namespace transfer

@@ -1,0 +1,21 @@
+#pragma once
+// Process-level glue for the two mains (kept out of transfer_core, which has no globals,
+// threads or environment access): the real environment, and signals handled in a thread.
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "transfer/config.hpp"
+
+namespace transfer {
+
+EnvLookup process_environment();
+std::vector<std::string> arguments(int argc, char** argv);
+
+// Blocks SIGTERM, SIGINT and SIGHUP in the calling thread (call first in main, before any thread
+// starts, so every thread inherits the mask) and starts a detached thread that waits for them
+// with sigwait() and calls `on_signal` with the signal number.
+void handle_stop_signals(std::function<void(int)> on_signal);
+
+}  // namespace transfer

@@ -1,0 +1,66 @@
+#pragma once
+// Thin RAII over SQLite: one connection, prepared statements with bind only, WAL, busy timeout,
+// schema migrations through PRAGMA user_version. Not thread-safe: callers serialise access.
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "transfer/result.hpp"
+
+struct sqlite3;
+struct sqlite3_stmt;
+
+namespace transfer {
+
+class SqliteStatement {
+ public:
+  SqliteStatement(sqlite3* db, sqlite3_stmt* stmt) : db_(db), stmt_(stmt) {}
+  SqliteStatement(SqliteStatement&&) noexcept;
+  SqliteStatement& operator=(SqliteStatement&&) noexcept;
+  ~SqliteStatement();
+
+  SqliteStatement& bind(int index, std::string_view text);
+  SqliteStatement& bind(int index, int64_t value);
+  SqliteStatement& bind(int index, std::nullptr_t);
+  SqliteStatement& bind_optional(int index, const std::optional<std::string>& text);
+
+  // Steps once: true when a row is available, false when done.
+  Result<bool> step();
+  Status run();  // steps to completion, then resets
+  void reset();
+
+  int64_t column_int(int col) const;
+  std::string column_text(int col) const;
+  bool column_is_null(int col) const;
+
+ private:
+  sqlite3* db_;
+  sqlite3_stmt* stmt_;
+};
+
+class SqliteDb {
+ public:
+  // Opens (creating) the database at `path` and applies `migrations` in order: migration i
+  // (0-based) takes the schema from user_version i to i+1, each in its own transaction.
+  static Result<SqliteDb> open(const std::string& path, const std::vector<std::string>& migrations);
+  SqliteDb(SqliteDb&&) noexcept;
+  SqliteDb& operator=(SqliteDb&&) noexcept;
+  ~SqliteDb();
+
+  Result<SqliteStatement> prepare(std::string_view sql);
+  Status exec(const std::string& sql);
+  const std::string& path() const { return path_; }
+  std::string last_error() const;
+
+ private:
+  SqliteDb(sqlite3* db, std::string path) : db_(db), path_(std::move(path)) {}
+  struct Close { void operator()(sqlite3* db) const; };
+  std::unique_ptr<sqlite3, Close> db_;
+  std::string path_;
+};
+
+}  // namespace transfer

@@ -1,0 +1,23 @@
+#pragma once
+// Upload names: the <name> in POST /upload/<name>, which becomes <name>.xml in the output
+// directory. Only names that cannot escape that directory, hide, or confuse a terminal pass.
+
+#include <string>
+#include <string_view>
+
+#include "transfer/result.hpp"
+
+namespace transfer {
+
+inline constexpr size_t kMaxUploadNameBytes = 200;
+
+// Ok when `name` (already percent-decoded) is acceptable; otherwise kInvalidName with the reason.
+// Refused: empty, "." and "..", a leading dot, '/', '\\', NUL and other control characters
+// (C0, DEL, C1), invalid UTF-8, more than 200 bytes.
+Status validate_upload_name(std::string_view name);
+
+// The upload name for an input file: its name without the final ".json" (not cut at the first
+// dot, as the old sender did: "a.b.json" -> "a.b").
+std::string upload_name_for_file(std::string_view file_name);
+
+}  // namespace transfer

@@ -1,0 +1,96 @@
+#include "transfer/file_util.hpp"
+
+#include <fcntl.h>
+#include <openssl/rand.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+
+#include "transfer/sha256.hpp"
+
+namespace transfer {
+
+UniqueFd& UniqueFd::operator=(UniqueFd&& o) noexcept {
+  if (this != &o) {
+    reset();
+    fd_ = o.release();
+  }
+  return *this;
+}
+int UniqueFd::release() {
+  const int fd = fd_;
+  fd_ = -1;
+  return fd;
+}
+void UniqueFd::reset() {
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = -1;
+}
+
+Error errno_error(const std::string& what, const std::string& path, int err) {
+  const ErrorCode code = (err == ENOSPC || err == EDQUOT) ? ErrorCode::kNoSpace : ErrorCode::kIo;
+  return make_error(code, what + " " + path + ": " + std::strerror(err));
+}
+
+Status write_all(int fd, const char* data, size_t size, const std::string& path) {
+  while (size > 0) {
+    const ssize_t n = ::write(fd, data, size);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return errno_error("cannot write", path, errno);
+    }
+    data += n;
+    size -= static_cast<size_t>(n);
+  }
+  return ok_status();
+}
+
+Status fsync_fd(int fd, const std::string& path) {
+  if (::fsync(fd) != 0) return errno_error("cannot fsync", path, errno);
+  return ok_status();
+}
+
+Status fsync_directory(const std::string& dir) {
+  UniqueFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!fd) return errno_error("cannot open directory", dir, errno);
+  return fsync_fd(fd.get(), dir);
+}
+
+Result<TempFile> create_temp_file(const std::string& dir, std::string_view prefix, int mode) {
+  for (int attempt = 0; attempt < 16; ++attempt) {
+    uint8_t rnd[8];
+    if (RAND_bytes(rnd, sizeof rnd) != 1) return make_error(ErrorCode::kIo, "no random bytes");
+    std::string path = dir + "/." + std::string(prefix) + "-" + to_hex(rnd, sizeof rnd) + ".tmp";
+    UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode));
+    if (fd) return TempFile{std::move(fd), std::move(path)};
+    if (errno != EEXIST) return errno_error("cannot create temporary file in", dir, errno);
+  }
+  return make_error(ErrorCode::kIo, "cannot create a unique temporary file in " + dir);
+}
+
+Status write_file_atomic(const std::string& path, std::string_view content) {
+  const std::string dir = std::filesystem::path(path).parent_path().string();
+  auto tmp = create_temp_file(dir.empty() ? "." : dir, "write", 0644);
+  if (!tmp) return tmp.error();
+  auto st = write_all(tmp->fd.get(), content.data(), content.size(), tmp->path);
+  if (st) st = fsync_fd(tmp->fd.get(), tmp->path);
+  tmp->fd.reset();
+  if (st && ::rename(tmp->path.c_str(), path.c_str()) != 0) st = errno_error("cannot rename to", path, errno);
+  if (!st) {
+    ::unlink(tmp->path.c_str());
+    return st;
+  }
+  return ok_status();
+}
+
+Status ensure_directory(const std::string& dir) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return make_error(ErrorCode::kIo, "cannot create directory " + dir + ": " + ec.message());
+  return ok_status();
+}
+
+}  // namespace transfer

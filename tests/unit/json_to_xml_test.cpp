@@ -1,0 +1,226 @@
+#include "transfer/json_to_xml.hpp"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+namespace transfer {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string read_file(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::vector<std::string> corpus_cases() {
+  std::vector<std::string> names;
+  for (const auto& e : fs::directory_iterator(fs::path(TRANSFER_TESTDATA) / "json2xml/inputs")) {
+    names.push_back(e.path().stem().string());
+  }
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+// Feeds the input a few bytes at a time, so every chunk boundary is crossed.
+class ChunkedSource : public JsonSource {
+ public:
+  ChunkedSource(std::string data, size_t chunk) : data_(std::move(data)), chunk_(chunk) {}
+  Result<size_t> read(char* buf, size_t cap) override {
+    const size_t n = std::min({cap, chunk_, data_.size() - pos_});
+    std::copy_n(data_.data() + pos_, n, buf);
+    pos_ += n;
+    return n;
+  }
+  Status rewind() override {
+    pos_ = 0;
+    ++rewinds;
+    return ok_status();
+  }
+  int rewinds = 0;
+
+ private:
+  std::string data_;
+  size_t chunk_;
+  size_t pos_ = 0;
+};
+
+class StringSink : public XmlSink {
+ public:
+  Status write(const char* d, size_t n) override {
+    out.append(d, n);
+    return ok_status();
+  }
+  Status reset() override {
+    out.clear();
+    return ok_status();
+  }
+  std::string out;
+};
+
+TEST(JsonToXmlGolden, EveryCorpusCaseMatchesByteForByte) {
+  const auto names = corpus_cases();
+  ASSERT_GE(names.size(), 31U);
+  const fs::path dir = fs::path(TRANSFER_TESTDATA) / "json2xml";
+  for (const auto& name : names) {
+    const std::string json = read_file(dir / "inputs" / (name + ".json"));
+    const std::string expected = read_file(dir / "expected" / (name + ".xml"));
+    auto xml = json_to_xml(json, {}, name);
+    ASSERT_TRUE(xml.ok()) << name << ": " << xml.error().message;
+    EXPECT_EQ(*xml, expected) << name;
+  }
+}
+
+TEST(JsonToXmlGolden, SameOutputAtEveryChunkSize) {
+  const fs::path dir = fs::path(TRANSFER_TESTDATA) / "json2xml";
+  for (const auto& name : corpus_cases()) {
+    const std::string json = read_file(dir / "inputs" / (name + ".json"));
+    const std::string expected = read_file(dir / "expected" / (name + ".xml"));
+    for (size_t chunk : {size_t{1}, size_t{2}, size_t{3}, size_t{7}, size_t{64}}) {
+      ChunkedSource src(json, chunk);
+      StringSink sink;
+      auto r = convert_json_to_xml(src, sink, {}, name);
+      ASSERT_TRUE(r.ok()) << name << " chunk " << chunk << ": " << r.error().message;
+      EXPECT_EQ(sink.out, expected) << name << " chunk " << chunk;
+    }
+  }
+}
+
+TEST(JsonToXml, DuplicateKeysTakeTheInMemoryPathOnly) {
+  ChunkedSource dup(R"({"a": 1, "a": 2})", 3);
+  StringSink sink;
+  auto r = convert_json_to_xml(dup, sink, {}, "dup");
+  ASSERT_TRUE(r.ok());
+  EXPECT_TRUE(r->used_in_memory_path);
+  EXPECT_EQ(dup.rewinds, 1);
+  EXPECT_EQ(sink.out, "<?xml version=\"1.0\" ?>\n<all>\n\t<a type=\"int\">2</a>\n</all>\n");
+
+  ChunkedSource plain(R"({"a": 1, "b": {"a": 2}})", 3);
+  auto r2 = convert_json_to_xml(plain, sink, {}, "plain");
+  ASSERT_TRUE(r2.ok());
+  EXPECT_FALSE(r2->used_in_memory_path);
+  EXPECT_EQ(plain.rewinds, 0);
+}
+
+TEST(JsonToXml, ManyKeysInOneObjectStayStreaming) {
+  std::string json = "{";
+  for (int i = 0; i < 1000; ++i) json += (i ? "," : "") + std::string("\"k") + std::to_string(i) + "\":" + std::to_string(i);
+  json += ",\"k17\":0}";
+  ChunkedSource src(json, 4096);
+  StringSink sink;
+  auto r = convert_json_to_xml(src, sink, {}, "many");
+  ASSERT_TRUE(r.ok());
+  EXPECT_TRUE(r->used_in_memory_path);  // the duplicate k17 is found past the linear-scan limit
+  EXPECT_NE(sink.out.find("<k17 type=\"int\">0</k17>"), std::string::npos);
+  EXPECT_LT(sink.out.find("<k17 "), sink.out.find("<k18 "));
+}
+
+struct BadCase {
+  std::string json;
+  std::string message_part;
+};
+
+TEST(JsonToXml, RejectsInvalidInputNamingFileAndOffset) {
+  const std::vector<BadCase> cases = {
+      {"{}garbage", "at byte offset 2"},
+      {std::string("{}\0garbage", 10), "at byte offset 2: raw NUL byte"},
+      {std::string("{\"a\":\"x\0\"}", 10), "at byte offset 7: raw NUL byte"},
+      {"{\"a\": \"\xff\"}", "at byte offset"},
+      {"{\"a\": \"\xc3\x28\"}", "at byte offset"},
+      {"", "at byte offset 0"},
+      {"{\"a\":", "at byte offset"},
+      {"[1,]", "at byte offset 3"},
+      {"{'a': 1}", "at byte offset 1"},
+      {"NaN", "at byte offset 0"},
+      {"{\"a\": 1e999}", "number out of range"},
+  };
+  for (const auto& c : cases) {
+    auto r = json_to_xml(c.json, {}, "books.json");
+    ASSERT_FALSE(r.ok()) << c.json;
+    EXPECT_EQ(r.error().code, ErrorCode::kInvalidJson) << c.json;
+    EXPECT_EQ(r.error().message.rfind("books.json: invalid JSON", 0), 0U) << r.error().message;
+    EXPECT_NE(r.error().message.find(c.message_part), std::string::npos)
+        << c.json << " -> " << r.error().message;
+  }
+}
+
+TEST(JsonToXml, DepthIsCapped) {
+  JsonToXmlOptions opts;
+  opts.max_depth = 10;
+  EXPECT_TRUE(json_to_xml(std::string(10, '[') + std::string(10, ']'), opts).ok());
+  auto r = json_to_xml(std::string(11, '[') + std::string(11, ']'), opts, "deep.json");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, ErrorCode::kTooDeep);
+  EXPECT_NE(r.error().message.find("deeper than 10"), std::string::npos);
+  auto huge = json_to_xml(std::string(100000, '['), {}, "huge.json");
+  ASSERT_FALSE(huge.ok());
+  EXPECT_EQ(huge.error().code, ErrorCode::kTooDeep);
+}
+
+TEST(JsonToXml, LoneSurrogatesBecomeReplacementCharacter) {
+  const std::string fffd = "\xEF\xBF\xBD";
+  EXPECT_EQ(*json_to_xml(R"(["\ud800"])"),
+            "<?xml version=\"1.0\" ?>\n<all>\n\t<item type=\"str\">" + fffd + "</item>\n</all>\n");
+  EXPECT_EQ(*json_to_xml(R"(["a\udc00b\ud83d\ude80\ud800\n"])"),
+            "<?xml version=\"1.0\" ?>\n<all>\n\t<item type=\"str\">a" + fffd + "b\xF0\x9F\x9A\x80" +
+                fffd + "\n</item>\n</all>\n");
+  EXPECT_EQ(*json_to_xml(R"({"\ud800": 1})"),
+            "<?xml version=\"1.0\" ?>\n<all>\n\t<key name=\"" + fffd + "\" type=\"int\">1</key>\n</all>\n");
+}
+
+TEST(JsonToXml, ScalarTopLevelEmptyString) {
+  EXPECT_EQ(*json_to_xml("\"\""), "<?xml version=\"1.0\" ?>\n<all>\n\t<item type=\"str\"/>\n</all>\n");
+  EXPECT_EQ(*json_to_xml("\xEF\xBB\xBF{}"), "<?xml version=\"1.0\" ?>\n<all/>\n");  // BOM accepted
+}
+
+TEST(PythonFloatRepr, MatchesPython) {
+  const std::vector<std::pair<double, std::string>> cases = {
+      {1.5, "1.5"}, {1e300, "1e+300"}, {1e-7, "1e-07"}, {-0.0, "-0.0"}, {2.0, "2.0"},
+      {0.1, "0.1"}, {1e15, "1000000000000000.0"}, {1e16, "1e+16"}, {0.0001, "0.0001"},
+      {0.00001, "1e-05"}, {5e-324, "5e-324"}, {1.7976931348623157e308, "1.7976931348623157e+308"},
+      {123456789012345680.0, "1.2345678901234568e+17"}, {-2.5e-8, "-2.5e-08"}, {100.0, "100.0"},
+      {123.456, "123.456"}, {1234567890123456.7, "1234567890123456.8"}, {0.0, "0.0"},
+  };
+  for (const auto& [v, want] : cases) EXPECT_EQ(python_float_repr(v), want) << want;
+}
+
+TEST(ElementName, FollowsDicttoxmlRules) {
+  struct Case {
+    std::string key, tag;
+    bool attr;
+  };
+  const std::vector<Case> cases = {
+      {"plain", "plain", false},       {"1", "n1", false},          {"01", "n01", false},
+      {"123abc", "key", true},         {"a b", "a_b", false},       {" lead", "_lead", false},
+      {"trail ", "trail", false},      {"trail\t", "trail", false}, {"a&b", "key", true},
+      {"x:y", "key", true},            {"xml:lang", "xml:lang", false}, {"xmlns", "xmlns", false},
+      {"", "key", true},               {"-bad", "key", true},       {".dot", "key", true},
+      {"a.b", "a.b", false},           {"\xE6\x9D\xB1", "\xE6\x9D\xB1", false},  // 東
+      {"\xF0\x9F\x9A\x80", "key", true},                           // 🚀 (not BMP)
+      {"\xD9\xA1\xD9\xA2", "n\xD9\xA1\xD9\xA2", false},            // Arabic-Indic digits
+      {"\xC2\xB2", "key", true},                                   // ² isdigit, but n² is no name
+      {"tab\tkey", "key", true},       {"a b ", "a_b_", false},
+  };
+  for (const auto& c : cases) {
+    const auto n = element_name_for_key(c.key);
+    EXPECT_EQ(n.tag, c.tag) << c.key;
+    EXPECT_EQ(n.has_name_attr, c.attr) << c.key;
+    if (c.attr) {
+      EXPECT_EQ(n.name_attr, c.key);
+    }
+  }
+}
+
+TEST(ElementName, AttributeValuesAreNormalisedAndEscaped) {
+  EXPECT_EQ(*json_to_xml(R"({"a\r\nb<\"&'>": 1})"),
+            "<?xml version=\"1.0\" ?>\n<all>\n\t<key name=\"a b&lt;&quot;&amp;'&gt;\" "
+            "type=\"int\">1</key>\n</all>\n");
+}
+
+}  // namespace
+}  // namespace transfer
