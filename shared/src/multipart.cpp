@@ -141,7 +141,27 @@ Status MultipartParser::process() {
         break;
       }
       case State::kData: {
-        const size_t at = buf_.find(delimiter_);
+        size_t at = buf_.find(delimiter_);
+        // A delimiter counts only when "--" or (optional whitespace and) CRLF follows it
+        // (RFC 2046); "\r\n--BOUNDARYX" inside the data is data.
+        while (at != std::string::npos) {
+          const size_t after = at + delimiter_.size();
+          if (buf_.size() < after + 2) break;  // cannot tell yet: wait for more
+          const char c = buf_[after];
+          if (buf_.compare(after, 2, "--") == 0 || c == '\r' || c == ' ' || c == '\t') break;
+          at = buf_.find(delimiter_, at + 1);
+        }
+        if (at != std::string::npos && buf_.size() < at + delimiter_.size() + 2) {
+          if (at > 0) {  // emit what precedes the undecided delimiter, keep the rest
+            auto st = handler_.on_part_data(buf_.data(), at);
+            if (!st) {
+              state_ = State::kFailed;
+              return st;
+            }
+            buf_.erase(0, at);
+          }
+          return ok_status();
+        }
         if (at == std::string::npos) {
           // Everything but a possible partial delimiter at the end is part data.
           const size_t keep = std::min(buf_.size(), delimiter_.size() - 1);
