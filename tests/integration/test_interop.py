@@ -1,0 +1,104 @@
+"""Interoperability with the Python reference pair, both ways."""
+import glob
+import os
+import subprocess
+import sys
+import unittest
+
+from harness import PEER, TESTDATA, Workdir, expected_xml, get, stop, wait_until, write_json
+
+
+def free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@unittest.skipUnless(os.path.isdir(PEER), "Python reference peer not found at %s" % PEER)
+class InteropTest(unittest.TestCase):
+    def setUp(self):
+        self.w = Workdir()
+
+    def tearDown(self):
+        self.w.cleanup()
+
+    def test_python_sender_to_our_receiver(self):
+        docs = {"alpha": {"a": 1, "list": [1, "two", None]}, "beta": [{"x": "é<&>"}], "gamma": {"n": 1.5}}
+        for name, doc in docs.items():
+            write_json(self.w.path("input", name + ".json"), doc)
+        self.w.start_receiver()
+        env = dict(os.environ, INPUT_DIR=self.w.path("input"), ENCRYPTION_KEY=self.w.key,
+                   STATE_DB=self.w.path("sstate", "state.sqlite"), RECEIVER_ADDRESS="127.0.0.1",
+                   RECEIVER_PORT=str(self.w.port), DICTTOXML_LOG="0")
+        r = subprocess.run(["/usr/bin/python3", os.path.join(PEER, "app", "sender.py"), "--once"],
+                           env=env, capture_output=True, timeout=120)
+        self.assertEqual(r.returncode, 0, r.stderr.decode())
+        for name in docs:
+            # What the Python sender encrypted is what our receiver wrote, byte for byte.
+            with open(self.w.path("input", name + ".xml"), "rb") as fh:
+                sent = fh.read()
+            with open(self.w.path("output", name + ".xml"), "rb") as fh:
+                self.assertEqual(fh.read(), sent, name)
+
+    def test_our_sender_to_python_receiver(self):
+        inputs = sorted(glob.glob(os.path.join(TESTDATA, "json2xml", "inputs", "*.json")))
+        for p in inputs:
+            with open(p, "rb") as src, open(self.w.path("input", os.path.basename(p)), "wb") as dst:
+                dst.write(src.read())
+        port = free_port()
+        env = dict(os.environ, OUTPUT_DIR=self.w.path("output"), DECRYPTION_KEY=self.w.key,
+                   SERVER_IP="127.0.0.1", SERVER_PORT=str(port))
+        log = open(self.w.path("gunicorn.log"), "wb")
+        gunicorn = subprocess.Popen(["/usr/bin/python3", "/usr/bin/gunicorn", "-c", "gunicorn.conf.py", "receiver:app"],
+                                    cwd=os.path.join(PEER, "app"), env=env, stdout=log, stderr=log)
+        log.close()
+        self.w.procs.append(gunicorn)
+        self.w.port = port
+        wait_until(lambda: self._healthy(), what="gunicorn health")
+        r = self.w.run_sender_once(port=port)
+        self.assertEqual(r.returncode, 0, r.stderr.decode())
+        for p in inputs:
+            name = os.path.basename(p)[:-5]
+            with open(os.path.join(TESTDATA, "json2xml", "expected", name + ".xml"), "rb") as fh:
+                want = fh.read()
+            with open(self.w.path("output", name + ".xml"), "rb") as fh:
+                self.assertEqual(fh.read(), want, name)
+        stop(gunicorn)
+
+    def _healthy(self):
+        try:
+            return get(self.w.url("/"))[0] == 200
+        except OSError:
+            return False
+
+    def test_tokens_python_accepts_our_receiver_accepts(self):
+        """Odd but valid token spellings (standard alphabet, whitespace, junk after padding)."""
+        from cryptography.fernet import Fernet, InvalidToken
+        self.w.start_receiver()
+        key = open(self.w.key, "rb").read().strip()
+        f = Fernet(key)
+        token = f.encrypt(b"<a/>")
+        variants = [token, token.replace(b"-", b"+").replace(b"_", b"/"), b"  " + token + b"\r\n",
+                    token[:20] + b"\n" + token[20:], token + b"trailing", token.rstrip(b"="), token[:-10], b""]
+        import urllib.request
+        for i, v in enumerate(variants):
+            try:
+                f.decrypt(v)
+                python_ok = True
+            except InvalidToken:
+                python_ok = False
+            body = (b"--B\r\nContent-Disposition: form-data; name=\"file\"; filename=\"t\"\r\n\r\n" + v +
+                    b"\r\n--B--\r\n")
+            req = urllib.request.Request(self.w.url("/upload/v%d" % i), data=body, method="POST",
+                                         headers={"Content-Type": "multipart/form-data; boundary=B"})
+            try:
+                with urllib.request.urlopen(req, timeout=10) as resp:
+                    status = resp.status
+            except urllib.error.HTTPError as e:
+                status = e.code
+            self.assertEqual(status == 201, python_ok, (i, v, status))
+
+
+if __name__ == "__main__":
+    unittest.main()

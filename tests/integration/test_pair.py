@@ -1,0 +1,164 @@
+"""The real sender and receiver over loopback: delivery, restarts, changes, bad input, outages."""
+import glob
+import json
+import os
+import random
+import sqlite3
+import subprocess
+import unittest
+
+from harness import BIN, TESTDATA, Workdir, expected_xml, stop, wait_until, write_json
+
+
+def random_doc(rng, i):
+    return {"id": i, "name": "doc %d ünïcødé 東京" % i, "ok": rng.random() < 0.5,
+            "score": rng.uniform(-1e6, 1e6), "tags": [rng.choice("abc") for _ in range(rng.randint(0, 4))],
+            "nested": {"deep": [{"x": None}, [1, 2.5, "s<&>\""]]}, "1st key": rng.randint(-10**20, 10**20)}
+
+
+class PairTest(unittest.TestCase):
+    def setUp(self):
+        self.w = Workdir()
+
+    def tearDown(self):
+        self.w.cleanup()
+
+    def outputs(self):
+        return sorted(os.path.basename(p) for p in glob.glob(self.w.path("output", "*.xml")))
+
+    def test_many_files_delivered_byte_identical_and_not_resent(self):
+        rng = random.Random(7)
+        docs = {"doc-%03d" % i: random_doc(rng, i) for i in range(150)}
+        for name, doc in docs.items():
+            write_json(self.w.path("input", name + ".json"), doc)
+        self.w.start_receiver()
+        r = self.w.run_sender_once()
+        self.assertEqual(r.returncode, 0, r.stderr.decode())
+        self.assertEqual(len(self.outputs()), 150)
+        for name, doc in docs.items():
+            with open(self.w.path("output", name + ".xml"), "rb") as fh:
+                self.assertEqual(fh.read(), expected_xml(doc), name)
+        # Only the JSON files are in the input directory: no intermediates.
+        self.assertEqual(len(os.listdir(self.w.path("input"))), 150)
+        # A restart of the sender resends nothing.
+        before = os.stat(self.w.path("output", "doc-000.xml")).st_mtime_ns
+        r = self.w.run_sender_once()
+        self.assertEqual(r.returncode, 0)
+        self.assertEqual(os.stat(self.w.path("output", "doc-000.xml")).st_mtime_ns, before)
+        db = sqlite3.connect(self.w.path("rstate", "receiver.db"))
+        self.assertEqual(db.execute("select count(*) from uploads where outcome='accepted'").fetchone()[0], 150)
+        sdb = sqlite3.connect(self.w.path("sstate", "sender.db"))
+        self.assertEqual(sdb.execute("select count(*) from files where state='delivered'").fetchone()[0], 150)
+
+    def test_golden_corpus_through_the_pair(self):
+        inputs = sorted(glob.glob(os.path.join(TESTDATA, "json2xml", "inputs", "*.json")))
+        for p in inputs:
+            with open(p, "rb") as src, open(self.w.path("input", os.path.basename(p)), "wb") as dst:
+                dst.write(src.read())
+        self.w.start_receiver()
+        r = self.w.run_sender_once()
+        self.assertEqual(r.returncode, 0, r.stderr.decode())
+        for p in inputs:
+            name = os.path.basename(p)[:-5]
+            with open(os.path.join(TESTDATA, "json2xml", "expected", name + ".xml"), "rb") as fh:
+                want = fh.read()
+            with open(self.w.path("output", name + ".xml"), "rb") as fh:
+                self.assertEqual(fh.read(), want, name)
+
+    def test_changed_file_is_sent_again(self):
+        write_json(self.w.path("input", "a.json"), {"v": 1})
+        self.w.start_receiver()
+        self.assertEqual(self.w.run_sender_once().returncode, 0)
+        write_json(self.w.path("input", "a.json"), {"v": 2})
+        self.assertEqual(self.w.run_sender_once().returncode, 0)
+        self.assertIn(b'<v type="int">2</v>', open(self.w.path("output", "a.xml"), "rb").read())
+        sdb = sqlite3.connect(self.w.path("sstate", "sender.db"))
+        self.assertEqual(sdb.execute("select count(*) from files where name='a.json' and state='delivered'").fetchone()[0], 2)
+
+    def test_dotted_names_do_not_collide(self):
+        write_json(self.w.path("input", "a.json"), {"v": "plain"})
+        write_json(self.w.path("input", "a.b.json"), {"v": "dotted"})
+        self.w.start_receiver()
+        self.assertEqual(self.w.run_sender_once().returncode, 0)
+        self.assertEqual(self.outputs(), ["a.b.xml", "a.xml"])
+
+    def test_invalid_json_rejected_while_the_rest_flow(self):
+        bad = {"trailing.json": b'{"a": 1} x', "nul.json": b'{"a": 1}\x00junk', "utf8.json": b'{"a": "\xff"}',
+               "empty.json": b"", "truncated.json": b'{"a": [1, 2'}
+        for name, data in bad.items():
+            with open(self.w.path("input", name), "wb") as fh:
+                fh.write(data)
+        for i in range(5):
+            write_json(self.w.path("input", "good%d.json" % i), {"i": i})
+        self.w.start_receiver()
+        r = self.w.run_sender_once()
+        self.assertEqual(r.returncode, 1)
+        self.assertEqual(self.outputs(), ["good%d.xml" % i for i in range(5)])
+        log = r.stderr.decode()
+        for name in bad:
+            self.assertRegex(log, r"rejected file=%s error=\"%s: invalid JSON at byte offset \d+" % (name, name))
+        sdb = sqlite3.connect(self.w.path("sstate", "sender.db"))
+        rows = dict(sdb.execute("select name, state from files"))
+        for name in bad:
+            self.assertEqual(rows[name], "rejected")
+        # Still rejected (not retried) next time, still exit 1; the good ones are not resent.
+        self.assertEqual(self.w.run_sender_once().returncode, 1)
+
+    def test_receiver_down_then_up_delivers(self):
+        for i in range(3):
+            write_json(self.w.path("input", "f%d.json" % i), {"i": i})
+        self.w.start_receiver()
+        port = self.w.port
+        stop(self.w.procs[-1])
+        sender = self.w.start_sender(port=port, SCAN_INTERVAL="0.2")
+        wait_until(lambda: "failed file=f0.json" in self.w.read("sender.log"), what="a failed attempt")
+        self.assertEqual(self.outputs(), [])
+        self.w.start_receiver(port=port)
+        wait_until(lambda: len(self.outputs()) == 3, what="delivery after the receiver came back")
+        self.assertEqual(stop(sender), 0)
+        sdb = sqlite3.connect(self.w.path("sstate", "sender.db"))
+        self.assertEqual(sdb.execute("select count(*) from files where state='delivered'").fetchone()[0], 3)
+        self.assertGreater(sdb.execute("select max(attempts) from files").fetchone()[0], 1)
+
+    def test_daemon_picks_up_new_files_and_stops_cleanly(self):
+        self.w.start_receiver()
+        sender = self.w.start_sender()
+        write_json(self.w.path("input", "late.json"), {"late": True})
+        wait_until(lambda: self.outputs() == ["late.xml"], what="pickup of a new file")
+        self.assertEqual(stop(sender), 0)
+        self.assertEqual(stop(self.w.procs[0]), 0)
+
+    def test_refuses_to_start_without_a_valid_key(self):
+        for content in (None, "not a key\n", ""):
+            key = self.w.path("badkey")
+            if os.path.exists(key):
+                os.unlink(key)
+            if content is not None:
+                with open(key, "w") as fh:
+                    fh.write(content)
+            for prog, var in (("receiver", "DECRYPTION_KEY"), ("sender", "ENCRYPTION_KEY")):
+                env = dict(os.environ, **{var: key, "OUTPUT_DIR": self.w.path("output"),
+                                          "INPUT_DIR": self.w.path("input"),
+                                          "STATUS_DB_PATH": self.w.path("sstate"), "SERVER_PORT": "0"})
+                r = subprocess.run([os.path.join(BIN, prog), "--once"] if prog == "sender" else [os.path.join(BIN, prog)],
+                                   env=env, capture_output=True, timeout=30)
+                self.assertEqual(r.returncode, 2, (prog, content, r.stderr))
+                err = r.stderr.decode()
+                self.assertIn(key, err)
+                self.assertIn("openssl base64", err)
+                self.assertEqual(len(err.strip().splitlines()), 1, err)
+
+    def test_help_and_version(self):
+        for prog, names in (("receiver", ["OUTPUT_DIR", "DECRYPTION_KEY", "SERVER_IP", "SERVER_PORT", "LOG_LEVEL", "STATUS_DB_PATH", "/usr/src/app-receiver/output"]),
+                            ("sender", ["INPUT_DIR", "ENCRYPTION_KEY", "SCAN_INTERVAL", "STATUS_DB_PATH", "RECEIVER_ADDRESS", "RECEIVER_PORT", "RECEIVER_URI", "LOG_LEVEL", "/usr/src/app-sender/input"])):
+            r = subprocess.run([os.path.join(BIN, prog), "--help"], capture_output=True, timeout=10)
+            self.assertEqual(r.returncode, 0)
+            for n in names:
+                self.assertIn(n, r.stdout.decode(), (prog, n))
+            v = subprocess.run([os.path.join(BIN, prog), "--version"], capture_output=True, timeout=10)
+            self.assertEqual(v.returncode, 0)
+            self.assertRegex(v.stdout.decode(), r"\d+\.\d+\.\d+")
+
+
+if __name__ == "__main__":
+    unittest.main()
