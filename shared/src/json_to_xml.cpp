@@ -389,7 +389,7 @@ class XmlEmitter {
   std::vector<bool> open_has_children_;
 };
 
-std::string format_integer_text(double /*value*/, const std::string& raw) {
+std::string format_integer_text(const std::string& raw) {
   // nlohmann hands integers beyond 64 bits over as floats, with their text: keep the text.
   return raw == "-0" ? std::string("0") : raw;
 }
@@ -476,7 +476,7 @@ class StreamingSax : public SaxBase {
   bool number_integer(int64_t v) { return leaf("int", to_text(v), false); }
   bool number_unsigned(uint64_t v) { return leaf("int", to_text(v), false); }
   bool number_float(double v, const std::string& raw) {
-    if (raw_is_integer(raw)) return leaf("int", format_integer_text(v, raw), false);
+    if (raw_is_integer(raw)) return leaf("int", format_integer_text(raw), false);
     return leaf("float", python_float_repr(v), false);
   }
   bool string(std::string& v) { return leaf("str", clean_xml_chars(v), true); }
@@ -576,7 +576,7 @@ class TreeSax : public SaxBase {
   bool number_integer(int64_t v) { return add(Node::kInt, std::to_string(v)); }
   bool number_unsigned(uint64_t v) { return add(Node::kInt, std::to_string(v)); }
   bool number_float(double v, const std::string& raw) {
-    if (raw_is_integer(raw)) return add(Node::kInt, format_integer_text(v, raw));
+    if (raw_is_integer(raw)) return add(Node::kInt, format_integer_text(raw));
     return add(Node::kFloat, python_float_repr(v));
   }
   bool string(std::string& v) { return add(Node::kString, clean_xml_chars(v)); }

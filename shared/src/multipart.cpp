@@ -152,43 +152,20 @@ Status MultipartParser::process() {
           at = buf_.find(delimiter_, at + 1);
         }
         if (at != std::string::npos && buf_.size() < at + delimiter_.size() + 2) {
-          if (at > 0) {  // emit what precedes the undecided delimiter, keep the rest
-            auto st = handler_.on_part_data(buf_.data(), at);
-            if (!st) {
-              state_ = State::kFailed;
-              return st;
-            }
-            buf_.erase(0, at);
-          }
-          return ok_status();
+          return emit_data(at);  // what precedes the undecided delimiter; keep the rest
         }
         if (at == std::string::npos) {
           // Everything but a possible partial delimiter at the end is part data.
           const size_t keep = std::min(buf_.size(), delimiter_.size() - 1);
-          const size_t emit = buf_.size() - keep;
-          if (emit > 0) {
-            auto st = handler_.on_part_data(buf_.data(), emit);
-            if (!st) {
-              state_ = State::kFailed;
-              return st;
-            }
-            buf_.erase(0, emit);
-          }
-          return ok_status();
+          return emit_data(buf_.size() - keep);
         }
-        if (at > 0) {
-          auto st = handler_.on_part_data(buf_.data(), at);
-          if (!st) {
-            state_ = State::kFailed;
-            return st;
-          }
-        }
+        if (auto st = emit_data(at); !st) return st;
         in_part_ = false;
         if (auto st = handler_.on_part_end(); !st) {
           state_ = State::kFailed;
           return st;
         }
-        buf_.erase(0, at + delimiter_.size());
+        buf_.erase(0, delimiter_.size());
         state_ = State::kAfterBoundary;
         break;
       }
@@ -203,6 +180,18 @@ Status MultipartParser::process() {
         return make_error(ErrorCode::kMalformedRequest, "malformed multipart body");
     }
   }
+}
+
+// Hands the first `size` buffered bytes to the part-data handler and drops them.
+Status MultipartParser::emit_data(size_t size) {
+  if (size == 0) return ok_status();
+  auto st = handler_.on_part_data(buf_.data(), size);
+  if (!st) {
+    state_ = State::kFailed;
+    return st;
+  }
+  buf_.erase(0, size);
+  return ok_status();
 }
 
 Status MultipartParser::parse_headers(std::string_view block) {

@@ -1,5 +1,6 @@
 """Shared pieces of the integration tests: temp dirs, keys, starting the real binaries on
 port 0 and waiting with deadlines (never fixed sleeps), stopping them by PID."""
+import glob
 import json
 import os
 import shutil
@@ -135,3 +136,23 @@ def get(url, timeout=5):
             return r.status, r.read()
     except urllib.error.HTTPError as e:
         return e.code, e.read()
+
+
+CORPUS = os.path.join(TESTDATA, "json2xml")
+
+
+def copy_corpus(input_dir):
+    """Copies the golden corpus inputs into input_dir; returns the case names."""
+    names = []
+    for p in sorted(glob.glob(os.path.join(CORPUS, "inputs", "*.json"))):
+        shutil.copyfile(p, os.path.join(input_dir, os.path.basename(p)))
+        names.append(os.path.basename(p)[:-5])
+    return names
+
+
+def assert_corpus_outputs(test, names, output_dir):
+    for name in names:
+        with open(os.path.join(CORPUS, "expected", name + ".xml"), "rb") as fh:
+            want = fh.read()
+        with open(os.path.join(output_dir, name + ".xml"), "rb") as fh:
+            test.assertEqual(fh.read(), want, name)

@@ -1,11 +1,10 @@
 """Interoperability with the Python reference pair, both ways."""
-import glob
 import os
 import subprocess
 import sys
 import unittest
 
-from harness import PEER, TESTDATA, Workdir, expected_xml, get, stop, wait_until, write_json
+from harness import PEER, Workdir, assert_corpus_outputs, copy_corpus, get, stop, wait_until, write_json
 
 
 def free_port():
@@ -44,10 +43,7 @@ class InteropTest(unittest.TestCase):
                 self.assertEqual(fh.read(), sent, name)
 
     def test_our_sender_to_python_receiver(self):
-        inputs = sorted(glob.glob(os.path.join(TESTDATA, "json2xml", "inputs", "*.json")))
-        for p in inputs:
-            with open(p, "rb") as src, open(self.w.path("input", os.path.basename(p)), "wb") as dst:
-                dst.write(src.read())
+        names = copy_corpus(self.w.path("input"))
         port = free_port()
         env = dict(os.environ, OUTPUT_DIR=self.w.path("output"), DECRYPTION_KEY=self.w.key,
                    SERVER_IP="127.0.0.1", SERVER_PORT=str(port))
@@ -60,12 +56,7 @@ class InteropTest(unittest.TestCase):
         wait_until(lambda: self._healthy(), what="gunicorn health")
         r = self.w.run_sender_once(port=port)
         self.assertEqual(r.returncode, 0, r.stderr.decode())
-        for p in inputs:
-            name = os.path.basename(p)[:-5]
-            with open(os.path.join(TESTDATA, "json2xml", "expected", name + ".xml"), "rb") as fh:
-                want = fh.read()
-            with open(self.w.path("output", name + ".xml"), "rb") as fh:
-                self.assertEqual(fh.read(), want, name)
+        assert_corpus_outputs(self, names, self.w.path("output"))
         stop(gunicorn)
 
     def _healthy(self):

@@ -7,7 +7,7 @@ import sqlite3
 import subprocess
 import unittest
 
-from harness import BIN, TESTDATA, Workdir, expected_xml, stop, wait_until, write_json
+from harness import BIN, Workdir, assert_corpus_outputs, copy_corpus, expected_xml, stop, wait_until, write_json
 
 
 def random_doc(rng, i):
@@ -51,19 +51,11 @@ class PairTest(unittest.TestCase):
         self.assertEqual(sdb.execute("select count(*) from files where state='delivered'").fetchone()[0], 150)
 
     def test_golden_corpus_through_the_pair(self):
-        inputs = sorted(glob.glob(os.path.join(TESTDATA, "json2xml", "inputs", "*.json")))
-        for p in inputs:
-            with open(p, "rb") as src, open(self.w.path("input", os.path.basename(p)), "wb") as dst:
-                dst.write(src.read())
+        names = copy_corpus(self.w.path("input"))
         self.w.start_receiver()
         r = self.w.run_sender_once()
         self.assertEqual(r.returncode, 0, r.stderr.decode())
-        for p in inputs:
-            name = os.path.basename(p)[:-5]
-            with open(os.path.join(TESTDATA, "json2xml", "expected", name + ".xml"), "rb") as fh:
-                want = fh.read()
-            with open(self.w.path("output", name + ".xml"), "rb") as fh:
-                self.assertEqual(fh.read(), want, name)
+        assert_corpus_outputs(self, names, self.w.path("output"))
 
     def test_changed_file_is_sent_again(self):
         write_json(self.w.path("input", "a.json"), {"v": 1})

@@ -44,6 +44,7 @@ class MultipartParser {
   Status fail(std::string why);
   Status process();
   Status parse_headers(std::string_view block);
+  Status emit_data(size_t size);
 
   std::string dash_boundary_;   // "--" + boundary
   std::string delimiter_;       // "\r\n--" + boundary
