@@ -3,7 +3,12 @@
 #include <httplib.h>
 
 #include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
 #include <nlohmann/json.hpp>
+#include <thread>
+#include <vector>
 
 namespace transfer::receiver {
 namespace {
@@ -49,18 +54,70 @@ bool header_contains(const httplib::Request& req, const char* name, const char* 
   return false;
 }
 
+// cpp-httplib's ThreadPool keeps an unbounded list of accepted connections. This one blocks the
+// accept loop once `limit` connections wait, so a flood costs kernel backlog, not our memory.
+class BoundedThreadPool : public httplib::TaskQueue {
+ public:
+  BoundedThreadPool(size_t threads, size_t limit) : limit_(limit) {
+    for (size_t i = 0; i < threads; ++i) workers_.emplace_back([this] { work(); });
+  }
+  ~BoundedThreadPool() override { shutdown(); }
+  void enqueue(std::function<void()> fn) override {
+    std::unique_lock lock(mu_);
+    space_.wait(lock, [this] { return jobs_.size() < limit_ || shutdown_; });
+    jobs_.push_back(std::move(fn));
+    ready_.notify_one();
+  }
+  void shutdown() override {  // runs what is queued, then joins
+    {
+      std::lock_guard lock(mu_);
+      shutdown_ = true;
+    }
+    ready_.notify_all();
+    space_.notify_all();
+    for (auto& t : workers_) {
+      if (t.joinable()) t.join();
+    }
+  }
+
+ private:
+  void work() {
+    for (;;) {
+      std::function<void()> fn;
+      {
+        std::unique_lock lock(mu_);
+        ready_.wait(lock, [this] { return !jobs_.empty() || shutdown_; });
+        if (jobs_.empty()) return;
+        fn = std::move(jobs_.front());
+        jobs_.pop_front();
+      }
+      space_.notify_one();
+      fn();
+    }
+  }
+  const size_t limit_;
+  std::mutex mu_;
+  std::condition_variable ready_;
+  std::condition_variable space_;
+  std::deque<std::function<void()>> jobs_;
+  bool shutdown_ = false;
+  std::vector<std::thread> workers_;
+};
+
 }  // namespace
 
 HttpServer::HttpServer(HttpServerOptions options, const UploadSettings& settings,
-                       UploadObserver observer, Logger logger)
+                       OutputCommitter& committer, UploadObserver observer, Logger logger)
     : options_(std::move(options)),
       settings_(settings),
+      committer_(committer),
       observer_(std::move(observer)),
       logger_(std::move(logger)),
       server_(std::make_unique<httplib::Server>()) {
   auto& svr = *server_;
-  const int threads = options_.threads;
-  svr.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
+  const auto threads = static_cast<size_t>(options_.threads);
+  const auto queue_limit = static_cast<size_t>(options_.queue_limit);
+  svr.new_task_queue = [threads, queue_limit] { return new BoundedThreadPool(threads, queue_limit); };
   const auto secs = static_cast<time_t>(options_.read_timeout_s);
   svr.set_read_timeout(secs, static_cast<time_t>((options_.read_timeout_s - static_cast<double>(secs)) * 1e6));
   svr.set_write_timeout(30, 0);
@@ -129,8 +186,11 @@ HttpServer::HttpServer(HttpServerOptions options, const UploadSettings& settings
     head.content_length = content_length(req);
     head.chunked = header_contains(req, "Transfer-Encoding", "chunked");
     head.has_content_encoding = req.has_header("Content-Encoding");
+    head.idempotency_key = req.get_header_value(kIdempotencyKeyHeader);
+    if (req.has_header(kPlaintextSha256Header)) head.claimed_sha256 = req.get_header_value(kPlaintextSha256Header);
     const std::string peer = req.remote_addr + ":" + std::to_string(req.remote_port);
 
+    ++in_flight_;
     UploadOutcome outcome;
     bool body_fully_read = true;
     if (auto refusal = precheck_upload(head, settings_)) {
@@ -146,12 +206,13 @@ HttpServer::HttpServer(HttpServerOptions options, const UploadSettings& settings
         drained += size;  // failed already: drop a little more so keep-alive survives
         return drained <= kDrainLimit;
       });
-      outcome = session.finish(unix_now());
-      if (!body_fully_read && outcome.status == 201) {
-        outcome.status = 400;
-        outcome.message = "the request body ended early";
+      if (!body_fully_read) {
+        outcome = session.abandon(400, "the request body ended early");
+      } else {
+        outcome = session.finish(unix_now(), committer_, peer);
       }
     }
+    --in_flight_;
     if (!body_fully_read) res.set_header("Connection", "close");
     res.status = outcome.status;
     res.set_content(outcome.json_body(), kJson);

@@ -1,5 +1,7 @@
 #include "receiver_config.hpp"
 
+#include "output_committer.hpp"
+
 namespace transfer::receiver {
 
 const std::vector<OptionSpec>& receiver_options() {
@@ -15,6 +17,9 @@ const std::vector<OptionSpec>& receiver_options() {
       {"token-ttl", "TOKEN_TTL", "0", "Refuse tokens older than this many seconds (0: no limit, as the old pair)"},
       {"read-timeout", "READ_TIMEOUT", "30", "Seconds a client may stall while sending"},
       {"ready-file", "READY_FILE", "", "Write the listening port to this file once ready"},
+      {"on-conflict", "ON_CONFLICT", "overwrite", "A name uploaded again with other content: overwrite, reject (409) or version (<name>.1.xml, ...)"},
+      {"drain-timeout", "DRAIN_TIMEOUT", "10", "Seconds in-flight uploads may take to finish after SIGTERM"},
+      {"queue-limit", "QUEUE_LIMIT", "32", "Accepted connections that may wait for a thread (then the kernel backlog)"},
   };
   return kOptions;
 }
@@ -52,6 +57,14 @@ std::variant<ReceiverConfig, EarlyExit> load_receiver_config(const std::vector<s
   auto rt = parse_seconds(v.get("read-timeout"), "READ_TIMEOUT");
   if (!rt) return bad(rt.error());
   c.read_timeout_s = *rt;
+  c.on_conflict = v.get("on-conflict");
+  if (auto p = parse_conflict_policy(c.on_conflict); !p) return bad(p.error());
+  auto drain = parse_seconds(v.get("drain-timeout"), "DRAIN_TIMEOUT");
+  if (!drain) return bad(drain.error());
+  c.drain_timeout_s = *drain;
+  auto queue = parse_integer(v.get("queue-limit"), "QUEUE_LIMIT", 1, 100000);
+  if (!queue) return bad(queue.error());
+  c.queue_limit = static_cast<int>(*queue);
   return c;
 }
 

@@ -22,6 +22,9 @@ struct ReceiverConfig {
   std::optional<uint64_t> token_ttl;
   double read_timeout_s = 30;
   std::string ready_file;
+  std::string on_conflict = "overwrite";
+  double drain_timeout_s = 10;
+  int queue_limit = 32;
 };
 
 const std::vector<OptionSpec>& receiver_options();

@@ -2,6 +2,8 @@
 
 #include <unistd.h>
 
+#include <chrono>
+#include <cstdlib>
 #include <filesystem>
 
 #include "transfer/file_util.hpp"
@@ -35,8 +37,17 @@ Result<std::unique_ptr<ReceiverService>> ReceiverService::create(const ReceiverC
     return errno_error("output directory is not writable:", config.output_dir, errno);
   }
   remove_stale_temps(config.output_dir, logger);
-  auto ledger = UploadLedger::open(config.status_db_path + "/receiver.db");
+  const std::string db_path = config.status_db_path + "/receiver.db";
+  // A damaged ledger is kept for inspection and reported; output files already written are
+  // still recognised by content when a sender retries them.
+  auto ledger = open_moving_aside_if_damaged(
+      db_path, [](const std::string& p) { return UploadLedger::open(p); },
+      [&](const std::string& why, const std::string& aside) {
+        logger->error("{}; moved it aside to {} and started a new ledger", why, log_value(aside));
+      });
   if (!ledger) return ledger.error();
+  auto policy = parse_conflict_policy(config.on_conflict);
+  if (!policy) return policy.error();
   UploadSettings settings;
   settings.output_dir = config.output_dir;
   settings.keys = std::move(*keys);
@@ -44,18 +55,19 @@ Result<std::unique_ptr<ReceiverService>> ReceiverService::create(const ReceiverC
   settings.ttl_seconds = config.token_ttl;
   logger->info("key loaded path={} keys={}", log_value(config.key_path), settings.keys.size());
   return std::unique_ptr<ReceiverService>(
-      new ReceiverService(config, std::move(logger), std::move(*ledger), std::move(settings)));
+      new ReceiverService(config, std::move(logger), std::move(*ledger), std::move(settings), *policy));
 }
 
 ReceiverService::ReceiverService(const ReceiverConfig& config, Logger logger, UploadLedger ledger,
-                                 UploadSettings settings)
+                                 UploadSettings settings, ConflictPolicy policy)
     : config_(config),
       logger_(std::move(logger)),
       ledger_(std::move(ledger)),
       settings_(std::move(settings)),
+      committer_(settings_.output_dir, policy, settings_.fsync, ledger_),
       server_(HttpServerOptions{config.server_ip, config.server_port, config.threads,
-                                config.read_timeout_s},
-              settings_,
+                                config.read_timeout_s, config.queue_limit},
+              settings_, committer_,
               [this](const std::string& n, const UploadOutcome& o, const std::string& p, double ms) {
                 on_upload(n, o, p, ms);
               },
@@ -74,22 +86,56 @@ Result<int> ReceiverService::start() {
   return *port;
 }
 
+ReceiverService::~ReceiverService() {
+  {
+    std::lock_guard lock(mu_);
+    done_ = true;
+  }
+  served_.notify_all();
+  if (drain_watch_.joinable()) drain_watch_.join();
+}
+
 Status ReceiverService::run() {
   auto st = server_.serve();
+  {
+    std::lock_guard lock(mu_);
+    done_ = true;
+  }
+  served_.notify_all();
   logger_->info("stopped");
   return st;
 }
 
-void ReceiverService::stop() { server_.stop(); }
+void ReceiverService::stop() {
+  std::lock_guard lock(mu_);
+  if (stopping_) return;
+  stopping_ = true;
+  logger_->info("stopping: no new connections, draining in-flight uploads={} timeout_s={}",
+                server_.uploads_in_flight(), config_.drain_timeout_s);
+  server_.stop();
+  drain_watch_ = std::thread([this] { watch_drain(); });
+}
+
+void ReceiverService::watch_drain() {
+  std::unique_lock lock(mu_);
+  if (served_.wait_for(lock, std::chrono::duration<double>(config_.drain_timeout_s), [this] { return done_; })) {
+    return;
+  }
+  logger_->warn("drain timeout: abandoning in-flight uploads={} (their temporary files are removed "
+                "at the next start; senders retry)", server_.uploads_in_flight());
+  logger_->flush();
+  std::_Exit(0);
+}
 
 void ReceiverService::on_upload(const std::string& name, const UploadOutcome& outcome,
                                 const std::string& peer, double ms) {
   Status st = ok_status();
   if (outcome.status == 201) {
-    logger_->info("upload accepted name={} bytes={} sha256={} status=201 ms={:.1f} peer={} key={}",
-                  log_value(name), outcome.bytes, outcome.sha256, ms, peer, outcome.key_index);
-    st = ledger_.record_accepted(name, outcome.output_path, static_cast<int64_t>(outcome.bytes),
-                                 outcome.sha256, peer);
+    logger_->info("upload {} name={} bytes={} sha256={} status=201 ms={:.1f} peer={} key={} path={}",
+                  outcome.duplicate ? "duplicate (answered from the ledger)" : "accepted",
+                  log_value(name), outcome.bytes, outcome.sha256, ms, peer, outcome.key_index,
+                  log_value(outcome.output_path));
+    if (!outcome.warning.empty()) logger_->error("name={} {}", log_value(name), outcome.warning);
   } else {
     logger_->warn("upload rejected name={} status={} reason={} ms={:.1f} peer={}", log_value(name),
                   outcome.status, log_value(outcome.message), ms, peer);

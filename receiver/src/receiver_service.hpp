@@ -1,9 +1,13 @@
 #pragma once
 // The receiver as a whole: key, ledger, output directory and HTTP server, started and stopped.
 
+#include <condition_variable>
 #include <memory>
+#include <mutex>
+#include <thread>
 
 #include "http_server.hpp"
+#include "output_committer.hpp"
 #include "receiver_config.hpp"
 #include "transfer/logging.hpp"
 #include "transfer/upload_ledger.hpp"
@@ -12,27 +16,38 @@ namespace transfer::receiver {
 
 class ReceiverService {
  public:
-  // Loads the key (kInvalidKey when missing or malformed), opens the ledger, prepares the
-  // output directory (removing temporary files a crash left behind).
+  // Loads the key (kInvalidKey when missing or malformed), opens the ledger (a damaged one is
+  // moved aside and reported), prepares the output directory (removing temporary files a crash
+  // left behind).
   static Result<std::unique_ptr<ReceiverService>> create(const ReceiverConfig& config, Logger logger);
+  ~ReceiverService();
 
   // Binds the socket, logs the address and writes the ready file. Returns the port.
   Result<int> start();
-  // Serves until stop() (from a signal); in-flight uploads finish first.
+  // Serves until stop() (from a signal); in-flight uploads get DRAIN_TIMEOUT to finish, after
+  // which the process exits 0 anyway (their temporary files are removed at the next start and
+  // the senders retry).
   Status run();
   void stop();
 
  private:
   ReceiverService(const ReceiverConfig& config, Logger logger, UploadLedger ledger,
-                  UploadSettings settings);
+                  UploadSettings settings, ConflictPolicy policy);
   void on_upload(const std::string& name, const UploadOutcome& outcome, const std::string& peer,
                  double ms);
+  void watch_drain();
 
   ReceiverConfig config_;
   Logger logger_;
   UploadLedger ledger_;
   UploadSettings settings_;
+  OutputCommitter committer_;
   HttpServer server_;
+  std::mutex mu_;
+  std::condition_variable served_;
+  bool stopping_ = false;
+  bool done_ = false;
+  std::thread drain_watch_;
 };
 
 }  // namespace transfer::receiver

@@ -15,6 +15,7 @@ std::string UploadOutcome::json_body() const {
   j["status_code"] = status;
   if (status == 201) {
     j["bytes"] = bytes;
+    j["duplicate"] = duplicate;
     j["sha256"] = sha256;
   }
   return j.dump(-1, ' ', /*ensure_ascii=*/true) + "\n";
@@ -29,6 +30,8 @@ int status_for(const Error& error) {
     case ErrorCode::kInvalidToken:
     case ErrorCode::kInvalidKey: return 422;
     case ErrorCode::kNoSpace: return 507;
+    case ErrorCode::kConflict: return 409;
+    case ErrorCode::kDatabase: return 503;
     default: return 500;
   }
 }
@@ -42,6 +45,14 @@ std::optional<UploadOutcome> precheck_upload(const UploadRequestHead& head,
     return o;
   };
   if (auto st = validate_upload_name(head.name); !st) return refuse(400, st.error().message);
+  if (head.idempotency_key.size() > 256 ||
+      head.idempotency_key.find_first_not_of("0123456789abcdefABCDEF-_.:") != std::string::npos) {
+    return refuse(400, std::string(kIdempotencyKeyHeader) + " must be at most 256 characters of [0-9A-Za-z-_.:]");
+  }
+  if (head.claimed_sha256 && (head.claimed_sha256->size() != 64 ||
+                              head.claimed_sha256->find_first_not_of("0123456789abcdef") != std::string::npos)) {
+    return refuse(400, std::string(kPlaintextSha256Header) + " must be 64 lowercase hexadecimal digits");
+  }
   if (head.has_content_encoding) {
     return refuse(415, "Content-Encoding is not accepted on uploads (its size cannot be bounded)");
   }
@@ -62,7 +73,8 @@ std::optional<UploadOutcome> precheck_upload(const UploadRequestHead& head,
 UploadSession::UploadSession(const UploadRequestHead& head, const UploadSettings& settings)
     : settings_(settings),
       name_(head.name),
-      final_path_(settings.output_dir + "/" + head.name + ".xml"),
+      idempotency_key_(head.idempotency_key),
+      claimed_sha256_(head.claimed_sha256),
       parser_(multipart_boundary(head.content_type).value_or("-"),
               MultipartParser::Handler{
                   [this](const MultipartPart& p) { return on_part_begin(p); },
@@ -143,7 +155,13 @@ bool UploadSession::feed(const char* data, size_t size) {
   return true;
 }
 
-UploadOutcome UploadSession::finish(uint64_t now_unix_seconds) {
+UploadOutcome UploadSession::abandon(int status, const std::string& message) {
+  fail(status, message);
+  return *failure_;
+}
+
+UploadOutcome UploadSession::finish(uint64_t now_unix_seconds, OutputCommitter& committer,
+                                    const std::string& peer) {
   if (failure_) return *failure_;
   if (auto st = parser_.finish(); !st) {
     fail(st.error());
@@ -165,35 +183,37 @@ UploadOutcome UploadSession::finish(uint64_t now_unix_seconds) {
       return *failure_;
     }
   }
-  const std::string temp_path = out->temp.path;
-  Status st = ok_status();
-  if (settings_.fsync) st = fsync_fd(out->temp.fd.get(), temp_path);
-  out->temp.fd.reset();
-  if (st && std::rename(temp_path.c_str(), final_path_.c_str()) != 0) {
-    st = errno_error("cannot rename into", final_path_, errno);
-  }
-  if (!st) {
-    fail(st.error());
+  VerifiedUpload verified;
+  verified.name = name_;
+  verified.temp_path = out->temp.path;
+  verified.sha256 = out->hash.hex_digest();
+  verified.bytes = out->bytes;
+  verified.key_index = *key;
+  verified.idempotency_key = idempotency_key_;
+  if (claimed_sha256_ && *claimed_sha256_ != verified.sha256) {
+    fail(422, "the plaintext's SHA-256 " + verified.sha256 + " is not the " +
+                  kPlaintextSha256Header + " sent (" + *claimed_sha256_ + ")");
     return *failure_;
   }
-  UploadOutcome o;
-  o.status = 201;
-  o.message = "File is decrypted and saved to " + final_path_;
-  o.output_path = final_path_;
-  o.bytes = out->bytes;
-  o.sha256 = out->hash.hex_digest();
-  o.key_index = *key;
-  out.reset();  // committed: no longer a temporary file to remove
-  discard_temps();
   if (settings_.fsync) {
-    if (auto d = fsync_directory(settings_.output_dir); !d) {
-      // The file is in place but its directory entry may not be durable yet: report it.
-      UploadOutcome e;
-      e.status = status_for(d.error());
-      e.message = d.error().message;
-      return e;
+    if (auto st = fsync_fd(out->temp.fd.get(), verified.temp_path); !st) {
+      fail(st.error());
+      return *failure_;
     }
   }
+  out->temp.fd.reset();
+  out.reset();  // the committer owns the temporary file from here
+  discard_temps();
+  const CommitResult committed = committer.commit(verified, peer);
+  UploadOutcome o;
+  o.status = committed.status;
+  o.message = committed.message;
+  o.output_path = committed.output_path;
+  o.bytes = verified.bytes;
+  o.sha256 = verified.sha256;
+  o.key_index = verified.key_index;
+  o.duplicate = committed.duplicate;
+  o.warning = committed.warning;
   return o;
 }
 

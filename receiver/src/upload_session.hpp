@@ -3,8 +3,9 @@
 // request line and headers with precheck_upload(), feeds body bytes to an UploadSession and
 // turns the UploadOutcome into a response. The body (multipart/form-data with one part named
 // `file` holding a Fernet token) is streamed: token text -> plaintext -> a hidden temporary file
-// in the output directory, whose HMAC is verified before it is fsynced and renamed to
-// <name>.xml. On any error the temporary file is removed and nothing is written.
+// in the output directory, whose HMAC is verified before it is fsynced and handed to the
+// OutputCommitter (which renames it into place or answers a retry from the ledger). On any error
+// the temporary file is removed and nothing is written.
 
 #include <cstdint>
 #include <optional>
@@ -16,6 +17,7 @@
 #include "transfer/key_file.hpp"
 #include "transfer/multipart.hpp"
 #include "transfer/sha256.hpp"
+#include "output_committer.hpp"
 
 namespace transfer::receiver {
 
@@ -26,7 +28,10 @@ struct UploadOutcome {
   uint64_t bytes = 0;       // plaintext bytes written
   std::string sha256;       // of the plaintext
   size_t key_index = 0;
-  // The JSON body: {"bytes":..,"msg":..,"sha256":..,"status_code":..} (keys sorted, as Flask).
+  bool duplicate = false;   // a retry answered from the ledger
+  std::string warning;      // logged, not sent
+  // The JSON body: {"bytes":..,"duplicate":..,"msg":..,"sha256":..,"status_code":..} on 201,
+  // {"msg":..,"status_code":..} otherwise (keys sorted, compact, as Flask's jsonify).
   std::string json_body() const;
 };
 
@@ -44,7 +49,13 @@ struct UploadRequestHead {
   std::optional<uint64_t> content_length;
   bool chunked = false;
   bool has_content_encoding = false;
+  std::string idempotency_key;                // Idempotency-Key, if sent
+  std::optional<std::string> claimed_sha256;  // X-Transfer-Plaintext-SHA256, if sent
 };
+
+// Headers of an upload besides Content-Type.
+inline constexpr const char* kIdempotencyKeyHeader = "Idempotency-Key";
+inline constexpr const char* kPlaintextSha256Header = "X-Transfer-Plaintext-SHA256";
 
 // Refuses what can be refused before reading the body (name, type, length, encodings).
 std::optional<UploadOutcome> precheck_upload(const UploadRequestHead& head,
@@ -60,7 +71,10 @@ class UploadSession {
 
   // False once the session has failed; the outcome then says why.
   bool feed(const char* data, size_t size);
-  UploadOutcome finish(uint64_t now_unix_seconds);
+  // Verifies the token and hands the plaintext to `committer`.
+  UploadOutcome finish(uint64_t now_unix_seconds, OutputCommitter& committer, const std::string& peer);
+  // The body did not arrive whole: the failure seen first, else (status, message).
+  UploadOutcome abandon(int status, const std::string& message);
 
  private:
   Status on_part_begin(const MultipartPart& part);
@@ -79,7 +93,8 @@ class UploadSession {
 
   const UploadSettings& settings_;
   std::string name_;
-  std::string final_path_;
+  std::string idempotency_key_;
+  std::optional<std::string> claimed_sha256_;
   MultipartParser parser_;
   std::optional<FernetStreamDecryptor> decryptor_;
   std::vector<std::optional<Output>> outputs_;  // per key index

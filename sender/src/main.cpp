@@ -36,5 +36,5 @@ int main(int argc, char** argv) {
   const auto summary = (*service)->run();
   running = nullptr;
   if (!config.once || stop_requested) return 0;
-  return summary.failed + summary.rejected > 0 ? 1 : 0;
+  return summary.failed + summary.quarantined > 0 ? 1 : 0;
 }

@@ -15,6 +15,16 @@ const std::vector<OptionSpec>& sender_options() {
       {"max-depth", "MAX_DEPTH", "512", "Deepest JSON nesting accepted (deeper files are rejected)"},
       {"connect-timeout", "CONNECT_TIMEOUT", "10", "Seconds to wait for a connection to the receiver"},
       {"io-timeout", "IO_TIMEOUT", "60", "Seconds a send or a wait for the answer may stall"},
+      {"min-file-age", "MIN_FILE_AGE", "1", "Seconds a file's size and mtime must stay unchanged before it is taken (0: at once)"},
+      {"ignore-globs", "IGNORE_GLOBS", "", "Comma-separated name patterns to leave alone, besides dot-files and *.tmp *.part *.partial *.swp"},
+      {"inotify", "INOTIFY", "on", "on: pick files up at once through inotify (rescans still run); off: rescans only"},
+      {"retry-base-delay", "RETRY_BASE_DELAY", "1", "Seconds: first backoff ceiling after a transient failure (doubles each time, full jitter)"},
+      {"retry-max-delay", "RETRY_MAX_DELAY", "300", "Seconds: the most a retry waits (also caps Retry-After)"},
+      {"max-attempts", "MAX_ATTEMPTS", "0", "Quarantine a file after this many failed attempts (0: no limit)"},
+      {"max-age", "MAX_AGE", "86400", "Quarantine a file still failing this many seconds after its first failure (0: no limit)"},
+      {"quarantine-dir", "QUARANTINE_DIR", "", "Where given-up files go, each with a <file>.reason (default $INPUT_DIR/.quarantine)"},
+      {"on-success", "ON_SUCCESS", "keep", "After delivery: keep, delete or move:<dir>"},
+      {"drain-timeout", "DRAIN_TIMEOUT", "10", "Seconds an in-flight upload may take to finish after SIGTERM"},
       {"once", "", "", "Scan once, process every file and exit: 0 if all delivered, 1 if any failed or was rejected", true},
   };
   return kOptions;
@@ -56,6 +66,47 @@ std::variant<SenderConfig, EarlyExit> load_sender_config(const std::vector<std::
   auto io = parse_seconds(v.get("io-timeout"), "IO_TIMEOUT");
   if (!io) return bad(io.error());
   c.io_timeout_s = *io;
+  auto age = parse_seconds(v.get("min-file-age"), "MIN_FILE_AGE");
+  if (!age) return bad(age.error());
+  c.min_file_age_s = *age;
+  for (size_t start = 0; start <= v.get("ignore-globs").size();) {
+    const std::string& all = v.get("ignore-globs");
+    size_t end = all.find(',', start);
+    if (end == std::string::npos) end = all.size();
+    std::string glob = all.substr(start, end - start);
+    glob.erase(0, glob.find_first_not_of(' '));
+    glob.erase(glob.find_last_not_of(' ') + 1);
+    if (!glob.empty()) c.ignore_globs.push_back(glob);
+    start = end + 1;
+  }
+  const std::string inotify = v.get("inotify");
+  if (inotify != "on" && inotify != "off") return bad(make_error(ErrorCode::kInvalidArgument, "INOTIFY must be on or off, not '" + inotify + "'"));
+  c.use_inotify = inotify == "on";
+  auto base = parse_seconds(v.get("retry-base-delay"), "RETRY_BASE_DELAY");
+  if (!base) return bad(base.error());
+  auto cap = parse_seconds(v.get("retry-max-delay"), "RETRY_MAX_DELAY");
+  if (!cap) return bad(cap.error());
+  auto attempts = parse_integer(v.get("max-attempts"), "MAX_ATTEMPTS", 0, 1LL << 40);
+  if (!attempts) return bad(attempts.error());
+  auto max_age = parse_seconds(v.get("max-age"), "MAX_AGE");
+  if (!max_age) return bad(max_age.error());
+  c.retry = RetrySettings{*base, *cap, *attempts, *max_age};
+  c.quarantine_dir = v.get("quarantine-dir");
+  if (c.quarantine_dir.empty()) c.quarantine_dir = c.input_dir + "/.quarantine";
+  const std::string on_success = v.get("on-success");
+  if (on_success == "keep") {
+    c.on_success = SenderConfig::OnSuccess::kKeep;
+  } else if (on_success == "delete") {
+    c.on_success = SenderConfig::OnSuccess::kDelete;
+  } else if (on_success.rfind("move:", 0) == 0 && on_success.size() > 5) {
+    c.on_success = SenderConfig::OnSuccess::kMove;
+    c.on_success_dir = on_success.substr(5);
+  } else {
+    return bad(make_error(ErrorCode::kInvalidArgument, "ON_SUCCESS must be keep, delete or move:<dir>, not '" + on_success + "'"));
+  }
+  auto drain = parse_seconds(v.get("drain-timeout"), "DRAIN_TIMEOUT");
+  if (!drain) return bad(drain.error());
+  c.drain_timeout_s = *drain;
   return c;
 }
 

@@ -5,6 +5,7 @@
 #include <variant>
 #include <vector>
 
+#include "retry_policy.hpp"
 #include "transfer/config.hpp"
 
 namespace transfer::sender {
@@ -22,6 +23,14 @@ struct SenderConfig {
   double connect_timeout_s = 10;
   double io_timeout_s = 60;
   bool once = false;
+  double min_file_age_s = 1;              // quiet period before a file is taken
+  std::vector<std::string> ignore_globs;  // besides dot-files and *.tmp *.part *.partial *.swp
+  bool use_inotify = true;
+  RetrySettings retry;
+  std::string quarantine_dir;             // default $INPUT_DIR/.quarantine
+  enum class OnSuccess { kKeep, kDelete, kMove } on_success = OnSuccess::kKeep;
+  std::string on_success_dir;             // for kMove
+  double drain_timeout_s = 10;
 };
 
 const std::vector<OptionSpec>& sender_options();

@@ -1,12 +1,12 @@
 #include "sender_service.hpp"
 
 #include <fcntl.h>
+#include <fnmatch.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <cstring>
-#include <chrono>
+#include <ctime>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
@@ -21,8 +21,10 @@ namespace {
 // The input file, read through once per conversion pass, hashed as it is read.
 class FileJsonSource : public JsonSource {
  public:
-  FileJsonSource(int fd, std::string path) : fd_(fd), path_(std::move(path)) {}
+  FileJsonSource(int fd, std::string path, const std::atomic<bool>& cancel)
+      : fd_(fd), path_(std::move(path)), cancel_(cancel) {}
   Result<size_t> read(char* buf, size_t cap) override {
+    if (cancel_.load()) return make_error(ErrorCode::kCancelled, "cancelled (shutting down)");
     for (;;) {
       const ssize_t n = ::read(fd_, buf, cap);
       if (n >= 0) {
@@ -42,6 +44,7 @@ class FileJsonSource : public JsonSource {
  private:
   int fd_;
   std::string path_;
+  const std::atomic<bool>& cancel_;
   Sha256 hash_;
 };
 
@@ -69,10 +72,11 @@ class SpoolSink : public XmlSink {
   Sha256 hash_;
 };
 
-Result<std::string> hash_file(int fd, const std::string& path) {
+Result<std::string> hash_file(int fd, const std::string& path, const std::atomic<bool>& cancel) {
   Sha256 h;
   std::vector<char> buf(1 << 16);
   for (;;) {
+    if (cancel.load()) return make_error(ErrorCode::kCancelled, "cancelled (shutting down)");
     const ssize_t n = ::read(fd, buf.data(), buf.size());
     if (n < 0) {
       if (errno == EINTR) continue;
@@ -85,14 +89,32 @@ Result<std::string> hash_file(int fd, const std::string& path) {
   return h.hex_digest();
 }
 
-bool is_candidate(const std::string& name) {
-  constexpr std::string_view kSuffix = ".json";
-  return name.size() > kSuffix.size() && name.front() != '.' &&
-         name.compare(name.size() - kSuffix.size(), kSuffix.size(), kSuffix) == 0;
+FileStamp stamp_of(const struct stat& st) {
+  return FileStamp{static_cast<int64_t>(st.st_size),
+                   static_cast<int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec,
+                   static_cast<uint64_t>(st.st_ino)};
 }
 
-// 408, 429 and 5xx (507 included) are worth retrying; other 4xx are final.
-bool is_transient_status(int status) { return status == 408 || status == 429 || status >= 500; }
+// Size and mtime equal, and the inode too when both are known (the database does not keep it).
+bool same_version(const FileStamp& a, const FileStamp& b) {
+  return a.size == b.size && a.mtime_ns == b.mtime_ns &&
+         (a.inode == 0 || b.inode == 0 || a.inode == b.inode);
+}
+
+double wall_now() {
+  timespec ts{};
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
+}
+
+std::string iso_time(double unix_seconds) {
+  const auto t = static_cast<time_t>(unix_seconds);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
 
 void remove_spool_leftovers(const std::string& dir) {
   std::error_code ec;
@@ -101,7 +123,31 @@ void remove_spool_leftovers(const std::string& dir) {
   }
 }
 
+std::string answer_message(const UploadResponse& r) {
+  std::string why = "receiver answered " + std::to_string(r.status);
+  try {
+    why += ": " + nlohmann::json::parse(r.body).at("msg").get<std::string>();
+  } catch (const nlohmann::json::exception&) {
+  }
+  return why;
+}
+
 }  // namespace
+
+bool is_ignored_name(const std::string& name, const std::vector<std::string>& globs) {
+  auto ends_with = [&](std::string_view suffix) {
+    return name.size() >= suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
+  };
+  if (name.empty() || name.front() == '.') return true;
+  for (const auto* suffix : {".tmp", ".part", ".partial", ".swp"}) {
+    if (ends_with(suffix)) return true;
+  }
+  if (name.size() <= 5 || !ends_with(".json")) return true;
+  for (const auto& g : globs) {
+    if (::fnmatch(g.c_str(), name.c_str(), FNM_PERIOD) == 0) return true;
+  }
+  return false;
+}
 
 Result<std::unique_ptr<SenderService>> SenderService::create(const SenderConfig& config,
                                                               Logger logger) {
@@ -110,10 +156,16 @@ Result<std::unique_ptr<SenderService>> SenderService::create(const SenderConfig&
   for (const auto& dir : {config.input_dir, config.status_db_path, config.status_db_path + "/spool"}) {
     if (auto st = ensure_directory(dir); !st) return st.error();
   }
-  auto store = OutboxStore::open(config.status_db_path + "/sender.db");
+  const std::string db_path = config.status_db_path + "/sender.db";
+  auto store = open_moving_aside_if_damaged(
+      db_path, [](const std::string& p) { return OutboxStore::open(p); },
+      [&](const std::string& why, const std::string& aside) {
+        logger->error("{}; moved it aside to {} and started a new one: files already delivered "
+                      "will be offered again and the receiver answers them as duplicates",
+                      why, log_value(aside));
+      });
   if (!store) return store.error();
-  logger->info("key loaded path={} state_db={}", log_value(config.key_path),
-               log_value(config.status_db_path + "/sender.db"));
+  logger->info("key loaded path={} state_db={}", log_value(config.key_path), log_value(db_path));
   return std::unique_ptr<SenderService>(
       new SenderService(config, std::move(logger), std::move(*store), keys->front()));
 }
@@ -124,159 +176,394 @@ SenderService::SenderService(const SenderConfig& config, Logger logger, OutboxSt
       logger_(std::move(logger)),
       store_(std::move(store)),
       spool_dir_(config.status_db_path + "/spool"),
+      watcher_(config.input_dir, config.use_inotify),
       uploader_(UploadTarget{config.receiver_address, config.receiver_port, config.receiver_uri,
                              config.connect_timeout_s, config.io_timeout_s},
-                key, stopping_) {
+                key, cancel_),
+      rng_(std::random_device{}()) {
   remove_spool_leftovers(spool_dir_);
+  if (auto settled = store_.settled(); settled) {
+    for (const auto& e : *settled) {
+      const bool in_place_quarantine = e.state == OutboxState::kQuarantined && e.quarantine_path.empty();
+      const bool kept = e.state == OutboxState::kDelivered && config_.on_success == SenderConfig::OnSuccess::kKeep;
+      if (in_place_quarantine || kept) settled_[e.name] = FileStamp{e.size, e.mtime_ns, 0};
+    }
+  }
+}
+
+SenderService::~SenderService() {
+  {
+    std::lock_guard lock(drain_mu_);
+    run_done_ = true;
+  }
+  drain_cv_.notify_all();
+  if (drain_thread_.joinable()) drain_thread_.join();
 }
 
 void SenderService::stop() {
-  {
-    std::lock_guard lock(mu_);
-    stopping_ = true;
-  }
-  wake_.notify_all();
+  if (stopping_.exchange(true)) return;
+  watcher_.wake();
+  std::lock_guard lock(drain_mu_);
+  if (run_done_) return;
+  drain_thread_ = std::thread([this] { drain_watch(); });
 }
 
-ScanSummary SenderService::run() {
-  logger_->info("watching input_dir={} receiver={} interval_s={}", log_value(config_.input_dir),
-                uploader_.url_for("<name>"), config_.scan_interval_s);
-  ScanSummary summary;
-  for (;;) {
-    summary = scan_once();
-    if (config_.once || stopping_) break;
-    std::unique_lock lock(mu_);
-    wake_.wait_for(lock, std::chrono::duration<double>(config_.scan_interval_s),
-                   [this] { return stopping_.load(); });
-    if (stopping_) break;
+void SenderService::drain_watch() {
+  std::unique_lock lock(drain_mu_);
+  if (drain_cv_.wait_for(lock, std::chrono::duration<double>(config_.drain_timeout_s), [this] { return run_done_; })) {
+    return;
   }
-  logger_->info("stopped");
-  return summary;
+  logger_->warn("drain timeout after {}s: abandoning the upload in flight (it is retried at the next start)",
+                config_.drain_timeout_s);
+  cancel_ = true;
+  uploader_.abort();
 }
 
-ScanSummary SenderService::scan_once() {
-  ScanSummary summary;
-  std::vector<std::string> names;
+bool SenderService::is_quiet(const Candidate& c, Clock::time_point now) const {
+  if (config_.min_file_age_s <= 0) return true;
+  if (std::chrono::duration<double>(now - c.observed_at).count() >= config_.min_file_age_s) return true;
+  const double age = wall_now() - static_cast<double>(c.stamp.mtime_ns) / 1e9;
+  return age >= config_.min_file_age_s;
+}
+
+SenderService::Clock::time_point SenderService::ready_at(const Candidate& c) const {
+  const auto quiet = c.observed_at + std::chrono::duration_cast<Clock::duration>(
+                                         std::chrono::duration<double>(config_.min_file_age_s));
+  return std::max(c.not_before, is_quiet(c, Clock::now()) ? Clock::now() : quiet);
+}
+
+void SenderService::observe(const std::string& name) {
+  struct stat st {};
+  const std::string path = config_.input_dir + "/" + name;
+  if (::lstat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) {
+    candidates_.erase(name);
+    return;
+  }
+  const FileStamp stamp = stamp_of(st);
+  if (auto s = settled_.find(name); s != settled_.end()) {
+    if (same_version(s->second, stamp)) {
+      candidates_.erase(name);
+      return;
+    }
+    settled_.erase(s);
+  }
+  const auto now = Clock::now();
+  auto [it, inserted] = candidates_.try_emplace(name, Candidate{stamp, now, now});
+  if (!inserted && !(it->second.stamp == stamp)) it->second = Candidate{stamp, now, now};
+}
+
+void SenderService::rescan() {
   std::error_code ec;
+  std::vector<std::string> present;
   for (const auto& e : std::filesystem::directory_iterator(config_.input_dir, ec)) {
-    const std::string name = e.path().filename().string();
-    if (is_candidate(name)) names.push_back(name);
+    std::string name = e.path().filename().string();
+    if (!is_ignored_name(name, config_.ignore_globs)) present.push_back(std::move(name));
   }
   if (ec) {
     logger_->error("cannot list input directory dir={} error={}", log_value(config_.input_dir),
                    log_value(ec.message()));
-    ++summary.failed;
-    return summary;
+    return;
   }
-  std::sort(names.begin(), names.end());
-  for (const auto& name : names) {
-    if (stopping_) break;
-    switch (process_file(name)) {
-      case FileOutcome::kDelivered: ++summary.delivered; break;
-      case FileOutcome::kAlreadyDelivered: ++summary.already_delivered; break;
-      case FileOutcome::kFailed: ++summary.failed; break;
-      case FileOutcome::kRejected: ++summary.rejected; break;
-      case FileOutcome::kSkipped: break;
-    }
+  std::sort(present.begin(), present.end());
+  for (auto it = candidates_.begin(); it != candidates_.end();) {  // gone since the last listing
+    it = std::binary_search(present.begin(), present.end(), it->first) ? std::next(it) : candidates_.erase(it);
   }
-  if (summary.delivered + summary.failed + summary.rejected > 0) {
-    logger_->info("scan done delivered={} already_delivered={} failed={} rejected={}",
-                  summary.delivered, summary.already_delivered, summary.failed, summary.rejected);
+  for (auto it = settled_.begin(); it != settled_.end();) {
+    it = std::binary_search(present.begin(), present.end(), it->first) ? std::next(it) : settled_.erase(it);
   }
-  return summary;
+  for (const auto& name : present) observe(name);
 }
 
-SenderService::FileOutcome SenderService::process_file(const std::string& file_name) {
-  const auto started = std::chrono::steady_clock::now();
-  const std::string path = config_.input_dir + "/" + file_name;
-  const std::string field = log_value(file_name);
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+ScanSummary SenderService::run() {
+  logger_->info("watching input_dir={} receiver={} interval_s={} min_file_age_s={} inotify={}",
+                log_value(config_.input_dir), uploader_.url_for("<name>"), config_.scan_interval_s,
+                config_.min_file_age_s, watcher_.active() ? "on" : "off");
+  if (config_.use_inotify && !watcher_.active()) {
+    logger_->warn("inotify unavailable ({}); rescans every {}s only", watcher_.setup_error(),
+                  config_.scan_interval_s);
+  }
+  const auto interval = std::chrono::duration_cast<Clock::duration>(
+      std::chrono::duration<double>(config_.scan_interval_s));
+  rescan();
+  auto next_scan = Clock::now() + interval;
+  while (!stopping_) {
+    auto now = Clock::now();
+    for (auto it = candidates_.begin(); it != candidates_.end() && !stopping_;) {
+      Candidate& c = it->second;
+      if ((config_.once && c.tried_in_once_mode) || now < c.not_before || !is_quiet(c, now)) {
+        ++it;
+        continue;
+      }
+      const StepResult r = process_file(it->first, c);
+      now = Clock::now();
+      switch (r.step) {
+        case Step::kDone:
+        case Step::kGone: it = candidates_.erase(it); break;
+        case Step::kRetryLater:
+          c.not_before = r.retry_at;
+          c.tried_in_once_mode = true;
+          ++it;
+          break;
+        case Step::kChanged: ++it; break;  // its stamp and quiet period restarted
+        case Step::kStopped: break;
+      }
+      if (r.step == Step::kStopped) break;
+    }
+    if (stopping_) break;
+    auto wake = config_.once ? now + std::chrono::seconds(60) : next_scan;
+    bool waiting = false;
+    for (const auto& [name, c] : candidates_) {
+      if (config_.once && c.tried_in_once_mode) continue;
+      waiting = true;
+      wake = std::min(wake, ready_at(c));
+    }
+    if (config_.once && !waiting) break;
+    const auto events = watcher_.wait_until(wake);
+    for (const auto& name : events.names) {
+      if (!is_ignored_name(name, config_.ignore_globs)) observe(name);
+    }
+    if (events.needs_rescan || Clock::now() >= next_scan) {
+      rescan();
+      next_scan = Clock::now() + interval;
+    }
+  }
+  {
+    std::lock_guard lock(drain_mu_);
+    run_done_ = true;
+  }
+  drain_cv_.notify_all();
+  if (summary_.delivered + summary_.failed + summary_.quarantined > 0 || config_.once) {
+    logger_->info("{} delivered={} already_delivered={} failed={} quarantined={}",
+                  stopping_ ? "stopped" : "done", summary_.delivered, summary_.already_delivered,
+                  summary_.failed, summary_.quarantined);
+  } else {
+    logger_->info("stopped");
+  }
+  return summary_;
+}
+
+SenderService::StepResult SenderService::process_file(const std::string& name, Candidate& c) {
+  const std::string path = config_.input_dir + "/" + name;
+  const std::string field = log_value(name);
+  const auto later = [&] {
+    return StepResult{Step::kRetryLater, Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                                            std::chrono::duration<double>(std::max(1.0, config_.scan_interval_s)))};
+  };
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK));
   struct stat st {};
   if (!fd || ::fstat(fd.get(), &st) != 0) {
-    if (errno == ENOENT) return FileOutcome::kSkipped;  // gone since the listing
-    logger_->warn("cannot open file={} error={}", field, log_value(std::strerror(errno)));
-    return FileOutcome::kFailed;
+    if (errno == ENOENT) return {Step::kGone};
+    logger_->warn("cannot open file={} error={} (will retry)", field, log_value(std::strerror(errno)));
+    return later();
   }
-  if (!S_ISREG(st.st_mode)) return FileOutcome::kSkipped;
-  const int64_t mtime_ns = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
-
-  auto sha = hash_file(fd.get(), path);
+  if (!S_ISREG(st.st_mode)) return {Step::kGone};
+  const FileStamp stamp = stamp_of(st);
+  if (!(stamp == c.stamp)) {
+    c = Candidate{stamp, Clock::now(), Clock::now()};
+    return {Step::kChanged};
+  }
+  auto sha = hash_file(fd.get(), path, cancel_);
   if (!sha) {
-    logger_->warn("cannot read file={} error={}", field, log_value(sha.error().message));
-    return FileOutcome::kFailed;
+    if (sha.error().code == ErrorCode::kCancelled) return {Step::kStopped};
+    logger_->warn("cannot read file={} error={} (will retry)", field, log_value(sha.error().message));
+    return later();
   }
-  auto known = store_.find(file_name, *sha);
+  auto known = store_.find(name, *sha);
   if (!known) {
-    logger_->error("state database: {}", known.error().message);
-    return FileOutcome::kFailed;
+    logger_->error("state database: {} (file={} will be retried)", known.error().message, field);
+    return later();
   }
-  if (*known && (*known)->state == OutboxState::kDelivered) return FileOutcome::kAlreadyDelivered;
-  if (*known && (*known)->state == OutboxState::kRejected) return FileOutcome::kRejected;
-  if (auto s = store_.record_seen(file_name, *sha, st.st_size, mtime_ns); !s) {
-    logger_->error("state database: {}", s.error().message);
-    return FileOutcome::kFailed;
-  }
-  auto reject = [&](const std::string& why, int status = 0, const std::string& answer = {}) {
-    logger_->error("rejected file={} error={}", field, log_value(why));
-    if (auto s = store_.mark_rejected(file_name, *sha, why, status, answer); !s) {
-      logger_->error("state database: {}", s.error().message);
+  if (*known) {
+    const OutboxEntry& e = **known;
+    switch (e.state) {
+      case OutboxState::kDelivered:
+        ++summary_.already_delivered;
+        if (auto s = store_.record_seen(name, *sha, stamp.size, stamp.mtime_ns); !s) {
+          logger_->error("state database: {}", s.error().message);
+        }
+        after_delivery(name, path);
+        if (config_.on_success == SenderConfig::OnSuccess::kKeep) settled_[name] = stamp;
+        return {Step::kDone};
+      case OutboxState::kQuarantined:
+        if (e.quarantine_path.empty()) {  // stayed in place: not retried until its content changes
+          settled_[name] = stamp;
+          return {Step::kDone};
+        }
+        logger_->info("file={} is back from quarantine: retrying it from scratch", field);
+        if (auto s = store_.reset(name, *sha); !s) {
+          logger_->error("state database: {}", s.error().message);
+          return later();
+        }
+        break;
+      case OutboxState::kFailed: {
+        const double wait = e.next_attempt_unix - wall_now();
+        if (wait > 0) {  // backoff from an earlier run
+          return {Step::kRetryLater, Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                                        std::chrono::duration<double>(wait))};
+        }
+        break;
+      }
+      case OutboxState::kPending: break;
     }
-    return FileOutcome::kRejected;
+  }
+  if (auto s = store_.record_seen(name, *sha, stamp.size, stamp.mtime_ns); !s) {
+    logger_->error("state database: {} (file={} will be retried)", s.error().message, field);
+    return later();
+  }
+  const StepResult r = attempt_upload(name, path, fd.get(), stamp, *sha);
+  if (r.step == Step::kChanged) c = Candidate{stamp, Clock::now(), Clock::now()};
+  return r;
+}
+
+SenderService::StepResult SenderService::attempt_upload(const std::string& name,
+                                                        const std::string& path, int fd,
+                                                        const FileStamp& stamp,
+                                                        const std::string& sha) {
+  const auto started = std::chrono::steady_clock::now();
+  const std::string field = log_value(name);
+  auto permanent = [&](const std::string& why, int status = 0, const std::string& body = {}) {
+    auto entry = store_.find(name, sha);
+    const int64_t attempts = entry && *entry ? (*entry)->attempts : 0;
+    return quarantine(name, path, sha, FailureRecord{why, status, body, wall_now(), 0}, attempts + 1);
   };
-  auto fail = [&](const std::string& why, int status = 0, const std::string& answer = {}) {
-    logger_->warn("failed file={} error={} (will retry)", field, log_value(why));
-    if (auto s = store_.mark_failed(file_name, *sha, why, status, answer); !s) {
-      logger_->error("state database: {}", s.error().message);
+  auto transient = [&](const std::string& why, int status = 0, const std::string& body = {},
+                       const std::string& retry_after = {}) -> StepResult {
+    const double now = wall_now();
+    auto entry = store_.find(name, sha);
+    const int64_t attempts = (entry && *entry ? (*entry)->attempts : 0) + 1;
+    const double first = entry && *entry && (*entry)->first_failure_unix > 0 ? (*entry)->first_failure_unix : now;
+    FailureRecord f{why, status, body, now, 0};
+    if (should_give_up(attempts, first, now, config_.retry)) {
+      f.error = "gave up after " + std::to_string(attempts) + " attempts over " +
+                std::to_string(static_cast<int64_t>(now - first)) + "s; last error: " + why;
+      return quarantine(name, path, sha, f, attempts);
     }
-    return FileOutcome::kFailed;
+    const double delay = backoff_delay(attempts, config_.retry,
+                                       std::uniform_real_distribution<double>(0, 1)(rng_),
+                                       parse_retry_after(retry_after, now));
+    f.next_attempt_unix = now + delay;
+    if (auto s = store_.mark_failed(name, sha, f); !s) logger_->error("state database: {}", s.error().message);
+    logger_->warn("failed file={} error={} attempt={} retry_in_s={:.2f}", field, log_value(why), attempts, delay);
+    ++summary_.failed;
+    return {Step::kRetryLater, Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                                  std::chrono::duration<double>(delay))};
   };
 
-  const std::string upload_name = upload_name_for_file(file_name);
-  if (auto valid = validate_upload_name(upload_name); !valid) return reject(valid.error().message);
+  const std::string upload_name = upload_name_for_file(name);
+  if (auto valid = validate_upload_name(upload_name); !valid) return permanent(valid.error().message);
 
-  // Convert to a spooled XML file, hashing the input again as it is read.
   auto temp = create_temp_file(spool_dir_, "xml");
-  if (!temp) return fail(temp.error().message);
+  if (!temp) return transient(temp.error().message);
   SpoolSink spool(std::move(*temp));
-  FileJsonSource source(fd.get(), path);
+  FileJsonSource source(fd, path, cancel_);
   JsonToXmlOptions options;
   options.max_depth = config_.max_depth;
-  auto converted = convert_json_to_xml(source, spool, options, file_name);
+  auto converted = convert_json_to_xml(source, spool, options, name);
   if (!converted) {
     const auto code = converted.error().code;
-    if (code == ErrorCode::kInvalidJson || code == ErrorCode::kTooDeep) return reject(converted.error().message);
-    return fail(converted.error().message);
+    if (code == ErrorCode::kCancelled) return {Step::kStopped};
+    if (code == ErrorCode::kInvalidJson || code == ErrorCode::kTooDeep) return permanent(converted.error().message);
+    return transient(converted.error().message);
   }
-  if (source.sha256() != *sha) return fail("the file changed while it was being read");
+  struct stat after {};
+  if (source.sha256() != sha || ::fstat(fd, &after) != 0 || !(stamp_of(after) == stamp)) {
+    logger_->info("file={} changed while it was read: waiting for it to settle", field);
+    return {Step::kChanged};
+  }
   const std::string xml_sha = spool.sha256();
-
-  const auto response = uploader_.upload(upload_name, spool.path(), converted->xml_bytes);
+  const auto response = uploader_.upload(upload_name, spool.path(), converted->xml_bytes,
+                                         UploadIdentity{idempotency_key(name, sha), xml_sha});
+  if (response.cancelled) return {Step::kStopped};
   const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
-  if (response.status == 0) return fail(response.error);
-  if (response.status != 201) {
-    std::string why = "receiver answered " + std::to_string(response.status);
-    try {
-      why += ": " + nlohmann::json::parse(response.body).at("msg").get<std::string>();
-    } catch (const nlohmann::json::exception&) {
-    }
-    if (is_transient_status(response.status)) return fail(why, response.status, response.body);
-    return reject(why, response.status, response.body);
+  if (response.status == 0) return transient(response.error);
+  switch (classify_status(response.status)) {
+    case AttemptVerdict::kTransient:
+      return transient(answer_message(response), response.status, response.body, response.retry_after);
+    case AttemptVerdict::kPermanent:
+      return permanent(answer_message(response), response.status, response.body);
+    case AttemptVerdict::kDelivered: break;
   }
-  // A receiver that reports the plaintext digest (ours does) must have stored what we sent.
-  try {
+  bool duplicate = false;
+  try {  // a receiver that reports the plaintext digest (ours does) must have stored what we sent
     const auto answer = nlohmann::json::parse(response.body);
     if (answer.contains("sha256") && answer.at("sha256").get<std::string>() != xml_sha) {
-      return fail("the receiver stored different bytes (sha256 mismatch)", 201, response.body);
+      return transient("the receiver stored different bytes (sha256 mismatch)", 201, response.body);
     }
+    duplicate = answer.value("duplicate", false);
   } catch (const nlohmann::json::exception&) {
   }
-  if (auto s = store_.mark_delivered(file_name, *sha, 201, response.body); !s) {
+  if (auto s = store_.mark_delivered(name, sha, 201, response.body); !s) {
+    // Not recorded: the next scan sends it again and the receiver answers it as a duplicate.
     logger_->error("state database: {} (file={} was delivered)", s.error().message, field);
-    return FileOutcome::kFailed;
+    return {Step::kRetryLater, Clock::now() + std::chrono::seconds(1)};
   }
-  logger_->info("delivered file={} name={} json_bytes={} xml_bytes={} ms={:.1f} status=201", field,
-                log_value(upload_name), converted->json_bytes, converted->xml_bytes, ms);
-  return FileOutcome::kDelivered;
+  ++summary_.delivered;
+  logger_->info("delivered file={} name={} json_bytes={} xml_bytes={} ms={:.1f} status=201{}", field,
+                log_value(upload_name), converted->json_bytes, converted->xml_bytes, ms,
+                duplicate ? " duplicate=true" : "");
+  after_delivery(name, path);
+  if (config_.on_success == SenderConfig::OnSuccess::kKeep) settled_[name] = stamp;
+  return {Step::kDone};
+}
+
+SenderService::StepResult SenderService::quarantine(const std::string& name, const std::string& path,
+                                                    const std::string& sha, const FailureRecord& failure,
+                                                    int64_t attempts) {
+  std::string moved_to;
+  std::string move_error;
+  if (auto st = ensure_directory(config_.quarantine_dir); !st) {
+    move_error = st.error().message;
+  } else {
+    const std::string dest = unused_path_in(config_.quarantine_dir, name);
+    const std::string reason = "file: " + name + "\nerror: " + failure.error + "\ntime: " +
+                               iso_time(failure.now_unix) + "\nattempts: " + std::to_string(attempts) +
+                               "\nsha256: " + sha + "\n" +
+                               (failure.receiver_status ? "receiver_status: " + std::to_string(failure.receiver_status) + "\n" : "");
+    auto moved = write_file_atomic(dest + ".reason", reason);
+    if (moved) moved = move_file(path, dest);
+    if (moved) {
+      moved_to = dest;
+    } else {
+      ::unlink((dest + ".reason").c_str());
+      move_error = moved.error().message;
+    }
+  }
+  if (auto s = store_.mark_quarantined(name, sha, failure, moved_to); !s) {
+    logger_->error("state database: {}", s.error().message);
+  }
+  ++summary_.quarantined;
+  if (moved_to.empty()) {
+    struct stat now_st {};
+    if (::stat(path.c_str(), &now_st) == 0) settled_[name] = stamp_of(now_st);
+    logger_->error("quarantined file={} error={} attempts={} (cannot move it: {}; it stays in place and "
+                   "is not retried until its content changes)",
+                   log_value(name), log_value(failure.error), attempts, move_error);
+  } else {
+    logger_->error("quarantined file={} error={} attempts={} moved_to={}", log_value(name),
+                   log_value(failure.error), attempts, log_value(moved_to));
+  }
+  return {Step::kDone};
+}
+
+void SenderService::after_delivery(const std::string& name, const std::string& path) {
+  switch (config_.on_success) {
+    case SenderConfig::OnSuccess::kKeep: return;
+    case SenderConfig::OnSuccess::kDelete:
+      if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
+        logger_->error("cannot delete delivered file={} error={} (retried at the next scan)",
+                       log_value(name), log_value(std::strerror(errno)));
+      }
+      return;
+    case SenderConfig::OnSuccess::kMove: {
+      Status st = ensure_directory(config_.on_success_dir);
+      if (st) st = move_file(path, unused_path_in(config_.on_success_dir, name));
+      if (!st) {
+        logger_->error("cannot move delivered file={} error={} (retried at the next scan)",
+                       log_value(name), log_value(st.error().message));
+      }
+      return;
+    }
+  }
 }
 
 }  // namespace transfer::sender

@@ -61,8 +61,10 @@ std::string Uploader::url_for(const std::string& name) const {
          percent_encode(name);
 }
 
+void Uploader::abort() { client_->stop(); }
+
 UploadResponse Uploader::upload(const std::string& name, const std::string& xml_path,
-                                uint64_t xml_size) {
+                                uint64_t xml_size, const UploadIdentity& identity) {
   UploadResponse response;
   UniqueFd fd(::open(xml_path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd) {
@@ -116,12 +118,15 @@ UploadResponse Uploader::upload(const std::string& name, const std::string& xml_
     return true;
   };
 
-  httplib::Headers headers = {{"Accept", "application/json"}};
+  httplib::Headers headers = {{"Accept", "application/json"},
+                              {"Idempotency-Key", identity.idempotency_key},
+                              {"X-Transfer-Plaintext-SHA256", identity.plaintext_sha256}};
   const std::string path = target_.uri_prefix + "/" + percent_encode(name);
   auto result = client_->Post(path, headers, static_cast<size_t>(length), provider,
                               "multipart/form-data; boundary=" + boundary);
   if (!result) {
-    response.error = cancel_.load() ? "cancelled (shutting down)"
+    response.cancelled = cancel_.load() || result.error() == httplib::Error::Canceled;
+    response.error = response.cancelled ? "cancelled (shutting down)"
                      : !read_error.empty() ? read_error
                                            : "no answer from " + url_for(name) + ": " +
                                                  httplib::to_string(result.error());
@@ -129,6 +134,7 @@ UploadResponse Uploader::upload(const std::string& name, const std::string& xml_
     return response;
   }
   response.status = result->status;
+  response.retry_after = result->get_header_value("Retry-After");
   response.body = result->body.substr(0, 64 * 1024);
   return response;
 }

@@ -28,6 +28,14 @@ struct UploadResponse {
   int status = 0;    // 0 when no HTTP answer came (connection error, timeout, cancelled)
   std::string body;  // the receiver's answer
   std::string error; // why there was no answer
+  std::string retry_after;  // the Retry-After header, if any
+  bool cancelled = false;   // stopped by abort() or the cancel flag (shutdown)
+};
+
+// What identifies one upload to the receiver (so it can recognise a retry).
+struct UploadIdentity {
+  std::string idempotency_key;
+  std::string plaintext_sha256;  // of the XML sent
 };
 
 class Uploader {
@@ -35,7 +43,10 @@ class Uploader {
   Uploader(UploadTarget target, FernetKey key, const std::atomic<bool>& cancel);
   ~Uploader();
   // Streams `xml_path` (`xml_size` bytes) to <uri_prefix>/<name>.
-  UploadResponse upload(const std::string& name, const std::string& xml_path, uint64_t xml_size);
+  UploadResponse upload(const std::string& name, const std::string& xml_path, uint64_t xml_size,
+                        const UploadIdentity& identity);
+  // From another thread: ends an upload in progress now (its socket is shut down).
+  void abort();
   std::string url_for(const std::string& name) const;
 
  private:

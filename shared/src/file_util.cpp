@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 
@@ -90,6 +91,68 @@ Status ensure_directory(const std::string& dir) {
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) return make_error(ErrorCode::kIo, "cannot create directory " + dir + ": " + ec.message());
+  return ok_status();
+}
+
+std::string unused_path_in(const std::string& dir, const std::string& name) {
+  std::string path = dir + "/" + name;
+  struct stat st {};
+  for (int n = 1; ::lstat(path.c_str(), &st) == 0; ++n) path = dir + "/" + name + "." + std::to_string(n);
+  return path;
+}
+
+namespace {
+
+Status copy_across(const std::string& from, const std::string& to) {
+  UniqueFd in(::open(from.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+  if (!in) return errno_error("cannot open", from, errno);
+  struct stat st {};
+  if (::fstat(in.get(), &st) != 0) return errno_error("cannot stat", from, errno);
+  const std::string dir = std::filesystem::path(to).parent_path().string();
+  auto tmp = create_temp_file(dir, "move", static_cast<int>(st.st_mode & 07777));
+  if (!tmp) return tmp.error();
+  Status result = ok_status();
+  char buf[1 << 16];
+  for (;;) {
+    const ssize_t n = ::read(in.get(), buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      result = errno_error("cannot read", from, errno);
+      break;
+    }
+    if (n == 0) break;
+    if (result = write_all(tmp->fd.get(), buf, static_cast<size_t>(n), tmp->path); !result) break;
+  }
+  if (result) result = fsync_fd(tmp->fd.get(), tmp->path);
+  tmp->fd.reset();
+  if (result && ::link(tmp->path.c_str(), to.c_str()) != 0) result = errno_error("cannot move to", to, errno);
+  ::unlink(tmp->path.c_str());
+  if (!result) return result;
+  if (auto d = fsync_directory(dir); !d) return d;
+  if (::unlink(from.c_str()) != 0) {  // a read-only source: undo, so the file is in one place
+    const int err = errno;
+    ::unlink(to.c_str());
+    return errno_error("cannot remove", from, err);
+  }
+  return ok_status();
+}
+
+}  // namespace
+
+Status move_file(const std::string& from, const std::string& to) {
+  if (::renameat2(AT_FDCWD, from.c_str(), AT_FDCWD, to.c_str(), RENAME_NOREPLACE) != 0) {
+    if (errno == EXDEV) {
+      if (auto st = copy_across(from, to); !st) return st;
+    } else if (errno == EINVAL || errno == ENOSYS) {  // no RENAME_NOREPLACE here
+      if (::link(from.c_str(), to.c_str()) != 0) return errno_error("cannot move to", to, errno);
+      ::unlink(from.c_str());
+    } else {
+      return errno_error("cannot move " + from + " to", to, errno);
+    }
+  }
+  for (const auto& p : {std::filesystem::path(to).parent_path(), std::filesystem::path(from).parent_path()}) {
+    if (auto st = fsync_directory(p.empty() ? "." : p.string()); !st) return st;
+  }
   return ok_status();
 }
 

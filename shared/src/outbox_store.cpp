@@ -1,5 +1,7 @@
 #include "transfer/outbox_store.hpp"
 
+#include "transfer/sha256.hpp"
+
 namespace transfer {
 namespace {
 
@@ -21,18 +23,50 @@ CREATE TABLE files (
   receiver_answer TEXT,
   PRIMARY KEY (name, sha256)
 );
-CREATE INDEX files_state ON files (state))sql"};
+CREATE INDEX files_state ON files (state))sql",
+      // 2: retries with backoff that survives restarts, and quarantine in place of 'rejected'.
+      R"sql(
+CREATE TABLE files_v2 (
+  name              TEXT    NOT NULL,
+  sha256            TEXT    NOT NULL,
+  size              INTEGER NOT NULL,
+  mtime_ns          INTEGER NOT NULL,
+  state             TEXT    NOT NULL CHECK (state IN ('pending','delivered','failed','quarantined')),
+  attempts          INTEGER NOT NULL DEFAULT 0,
+  last_error        TEXT,
+  first_seen_at     TEXT    NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')),
+  updated_at        TEXT    NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')),
+  delivered_at      TEXT,
+  receiver_status   INTEGER,
+  receiver_answer   TEXT,
+  first_failure_at  REAL,
+  next_attempt_at   REAL    NOT NULL DEFAULT 0,
+  quarantine_path   TEXT,
+  PRIMARY KEY (name, sha256)
+);
+INSERT INTO files_v2 (name, sha256, size, mtime_ns, state, attempts, last_error, first_seen_at,
+                      updated_at, delivered_at, receiver_status, receiver_answer)
+  SELECT name, sha256, size, mtime_ns, CASE state WHEN 'rejected' THEN 'quarantined' ELSE state END,
+         attempts, last_error, first_seen_at, updated_at, delivered_at, receiver_status,
+         receiver_answer FROM files;
+DROP TABLE files;
+ALTER TABLE files_v2 RENAME TO files;
+CREATE INDEX files_state ON files (state);
+CREATE INDEX files_name ON files (name))sql"};
   return kMigrations;
 }
 
 constexpr std::string_view kColumns =
     "name, sha256, size, mtime_ns, state, attempts, coalesce(last_error,''), first_seen_at, "
     "updated_at, coalesce(delivered_at,''), coalesce(receiver_status,0), "
-    "coalesce(receiver_answer,'')";
+    "coalesce(receiver_answer,''), coalesce(first_failure_at,0), next_attempt_at, "
+    "coalesce(quarantine_path,'')";
+
+constexpr std::string_view kNow = "strftime('%Y-%m-%dT%H:%M:%fZ','now')";
 
 OutboxState parse_state(const std::string& s) {
   if (s == "delivered") return OutboxState::kDelivered;
-  if (s == "rejected") return OutboxState::kRejected;
+  if (s == "quarantined") return OutboxState::kQuarantined;
   if (s == "failed") return OutboxState::kFailed;
   return OutboxState::kPending;
 }
@@ -51,6 +85,9 @@ OutboxEntry read_entry(const SqliteStatement& q) {
   e.delivered_at = q.column_text(9);
   e.receiver_status = q.column_int(10);
   e.receiver_answer = q.column_text(11);
+  e.first_failure_unix = q.column_double(12);
+  e.next_attempt_unix = q.column_double(13);
+  e.quarantine_path = q.column_text(14);
   return e;
 }
 
@@ -60,16 +97,37 @@ std::string_view to_string(OutboxState state) {
   switch (state) {
     case OutboxState::kPending: return "pending";
     case OutboxState::kDelivered: return "delivered";
-    case OutboxState::kRejected: return "rejected";
     case OutboxState::kFailed: return "failed";
+    case OutboxState::kQuarantined: return "quarantined";
   }
   return "pending";
+}
+
+std::string idempotency_key(const std::string& name, const std::string& content_sha256) {
+  Sha256 h;
+  h.update(name.data(), name.size());
+  h.update("\n", 1);
+  h.update(content_sha256.data(), content_sha256.size());
+  return h.hex_digest();
 }
 
 Result<OutboxStore> OutboxStore::open(const std::string& path) {
   auto db = SqliteDb::open(path, migrations());
   if (!db) return db.error();
   return OutboxStore(std::move(*db));
+}
+
+Result<std::vector<OutboxEntry>> OutboxStore::select(const std::string& where_and_order) {
+  auto q = db_.prepare("SELECT " + std::string(kColumns) + " FROM files " + where_and_order);
+  if (!q) return q.error();
+  std::vector<OutboxEntry> out;
+  for (;;) {
+    auto row = q->step();
+    if (!row) return row.error();
+    if (!*row) break;
+    out.push_back(read_entry(*q));
+  }
+  return out;
 }
 
 Result<std::optional<OutboxEntry>> OutboxStore::find(const std::string& name,
@@ -87,59 +145,68 @@ Status OutboxStore::record_seen(const std::string& name, const std::string& sha2
                                 int64_t mtime_ns) {
   auto q = db_.prepare(
       "INSERT INTO files (name, sha256, size, mtime_ns, state) VALUES (?1, ?2, ?3, ?4, 'pending') "
-      "ON CONFLICT (name, sha256) DO UPDATE SET mtime_ns=excluded.mtime_ns");
+      "ON CONFLICT (name, sha256) DO UPDATE SET mtime_ns=excluded.mtime_ns, size=excluded.size");
   if (!q) return q.error();
   return q->bind(1, name).bind(2, sha256).bind(3, size).bind(4, mtime_ns).run();
 }
 
-Status OutboxStore::set_state(const std::string& name, const std::string& sha256, OutboxState state,
-                              const std::string& error, int receiver_status,
-                              const std::string& answer, bool count_attempt) {
-  auto q = db_.prepare(
-      "UPDATE files SET state=?3, last_error=nullif(?4,''), attempts=attempts+?5, "
-      "receiver_status=nullif(?6,0), receiver_answer=nullif(?7,''), "
-      "updated_at=strftime('%Y-%m-%dT%H:%M:%fZ','now'), "
-      "delivered_at=CASE WHEN ?3='delivered' THEN strftime('%Y-%m-%dT%H:%M:%fZ','now') "
-      "ELSE delivered_at END WHERE name=?1 AND sha256=?2");
-  if (!q) return q.error();
-  return q->bind(1, name)
-      .bind(2, sha256)
-      .bind(3, to_string(state))
-      .bind(4, error)
-      .bind(5, int64_t{count_attempt ? 1 : 0})
-      .bind(6, int64_t{receiver_status})
-      .bind(7, answer)
-      .run();
-}
-
 Status OutboxStore::mark_delivered(const std::string& name, const std::string& sha256,
                                    int receiver_status, const std::string& receiver_answer) {
-  return set_state(name, sha256, OutboxState::kDelivered, "", receiver_status, receiver_answer, true);
+  auto q = db_.prepare("UPDATE files SET state='delivered', attempts=attempts+1, last_error=NULL, "
+                       "receiver_status=?3, receiver_answer=nullif(?4,''), next_attempt_at=0, "
+                       "updated_at=" + std::string(kNow) + ", delivered_at=" + std::string(kNow) +
+                       " WHERE name=?1 AND sha256=?2");
+  if (!q) return q.error();
+  return q->bind(1, name).bind(2, sha256).bind(3, int64_t{receiver_status}).bind(4, receiver_answer).run();
 }
 
 Status OutboxStore::mark_failed(const std::string& name, const std::string& sha256,
-                                const std::string& error, int receiver_status,
-                                const std::string& receiver_answer) {
-  return set_state(name, sha256, OutboxState::kFailed, error, receiver_status, receiver_answer, true);
-}
-
-Status OutboxStore::mark_rejected(const std::string& name, const std::string& sha256,
-                                  const std::string& error, int receiver_status,
-                                  const std::string& receiver_answer) {
-  return set_state(name, sha256, OutboxState::kRejected, error, receiver_status, receiver_answer, true);
-}
-
-Result<std::vector<OutboxEntry>> OutboxStore::all() {
-  auto q = db_.prepare("SELECT " + std::string(kColumns) + " FROM files ORDER BY name, first_seen_at");
+                                const FailureRecord& f) {
+  auto q = db_.prepare("UPDATE files SET state='failed', attempts=attempts+1, last_error=?3, "
+                       "receiver_status=nullif(?4,0), receiver_answer=nullif(?5,''), "
+                       "first_failure_at=coalesce(first_failure_at, ?6), next_attempt_at=?7, "
+                       "updated_at=" + std::string(kNow) + " WHERE name=?1 AND sha256=?2");
   if (!q) return q.error();
-  std::vector<OutboxEntry> out;
-  for (;;) {
-    auto row = q->step();
-    if (!row) return row.error();
-    if (!*row) break;
-    out.push_back(read_entry(*q));
-  }
-  return out;
+  return q->bind(1, name)
+      .bind(2, sha256)
+      .bind(3, f.error)
+      .bind(4, int64_t{f.receiver_status})
+      .bind(5, f.receiver_answer)
+      .bind(6, f.now_unix)
+      .bind(7, f.next_attempt_unix)
+      .run();
 }
+
+Status OutboxStore::mark_quarantined(const std::string& name, const std::string& sha256,
+                                     const FailureRecord& f, const std::string& quarantine_path) {
+  auto q = db_.prepare("UPDATE files SET state='quarantined', last_error=?3, "
+                       "receiver_status=nullif(?4,0), receiver_answer=nullif(?5,''), "
+                       "first_failure_at=coalesce(first_failure_at, ?6), next_attempt_at=0, "
+                       "quarantine_path=nullif(?7,''), updated_at=" + std::string(kNow) +
+                       " WHERE name=?1 AND sha256=?2");
+  if (!q) return q.error();
+  return q->bind(1, name)
+      .bind(2, sha256)
+      .bind(3, f.error)
+      .bind(4, int64_t{f.receiver_status})
+      .bind(5, f.receiver_answer)
+      .bind(6, f.now_unix)
+      .bind(7, quarantine_path)
+      .run();
+}
+
+Status OutboxStore::reset(const std::string& name, const std::string& sha256) {
+  auto q = db_.prepare("UPDATE files SET state='pending', attempts=0, last_error=NULL, "
+                       "first_failure_at=NULL, next_attempt_at=0, quarantine_path=NULL, "
+                       "updated_at=" + std::string(kNow) + " WHERE name=?1 AND sha256=?2");
+  if (!q) return q.error();
+  return q->bind(1, name).bind(2, sha256).run();
+}
+
+Result<std::vector<OutboxEntry>> OutboxStore::settled() {
+  return select("WHERE state IN ('delivered','quarantined') ORDER BY name, updated_at");
+}
+
+Result<std::vector<OutboxEntry>> OutboxStore::all() { return select("ORDER BY name, first_seen_at"); }
 
 }  // namespace transfer

@@ -2,7 +2,12 @@
 
 #include <sqlite3.h>
 
+#include <cerrno>
+#include <cstdio>
+#include <ctime>
 #include <utility>
+
+#include "transfer/file_util.hpp"
 
 namespace transfer {
 
@@ -24,6 +29,10 @@ SqliteStatement& SqliteStatement::bind(int index, std::string_view text) {
 }
 SqliteStatement& SqliteStatement::bind(int index, int64_t value) {
   sqlite3_bind_int64(stmt_, index, value);
+  return *this;
+}
+SqliteStatement& SqliteStatement::bind(int index, double value) {
+  sqlite3_bind_double(stmt_, index, value);
   return *this;
 }
 SqliteStatement& SqliteStatement::bind(int index, std::nullptr_t) {
@@ -60,6 +69,7 @@ void SqliteStatement::reset() {
 }
 
 int64_t SqliteStatement::column_int(int col) const { return sqlite3_column_int64(stmt_, col); }
+double SqliteStatement::column_double(int col) const { return sqlite3_column_double(stmt_, col); }
 std::string SqliteStatement::column_text(int col) const {
   const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(stmt_, col));
   return p ? std::string(p, static_cast<size_t>(sqlite3_column_bytes(stmt_, col))) : std::string();
@@ -85,11 +95,23 @@ Result<SqliteDb> SqliteDb::open(const std::string& path, const std::vector<std::
                                                 (raw ? sqlite3_errmsg(raw) : "out of memory"));
   }
   sqlite3_busy_timeout(raw, 5000);
+  auto corrupt = [&](const std::string& why) {
+    return make_error(ErrorCode::kCorruptDatabase, "state database " + path + " is damaged: " + why);
+  };
   for (const char* pragma : {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL",
                              "PRAGMA foreign_keys=ON"}) {
     if (auto st = db.exec(pragma); !st) {
+      const int code = sqlite3_errcode(raw) & 0xff;
+      if (code == SQLITE_NOTADB || code == SQLITE_CORRUPT) return corrupt(st.error().message);
       return make_error(ErrorCode::kDatabase, path + ": " + st.error().message);
     }
+  }
+  {
+    auto check = db.prepare("PRAGMA quick_check");
+    if (!check) return corrupt(check.error().message);
+    auto row = check->step();
+    if (!row) return corrupt(row.error().message);
+    if (!*row || check->column_text(0) != "ok") return corrupt(*row ? check->column_text(0) : "no answer");
   }
   auto version_stmt = db.prepare("PRAGMA user_version");
   if (!version_stmt) return version_stmt.error();
@@ -135,6 +157,23 @@ Status SqliteDb::exec(const std::string& sql) {
     return make_error(ErrorCode::kDatabase, "SQLite: " + msg);
   }
   return ok_status();
+}
+
+Result<std::string> move_database_aside(const std::string& path) {
+  char stamp[32];
+  const std::time_t now = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&now, &tm);
+  std::strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &tm);
+  const std::string aside = path + ".corrupt-" + stamp;
+  for (const char* suffix : {"-wal", "-shm"}) {
+    const std::string from = path + suffix;
+    if (std::rename(from.c_str(), (aside + suffix).c_str()) != 0 && errno != ENOENT) {
+      return errno_error("cannot move aside", from, errno);
+    }
+  }
+  if (std::rename(path.c_str(), aside.c_str()) != 0) return errno_error("cannot move aside", path, errno);
+  return aside;
 }
 
 }  // namespace transfer

@@ -18,8 +18,45 @@ CREATE TABLE uploads (
   peer        TEXT,
   received_at TEXT    NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now'))
 );
-CREATE INDEX uploads_name ON uploads (name, sha256))sql"};
+CREATE INDEX uploads_name ON uploads (name, sha256))sql",
+      // 2: the idempotency ledger, filled from what schema 1 recorded (the newest per path).
+      R"sql(
+ALTER TABLE uploads ADD COLUMN duplicate INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE deliveries (
+  output_path       TEXT    PRIMARY KEY,
+  name              TEXT    NOT NULL,
+  sha256            TEXT    NOT NULL,
+  bytes             INTEGER NOT NULL,
+  key_index         INTEGER NOT NULL DEFAULT 0,
+  idempotency_key   TEXT,
+  first_received_at TEXT    NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')),
+  last_received_at  TEXT    NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')),
+  duplicates        INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX deliveries_name ON deliveries (name, sha256);
+INSERT INTO deliveries (output_path, name, sha256, bytes, first_received_at, last_received_at)
+  SELECT u.output_path, u.name, u.sha256, u.bytes, u.received_at, u.received_at FROM uploads u
+  WHERE u.outcome='accepted' AND u.output_path IS NOT NULL AND u.sha256 IS NOT NULL
+    AND u.id=(SELECT max(id) FROM uploads v WHERE v.outcome='accepted' AND v.output_path=u.output_path))sql"};
   return kMigrations;
+}
+
+constexpr std::string_view kDeliveryColumns =
+    "output_path, name, sha256, bytes, key_index, coalesce(idempotency_key,''), first_received_at, "
+    "last_received_at, duplicates";
+
+Delivery read_delivery(const SqliteStatement& q) {
+  Delivery d;
+  d.output_path = q.column_text(0);
+  d.name = q.column_text(1);
+  d.sha256 = q.column_text(2);
+  d.bytes = q.column_int(3);
+  d.key_index = q.column_int(4);
+  d.idempotency_key = q.column_text(5);
+  d.first_received_at = q.column_text(6);
+  d.last_received_at = q.column_text(7);
+  d.duplicates = q.column_int(8);
+  return d;
 }
 
 }  // namespace
@@ -30,15 +67,63 @@ Result<UploadLedger> UploadLedger::open(const std::string& path) {
   return UploadLedger(std::move(*db));
 }
 
-Status UploadLedger::record_accepted(const std::string& name, const std::string& output_path,
-                                     int64_t bytes, const std::string& sha256,
-                                     const std::string& peer) {
+Result<std::optional<Delivery>> UploadLedger::find_where(const std::string& where,
+                                                         const std::string& a,
+                                                         const std::string& b) {
   std::lock_guard lock(mu_);
-  auto q = db_.prepare(
-      "INSERT INTO uploads (name, outcome, status, output_path, bytes, sha256, peer) "
-      "VALUES (?1, 'accepted', 201, ?2, ?3, ?4, ?5)");
+  auto q = db_.prepare("SELECT " + std::string(kDeliveryColumns) + " FROM deliveries WHERE " + where +
+                       " ORDER BY last_received_at DESC LIMIT 1");
   if (!q) return q.error();
-  return q->bind(1, name).bind(2, output_path).bind(3, bytes).bind(4, sha256).bind(5, peer).run();
+  q->bind(1, a);
+  if (!b.empty()) q->bind(2, b);
+  auto row = q->step();
+  if (!row) return row.error();
+  if (!*row) return std::optional<Delivery>();
+  return std::optional<Delivery>(read_delivery(*q));
+}
+
+Result<std::optional<Delivery>> UploadLedger::find(const std::string& name, const std::string& sha256) {
+  return find_where("name=?1 AND sha256=?2", name, sha256);
+}
+
+Result<std::optional<Delivery>> UploadLedger::find_by_path(const std::string& output_path) {
+  return find_where("output_path=?1", output_path, {});
+}
+
+Status UploadLedger::record_delivery(const Delivery& d, const std::string& peer) {
+  std::lock_guard lock(mu_);
+  return db_.transaction([&]() -> Status {
+    auto q = db_.prepare(
+        "INSERT OR REPLACE INTO deliveries (output_path, name, sha256, bytes, key_index, "
+        "idempotency_key) VALUES (?1, ?2, ?3, ?4, ?5, nullif(?6,''))");
+    if (!q) return q.error();
+    if (auto st = q->bind(1, d.output_path).bind(2, d.name).bind(3, d.sha256).bind(4, d.bytes)
+                      .bind(5, d.key_index).bind(6, d.idempotency_key).run();
+        !st) {
+      return st;
+    }
+    auto log = db_.prepare(
+        "INSERT INTO uploads (name, outcome, status, output_path, bytes, sha256, peer) "
+        "VALUES (?1, 'accepted', 201, ?2, ?3, ?4, ?5)");
+    if (!log) return log.error();
+    return log->bind(1, d.name).bind(2, d.output_path).bind(3, d.bytes).bind(4, d.sha256).bind(5, peer).run();
+  });
+}
+
+Status UploadLedger::record_duplicate(const Delivery& d, const std::string& peer) {
+  std::lock_guard lock(mu_);
+  return db_.transaction([&]() -> Status {
+    auto q = db_.prepare(
+        "UPDATE deliveries SET duplicates=duplicates+1, "
+        "last_received_at=strftime('%Y-%m-%dT%H:%M:%fZ','now') WHERE output_path=?1");
+    if (!q) return q.error();
+    if (auto st = q->bind(1, d.output_path).run(); !st) return st;
+    auto log = db_.prepare(
+        "INSERT INTO uploads (name, outcome, status, output_path, bytes, sha256, peer, duplicate) "
+        "VALUES (?1, 'accepted', 201, ?2, ?3, ?4, ?5, 1)");
+    if (!log) return log.error();
+    return log->bind(1, d.name).bind(2, d.output_path).bind(3, d.bytes).bind(4, d.sha256).bind(5, peer).run();
+  });
 }
 
 Status UploadLedger::record_rejected(const std::string& name, int status, const std::string& reason,
@@ -54,7 +139,7 @@ Result<std::vector<LedgerEntry>> UploadLedger::recent(int64_t limit) {
   std::lock_guard lock(mu_);
   auto q = db_.prepare(
       "SELECT id, name, outcome, status, coalesce(output_path,''), coalesce(bytes,0), "
-      "coalesce(sha256,''), coalesce(reason,''), coalesce(peer,''), received_at "
+      "coalesce(sha256,''), coalesce(reason,''), coalesce(peer,''), received_at, duplicate "
       "FROM uploads ORDER BY id DESC LIMIT ?1");
   if (!q) return q.error();
   q->bind(1, limit);
@@ -74,6 +159,7 @@ Result<std::vector<LedgerEntry>> UploadLedger::recent(int64_t limit) {
     e.reason = q->column_text(7);
     e.peer = q->column_text(8);
     e.received_at = q->column_text(9);
+    e.duplicate = q->column_int(10) != 0;
     out.push_back(std::move(e));
   }
   return out;

@@ -76,7 +76,8 @@ class Workdir:
     def sender_env(self, port=None, **extra):
         e = dict(os.environ, INPUT_DIR=self.path("input"), ENCRYPTION_KEY=self.key,
                  STATUS_DB_PATH=self.path("sstate"), RECEIVER_ADDRESS="127.0.0.1",
-                 RECEIVER_PORT=str(port or self.port), SCAN_INTERVAL="0.2", CONNECT_TIMEOUT="2")
+                 RECEIVER_PORT=str(port or self.port), SCAN_INTERVAL="0.2", CONNECT_TIMEOUT="2",
+                 MIN_FILE_AGE="0.3", RETRY_BASE_DELAY="0.2", RETRY_MAX_DELAY="1")
         e.update(extra)
         return e
 

@@ -74,7 +74,7 @@ class PairTest(unittest.TestCase):
         self.assertEqual(self.w.run_sender_once().returncode, 0)
         self.assertEqual(self.outputs(), ["a.b.xml", "a.xml"])
 
-    def test_invalid_json_rejected_while_the_rest_flow(self):
+    def test_invalid_json_quarantined_while_the_rest_flow(self):
         bad = {"trailing.json": b'{"a": 1} x', "nul.json": b'{"a": 1}\x00junk', "utf8.json": b'{"a": "\xff"}',
                "empty.json": b"", "truncated.json": b'{"a": [1, 2'}
         for name, data in bad.items():
@@ -87,14 +87,21 @@ class PairTest(unittest.TestCase):
         self.assertEqual(r.returncode, 1)
         self.assertEqual(self.outputs(), ["good%d.xml" % i for i in range(5)])
         log = r.stderr.decode()
+        qdir = self.w.path("input", ".quarantine")
         for name in bad:
-            self.assertRegex(log, r"rejected file=%s error=\"%s: invalid JSON at byte offset \d+" % (name, name))
+            self.assertRegex(log, r"quarantined file=%s error=\"%s: invalid JSON at byte offset \d+" % (name, name))
+            with open(os.path.join(qdir, name), "rb") as fh:
+                self.assertEqual(fh.read(), bad[name])  # moved whole
+            reason = open(os.path.join(qdir, name + ".reason")).read()
+            self.assertIn("invalid JSON", reason)
+            self.assertIn("attempts: 1", reason)
         sdb = sqlite3.connect(self.w.path("sstate", "sender.db"))
         rows = dict(sdb.execute("select name, state from files"))
         for name in bad:
-            self.assertEqual(rows[name], "rejected")
-        # Still rejected (not retried) next time, still exit 1; the good ones are not resent.
-        self.assertEqual(self.w.run_sender_once().returncode, 1)
+            self.assertEqual(rows[name], "quarantined")
+        self.assertEqual(sorted(os.listdir(self.w.path("input"))), [".quarantine"] + ["good%d.json" % i for i in range(5)])
+        # Nothing left to do: the good ones are not resent, the bad ones are out of the way.
+        self.assertEqual(self.w.run_sender_once().returncode, 0)
 
     def test_receiver_down_then_up_delivers(self):
         for i in range(3):

@@ -33,21 +33,61 @@ TEST(OutboxStore, TracksAFileVersionThroughItsStates) {
   ASSERT_TRUE(store->record_seen("a.json", "h1", 10, 111).ok());
   ASSERT_TRUE(store->record_seen("a.json", "h1", 10, 222).ok());  // seen again: still one row
   EXPECT_EQ((*store->find("a.json", "h1"))->state, OutboxState::kPending);
-  ASSERT_TRUE(store->mark_failed("a.json", "h1", "connection refused").ok());
+  ASSERT_TRUE(store->mark_failed("a.json", "h1", FailureRecord{"connection refused", 0, "", 1000.5, 1002}).ok());
+  ASSERT_TRUE(store->mark_failed("a.json", "h1", FailureRecord{"503", 503, "busy", 1003, 1007}).ok());
   auto failed = **store->find("a.json", "h1");
   EXPECT_EQ(failed.state, OutboxState::kFailed);
-  EXPECT_EQ(failed.attempts, 1);
-  EXPECT_EQ(failed.last_error, "connection refused");
+  EXPECT_EQ(failed.attempts, 2);
+  EXPECT_EQ(failed.last_error, "503");
+  EXPECT_EQ(failed.receiver_status, 503);
+  EXPECT_DOUBLE_EQ(failed.first_failure_unix, 1000.5);  // kept from the first failure
+  EXPECT_DOUBLE_EQ(failed.next_attempt_unix, 1007);
   ASSERT_TRUE(store->mark_delivered("a.json", "h1", 201, "{\"msg\":\"ok\"}").ok());
   auto done = **store->find("a.json", "h1");
   EXPECT_EQ(done.state, OutboxState::kDelivered);
-  EXPECT_EQ(done.attempts, 2);
+  EXPECT_EQ(done.attempts, 3);
   EXPECT_EQ(done.receiver_status, 201);
   EXPECT_FALSE(done.delivered_at.empty());
   // New content of the same name is a new row.
   ASSERT_TRUE(store->record_seen("a.json", "h2", 11, 333).ok());
-  ASSERT_TRUE(store->mark_rejected("a.json", "h2", "invalid JSON").ok());
+  ASSERT_TRUE(store->mark_quarantined("a.json", "h2", FailureRecord{"invalid JSON", 0, "", 5, 0}, "/q/a.json").ok());
+  auto q = **store->find("a.json", "h2");
+  EXPECT_EQ(q.state, OutboxState::kQuarantined);
+  EXPECT_EQ(q.quarantine_path, "/q/a.json");
   EXPECT_EQ(store->all()->size(), 2U);
+  EXPECT_EQ(store->settled()->size(), 2U);
+  ASSERT_TRUE(store->reset("a.json", "h2").ok());  // put back by an operator
+  q = **store->find("a.json", "h2");
+  EXPECT_EQ(q.state, OutboxState::kPending);
+  EXPECT_EQ(q.attempts, 0);
+  EXPECT_TRUE(q.quarantine_path.empty());
+}
+
+TEST(OutboxStore, IdempotencyKeyDependsOnNameAndContent) {
+  EXPECT_EQ(idempotency_key("a.json", "h"), idempotency_key("a.json", "h"));
+  EXPECT_NE(idempotency_key("a.json", "h"), idempotency_key("b.json", "h"));
+  EXPECT_NE(idempotency_key("a.json", "h"), idempotency_key("a.json", "g"));
+  EXPECT_EQ(idempotency_key("a.json", "h").size(), 64U);
+}
+
+TEST(OutboxStore, MigratesASchemaOneDatabase) {
+  TempDir dir;
+  sqlite3* db = nullptr;
+  sqlite3_open((dir / "sender.db").c_str(), &db);
+  const char* v1 =
+      "CREATE TABLE files (name TEXT NOT NULL, sha256 TEXT NOT NULL, size INTEGER NOT NULL, "
+      "mtime_ns INTEGER NOT NULL, state TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, "
+      "last_error TEXT, first_seen_at TEXT NOT NULL DEFAULT 'x', updated_at TEXT NOT NULL DEFAULT 'x', "
+      "delivered_at TEXT, receiver_status INTEGER, receiver_answer TEXT, PRIMARY KEY (name, sha256));"
+      "INSERT INTO files (name, sha256, size, mtime_ns, state) VALUES ('a.json','h',1,2,'delivered'),"
+      "('b.json','h',1,2,'rejected');"
+      "PRAGMA user_version=1;";
+  ASSERT_EQ(sqlite3_exec(db, v1, nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(db);
+  auto store = OutboxStore::open(dir / "sender.db");
+  ASSERT_TRUE(store.ok()) << store.error().message;
+  EXPECT_EQ((*store->find("a.json", "h"))->state, OutboxState::kDelivered);
+  EXPECT_EQ((*store->find("b.json", "h"))->state, OutboxState::kQuarantined);
 }
 
 TEST(OutboxStore, StateSurvivesReopenAndSchemaIsVersioned) {
@@ -65,7 +105,7 @@ TEST(OutboxStore, StateSurvivesReopenAndSchemaIsVersioned) {
   sqlite3_stmt* st = nullptr;
   sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, nullptr);
   ASSERT_EQ(sqlite3_step(st), SQLITE_ROW);
-  EXPECT_EQ(sqlite3_column_int(st, 0), 1);
+  EXPECT_EQ(sqlite3_column_int(st, 0), 2);
   sqlite3_finalize(st);
   sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &st, nullptr);
   ASSERT_EQ(sqlite3_step(st), SQLITE_ROW);
@@ -88,24 +128,63 @@ TEST(OutboxStore, RefusesADatabaseFromTheFuture) {
 TEST(OutboxStore, RefusesAFileThatIsNotADatabase) {
   TempDir dir;
   { std::ofstream(dir / "sender.db") << "this is not sqlite, just text that is long enough........"; }
-  EXPECT_FALSE(OutboxStore::open(dir / "sender.db").ok());
+  auto store = OutboxStore::open(dir / "sender.db");
+  ASSERT_FALSE(store.ok());
+  EXPECT_EQ(store.error().code, ErrorCode::kCorruptDatabase) << store.error().message;
 }
 
-TEST(UploadLedger, RecordsAcceptedAndRejected) {
+TEST(SqliteDb, ADamagedDatabaseIsMovedAsideNeverReset) {
+  TempDir dir;
+  {
+    auto store = OutboxStore::open(dir / "sender.db");
+    ASSERT_TRUE(store.ok());
+    for (int i = 0; i < 200; ++i) ASSERT_TRUE(store->record_seen("f" + std::to_string(i), "h", 1, 1).ok());
+  }
+  {  // damage a page in the middle of the file
+    std::fstream f(dir / "sender.db", std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(4096 + 100);
+    f << std::string(3000, '\x5a');
+  }
+  std::vector<std::string> heard;
+  auto store = open_moving_aside_if_damaged(
+      dir / "sender.db", [](const std::string& p) { return OutboxStore::open(p); },
+      [&](const std::string& why, const std::string& aside) { heard = {why, aside}; });
+  ASSERT_TRUE(store.ok()) << store.error().message;
+  ASSERT_EQ(heard.size(), 2U);
+  EXPECT_NE(heard[0].find("damaged"), std::string::npos) << heard[0];
+  EXPECT_TRUE(fs::exists(heard[1])) << heard[1];           // the old file is kept for inspection
+  EXPECT_NE(heard[1].find("sender.db.corrupt-"), std::string::npos);
+  EXPECT_TRUE(store->all()->empty());                      // and a new one is in its place
+}
+
+TEST(UploadLedger, RecordsDeliveriesDuplicatesAndRejections) {
   TempDir dir;
   auto ledger = UploadLedger::open(dir / "receiver.db");
   ASSERT_TRUE(ledger.ok());
-  ASSERT_TRUE(ledger->record_accepted("books", "/out/books.xml", 42, "abc", "127.0.0.1:1").ok());
+  Delivery d{"/out/books.xml", "books", "abc", 42, 1, "idem"};
+  ASSERT_TRUE(ledger->record_delivery(d, "127.0.0.1:1").ok());
+  ASSERT_TRUE(ledger->record_duplicate(d, "127.0.0.1:1").ok());
   ASSERT_TRUE(ledger->record_rejected("bad", 422, "invalid token", "127.0.0.1:2").ok());
+  auto found = ledger->find("books", "abc");
+  ASSERT_TRUE(found.ok() && found->has_value());
+  EXPECT_EQ((*found)->output_path, "/out/books.xml");
+  EXPECT_EQ((*found)->duplicates, 1);
+  EXPECT_EQ((*found)->key_index, 1);
+  EXPECT_FALSE(ledger->find("books", "other")->has_value());
+  // Overwritten: the path's row now describes the new content only.
+  ASSERT_TRUE(ledger->record_delivery(Delivery{"/out/books.xml", "books", "def", 7}, "p").ok());
+  EXPECT_FALSE(ledger->find("books", "abc")->has_value());
+  EXPECT_EQ((*ledger->find_by_path("/out/books.xml"))->sha256, "def");
   auto rows = ledger->recent(10);
   ASSERT_TRUE(rows.ok());
-  ASSERT_EQ(rows->size(), 2U);
-  EXPECT_EQ((*rows)[0].name, "bad");
-  EXPECT_EQ((*rows)[0].status, 422);
-  EXPECT_EQ((*rows)[0].reason, "invalid token");
-  EXPECT_EQ((*rows)[1].outcome, "accepted");
-  EXPECT_EQ((*rows)[1].bytes, 42);
-  EXPECT_EQ((*rows)[1].sha256, "abc");
+  ASSERT_EQ(rows->size(), 4U);
+  EXPECT_EQ((*rows)[1].name, "bad");
+  EXPECT_EQ((*rows)[1].status, 422);
+  EXPECT_EQ((*rows)[1].reason, "invalid token");
+  EXPECT_TRUE((*rows)[2].duplicate);
+  EXPECT_EQ((*rows)[3].outcome, "accepted");
+  EXPECT_EQ((*rows)[3].bytes, 42);
+  EXPECT_EQ((*rows)[3].sha256, "abc");
 }
 
 }  // namespace

@@ -16,11 +16,18 @@ class UploadSessionTest : public ::testing::Test {
   void SetUp() override {
     char tmpl[] = "/tmp/upload-session-XXXXXX";
     dir_ = mkdtemp(tmpl);
+    fs::create_directory(dir_ + "/out");
+    ledger_.emplace(std::move(UploadLedger::open(dir_ + "/receiver.db").value()));
+    dir_ += "/out";
     settings_.output_dir = dir_;
     settings_.keys = *parse_key_text("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=", "k");
     settings_.max_upload_bytes = 1 << 20;
   }
-  void TearDown() override { fs::remove_all(dir_); }
+  void TearDown() override { fs::remove_all(fs::path(dir_).parent_path()); }
+  OutputCommitter& committer(ConflictPolicy policy = ConflictPolicy::kOverwrite) {
+    committer_.emplace(dir_, policy, true, *ledger_);
+    return *committer_;
+  }
 
   UploadRequestHead head(const std::string& name, uint64_t length) {
     return {name, "multipart/form-data; boundary=BB", length, false, false};
@@ -29,14 +36,26 @@ class UploadSessionTest : public ::testing::Test {
     return "--BB\r\nContent-Disposition: form-data; name=\"file\"; filename=\"x.xml.enc\"\r\n\r\n" +
            token + "\r\n--BB--\r\n";
   }
-  UploadOutcome run(const std::string& name, const std::string& b, size_t chunk = 5) {
+  UploadOutcome run(const std::string& name, const std::string& b, size_t chunk = 5,
+                    std::optional<std::string> claimed_sha = std::nullopt) {
     auto h = head(name, b.size());
+    h.claimed_sha256 = std::move(claimed_sha);
     if (auto refusal = precheck_upload(h, settings_)) return *refusal;
     UploadSession s(h, settings_);
     for (size_t i = 0; i < b.size(); i += chunk) {
       if (!s.feed(b.data() + i, std::min(chunk, b.size() - i))) break;
     }
-    return s.finish(0);
+    if (!committer_) committer();
+    return s.finish(0, *committer_, "test");
+  }
+  UploadOutcome send(const std::string& name, const std::string& plaintext) {
+    return run(name, body(*fernet_encrypt(settings_.keys[0], plaintext)), 4096);
+  }
+  std::string read(const std::string& file) const {
+    std::ifstream in(dir_ + "/" + file);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
   }
   size_t files_in_dir() const {
     return static_cast<size_t>(std::distance(fs::directory_iterator(dir_), fs::directory_iterator()));
@@ -44,6 +63,8 @@ class UploadSessionTest : public ::testing::Test {
 
   std::string dir_;
   UploadSettings settings_;
+  std::optional<UploadLedger> ledger_;
+  std::optional<OutputCommitter> committer_;
 };
 
 TEST_F(UploadSessionTest, WritesTheDecryptedFileAtomically) {
@@ -110,8 +131,79 @@ TEST_F(UploadSessionTest, BodyOverTheLimitIsRefusedWhileStreaming) {
   bool ok = true;
   for (size_t i = 0; i < b.size() && ok; i += 100) ok = s.feed(b.data() + i, std::min<size_t>(100, b.size() - i));
   EXPECT_FALSE(ok);
-  EXPECT_EQ(s.finish(0).status, 413);
+  EXPECT_EQ(s.finish(0, committer(), "test").status, 413);
   EXPECT_EQ(files_in_dir(), 0U);
+}
+
+TEST_F(UploadSessionTest, ARetryIsAnsweredFromTheLedgerAndNothingIsRewritten) {
+  auto first = send("books", "<all>1</all>");
+  ASSERT_EQ(first.status, 201) << first.message;
+  EXPECT_FALSE(first.duplicate);
+  const auto mtime = fs::last_write_time(dir_ + "/books.xml");
+  auto again = send("books", "<all>1</all>");
+  ASSERT_EQ(again.status, 201) << again.message;
+  EXPECT_TRUE(again.duplicate);
+  EXPECT_EQ(again.message, first.message);
+  EXPECT_EQ(again.sha256, first.sha256);
+  EXPECT_NE(again.json_body().find("\"duplicate\":true"), std::string::npos);
+  EXPECT_EQ(fs::last_write_time(dir_ + "/books.xml"), mtime);
+  EXPECT_EQ((*ledger_->find("books", first.sha256))->duplicates, 1);
+  EXPECT_EQ(files_in_dir(), 1U);
+}
+
+TEST_F(UploadSessionTest, ConflictPolicies) {
+  committer(ConflictPolicy::kOverwrite);
+  ASSERT_EQ(send("a", "v1").status, 201);
+  ASSERT_EQ(send("a", "v2").status, 201);
+  EXPECT_EQ(read("a.xml"), "v2");
+  auto back = send("a", "v1");  // the old content again is new content for this path
+  EXPECT_FALSE(back.duplicate);
+  EXPECT_EQ(read("a.xml"), "v1");
+
+  committer(ConflictPolicy::kReject);
+  ASSERT_EQ(send("b", "v1").status, 201);
+  auto refused = send("b", "v2");
+  EXPECT_EQ(refused.status, 409) << refused.message;
+  EXPECT_EQ(read("b.xml"), "v1");
+  EXPECT_TRUE(send("b", "v1").duplicate);
+
+  committer(ConflictPolicy::kVersion);
+  ASSERT_EQ(send("c", "v1").status, 201);
+  auto v2 = send("c", "v2");
+  auto v3 = send("c", "v3");
+  EXPECT_EQ(v2.output_path, dir_ + "/c.1.xml");
+  EXPECT_EQ(v3.output_path, dir_ + "/c.2.xml");
+  EXPECT_EQ(read("c.xml") + read("c.1.xml") + read("c.2.xml"), "v1v2v3");
+  auto dup = send("c", "v2");  // any version with this content answers a retry
+  EXPECT_TRUE(dup.duplicate);
+  EXPECT_EQ(dup.output_path, dir_ + "/c.1.xml");
+  EXPECT_EQ(files_in_dir(), 5U);  // a, b, c, c.1, c.2: no temporary file left
+}
+
+TEST_F(UploadSessionTest, AFileRenamedJustBeforeACrashIsRecognisedByItsContent) {
+  // As if the receiver died between the rename and the ledger insert.
+  { std::ofstream(dir_ + "/d.xml") << "v1"; }
+  { std::ofstream(dir_ + "/e.xml") << "v1"; }
+  committer(ConflictPolicy::kReject);
+  auto retry = send("d", "v1");
+  EXPECT_EQ(retry.status, 201) << retry.message;
+  EXPECT_TRUE(retry.duplicate);
+  EXPECT_EQ(send("d", "v2").status, 409);
+  committer(ConflictPolicy::kVersion);
+  auto vretry = send("e", "v1");
+  EXPECT_TRUE(vretry.duplicate);
+  EXPECT_FALSE(fs::exists(dir_ + "/e.1.xml"));
+}
+
+TEST_F(UploadSessionTest, APlaintextDigestThatDoesNotMatchIsRefused) {
+  const std::string b = body(*fernet_encrypt(settings_.keys[0], "abc"));
+  auto o = run("f", b, 4096, std::string(64, '0'));
+  EXPECT_EQ(o.status, 422) << o.message;
+  auto bad_header = run("f", b, 4096, std::string("not-hex"));
+  EXPECT_EQ(bad_header.status, 400);
+  EXPECT_EQ(files_in_dir(), 0U);
+  auto good = run("f", b, 4096, std::string("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"));
+  EXPECT_EQ(good.status, 201) << good.message;
 }
 
 }  // namespace

@@ -47,4 +47,12 @@ Status write_file_atomic(const std::string& path, std::string_view content);
 // Creates a directory (and parents) if missing.
 Status ensure_directory(const std::string& dir);
 
+// A path in `dir` for `name` that does not exist yet: "<dir>/<name>", else "<dir>/<name>.1", ...
+std::string unused_path_in(const std::string& dir, const std::string& name);
+
+// Moves `from` to `to` without replacing an existing `to` (kIo with EEXIST's message then). Across
+// file systems (EXDEV) it copies to a temporary file beside `to`, fsyncs, renames it into place
+// and only then removes `from`. Both directories are fsynced.
+Status move_file(const std::string& from, const std::string& to);
+
 }  // namespace transfer

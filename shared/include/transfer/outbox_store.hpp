@@ -1,6 +1,11 @@
 #pragma once
 // The sender's state: $STATUS_DB_PATH/sender.db, one row per (file name, SHA-256 of content).
-// A file counts as delivered only after the receiver answered 201.
+// Each step of a file's life is one committed statement, so a crash at any instant leaves a
+// state a restart can continue from:
+//   pending -> delivered                      (only after the receiver answered 201)
+//   pending -> failed -> ... -> delivered      (transient errors, retried with backoff)
+//   pending|failed -> quarantined              (permanent error, or MAX_ATTEMPTS / MAX_AGE)
+// Not thread-safe: one owner.
 
 #include <cstdint>
 #include <optional>
@@ -12,7 +17,7 @@
 
 namespace transfer {
 
-enum class OutboxState { kPending, kDelivered, kRejected, kFailed };
+enum class OutboxState { kPending, kDelivered, kFailed, kQuarantined };
 std::string_view to_string(OutboxState state);
 
 struct OutboxEntry {
@@ -21,39 +26,56 @@ struct OutboxEntry {
   int64_t size = 0;
   int64_t mtime_ns = 0;
   OutboxState state = OutboxState::kPending;
-  int64_t attempts = 0;
+  int64_t attempts = 0;          // uploads tried (each transient failure counts one)
   std::string last_error;
-  std::string first_seen_at;
+  std::string first_seen_at;     // ISO 8601 UTC
   std::string updated_at;
   std::string delivered_at;
   int64_t receiver_status = 0;
   std::string receiver_answer;
+  double first_failure_unix = 0;  // 0: never failed
+  double next_attempt_unix = 0;   // a failed file is not retried before this
+  std::string quarantine_path;    // where it was moved; empty when it stayed in place
+};
+
+// What a failed attempt leaves behind.
+struct FailureRecord {
+  std::string error;
+  int receiver_status = 0;
+  std::string receiver_answer;
+  double now_unix = 0;
+  double next_attempt_unix = 0;
 };
 
 class OutboxStore {
  public:
+  // Opens (creating or migrating) the database; kCorruptDatabase when it is damaged.
   static Result<OutboxStore> open(const std::string& path);
 
   Result<std::optional<OutboxEntry>> find(const std::string& name, const std::string& sha256);
-  // Records a file version as seen (pending) unless it is already known.
+  // Records a file version as seen (pending) unless it is already known; refreshes size and mtime.
   Status record_seen(const std::string& name, const std::string& sha256, int64_t size,
                      int64_t mtime_ns);
   Status mark_delivered(const std::string& name, const std::string& sha256, int receiver_status,
                         const std::string& receiver_answer);
-  // A transient failure (retried on a later scan); counts an attempt.
-  Status mark_failed(const std::string& name, const std::string& sha256, const std::string& error,
-                     int receiver_status = 0, const std::string& receiver_answer = {});
-  // A permanent refusal (invalid JSON, a 4xx): not retried until the content changes.
-  Status mark_rejected(const std::string& name, const std::string& sha256, const std::string& error,
-                       int receiver_status = 0, const std::string& receiver_answer = {});
+  // A transient failure: counts an attempt, keeps the first failure time, schedules the next.
+  Status mark_failed(const std::string& name, const std::string& sha256, const FailureRecord& failure);
+  // Gave up: not retried until the content changes (or an operator moves it back).
+  Status mark_quarantined(const std::string& name, const std::string& sha256,
+                          const FailureRecord& failure, const std::string& quarantine_path);
+  // Back to pending with no attempts: an operator put a quarantined file back.
+  Status reset(const std::string& name, const std::string& sha256);
+  // Every row in a settled state (delivered or quarantined), newest per name last.
+  Result<std::vector<OutboxEntry>> settled();
   Result<std::vector<OutboxEntry>> all();
 
  private:
   explicit OutboxStore(SqliteDb db) : db_(std::move(db)) {}
-  Status set_state(const std::string& name, const std::string& sha256, OutboxState state,
-                   const std::string& error, int receiver_status, const std::string& answer,
-                   bool count_attempt);
+  Result<std::vector<OutboxEntry>> select(const std::string& where_and_order);
   SqliteDb db_;
 };
+
+// The idempotency key of one file version: hex SHA-256 of "<name>\n<content sha256>".
+std::string idempotency_key(const std::string& name, const std::string& content_sha256);
 
 }  // namespace transfer

@@ -21,6 +21,8 @@ enum class ErrorCode {
   kIo,               // the file system or a socket failed
   kNoSpace,          // ENOSPC / EDQUOT
   kDatabase,         // SQLite failed
+  kCorruptDatabase,  // a state database that fails its integrity check or is not a database
+  kConflict,         // the name exists with other content and ON_CONFLICT=reject
   kCancelled,        // stopped on request (shutdown)
   kChanged,          // the input changed while it was being processed
 };

@@ -25,6 +25,7 @@ class SqliteStatement {
 
   SqliteStatement& bind(int index, std::string_view text);
   SqliteStatement& bind(int index, int64_t value);
+  SqliteStatement& bind(int index, double value);
   SqliteStatement& bind(int index, std::nullptr_t);
   SqliteStatement& bind_optional(int index, const std::optional<std::string>& text);
 
@@ -34,6 +35,7 @@ class SqliteStatement {
   void reset();
 
   int64_t column_int(int col) const;
+  double column_double(int col) const;
   std::string column_text(int col) const;
   bool column_is_null(int col) const;
 
@@ -44,8 +46,10 @@ class SqliteStatement {
 
 class SqliteDb {
  public:
-  // Opens (creating) the database at `path` and applies `migrations` in order: migration i
-  // (0-based) takes the schema from user_version i to i+1, each in its own transaction.
+  // Opens (creating) the database at `path`, checks it (PRAGMA quick_check) and applies
+  // `migrations` in order: migration i (0-based) takes the schema from user_version i to i+1,
+  // each in its own transaction. A file that is not a database or fails the check gives
+  // kCorruptDatabase; the caller decides (see move_database_aside), nothing is reset here.
   static Result<SqliteDb> open(const std::string& path, const std::vector<std::string>& migrations);
   SqliteDb(SqliteDb&&) noexcept;
   SqliteDb& operator=(SqliteDb&&) noexcept;
@@ -53,6 +57,15 @@ class SqliteDb {
 
   Result<SqliteStatement> prepare(std::string_view sql);
   Status exec(const std::string& sql);
+  // Runs `body` inside BEGIN IMMEDIATE ... COMMIT; rolls back when it fails.
+  template <typename F>
+  Status transaction(F&& body) {
+    if (auto st = exec("BEGIN IMMEDIATE"); !st) return st;
+    Status st = body();
+    if (st) st = exec("COMMIT");
+    if (!st) (void)exec("ROLLBACK");
+    return st;
+  }
   const std::string& path() const { return path_; }
   std::string last_error() const;
 
@@ -62,5 +75,22 @@ class SqliteDb {
   std::unique_ptr<sqlite3, Close> db_;
   std::string path_;
 };
+
+// Renames a damaged database (and its -wal and -shm files) to "<path>.corrupt-<UTC time>" so a
+// fresh one can be created beside it; returns the new name of the main file.
+Result<std::string> move_database_aside(const std::string& path);
+
+// open(path); when that finds the database damaged, moves it aside, tells on_moved(why, where)
+// and opens a new one. Never resets silently: the caller logs what on_moved hears.
+template <typename Open, typename OnMoved>
+auto open_moving_aside_if_damaged(const std::string& path, Open open, OnMoved on_moved)
+    -> decltype(open(path)) {
+  auto first = open(path);
+  if (first || first.error().code != ErrorCode::kCorruptDatabase) return first;
+  auto aside = move_database_aside(path);
+  if (!aside) return make_error(ErrorCode::kDatabase, first.error().message + "; " + aside.error().message);
+  on_moved(first.error().message, *aside);
+  return open(path);
+}
 
 }  // namespace transfer

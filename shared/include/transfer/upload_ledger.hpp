@@ -1,9 +1,15 @@
 #pragma once
-// The receiver's ledger: $STATUS_DB_PATH/receiver.db, every upload accepted (name, output path,
-// bytes, SHA-256 of the plaintext, time, peer) and rejected (with the reason). Thread-safe.
+// The receiver's ledger: $STATUS_DB_PATH/receiver.db.
+//  - `deliveries`: one row per output file (its path is the key): the name it was uploaded as,
+//    SHA-256 and size of the plaintext, key index, idempotency key, first and last time it was
+//    received and how many duplicates were answered from here. An upload whose name and digest
+//    match a row is a retry: it is answered from the row and nothing is rewritten.
+//  - `uploads`: every request answered (accepted, duplicate or rejected with its reason).
+// Thread-safe (one mutex around the connection).
 
 #include <cstdint>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -12,11 +18,24 @@
 
 namespace transfer {
 
+struct Delivery {
+  std::string output_path;
+  std::string name;
+  std::string sha256;
+  int64_t bytes = 0;
+  int64_t key_index = 0;
+  std::string idempotency_key;
+  std::string first_received_at;
+  std::string last_received_at;
+  int64_t duplicates = 0;
+};
+
 struct LedgerEntry {
   int64_t id = 0;
   std::string name;
   std::string outcome;  // "accepted" | "rejected"
   int status = 0;       // HTTP status answered
+  bool duplicate = false;
   std::string output_path;
   int64_t bytes = 0;
   std::string sha256;
@@ -27,17 +46,25 @@ struct LedgerEntry {
 
 class UploadLedger {
  public:
+  // Opens (creating or migrating) the database; kCorruptDatabase when it is damaged.
   static Result<UploadLedger> open(const std::string& path);
   UploadLedger(UploadLedger&& other) noexcept : db_(std::move(other.db_)) {}
 
-  Status record_accepted(const std::string& name, const std::string& output_path, int64_t bytes,
-                         const std::string& sha256, const std::string& peer);
+  // A delivery of this name with this plaintext digest, if any.
+  Result<std::optional<Delivery>> find(const std::string& name, const std::string& sha256);
+  Result<std::optional<Delivery>> find_by_path(const std::string& output_path);
+  // A new file at delivery.output_path (replacing the row of an overwritten one).
+  Status record_delivery(const Delivery& delivery, const std::string& peer);
+  // A retry answered from `original`: counts it and logs the request.
+  Status record_duplicate(const Delivery& original, const std::string& peer);
   Status record_rejected(const std::string& name, int status, const std::string& reason,
                          const std::string& peer);
   Result<std::vector<LedgerEntry>> recent(int64_t limit);
 
  private:
   explicit UploadLedger(SqliteDb db) : db_(std::move(db)) {}
+  Result<std::optional<Delivery>> find_where(const std::string& where, const std::string& a,
+                                             const std::string& b);
   std::mutex mu_;
   SqliteDb db_;
 };
