@@ -2,6 +2,8 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+#include <cctype>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
@@ -45,8 +47,11 @@ std::optional<UploadOutcome> precheck_upload(const UploadRequestHead& head,
     return o;
   };
   if (auto st = validate_upload_name(head.name); !st) return refuse(400, st.error().message);
-  if (head.idempotency_key.size() > 256 ||
-      head.idempotency_key.find_first_not_of("0123456789abcdefABCDEF-_.:") != std::string::npos) {
+  const bool key_ok = std::all_of(head.idempotency_key.begin(), head.idempotency_key.end(), [](char ch) {
+    const auto c = static_cast<unsigned char>(ch);
+    return std::isalnum(c) != 0 || c == '-' || c == '_' || c == '.' || c == ':';
+  });
+  if (head.idempotency_key.size() > 256 || !key_ok) {
     return refuse(400, std::string(kIdempotencyKeyHeader) + " must be at most 256 characters of [0-9A-Za-z-_.:]");
   }
   if (head.claimed_sha256 && (head.claimed_sha256->size() != 64 ||
