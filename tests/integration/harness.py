@@ -54,15 +54,15 @@ class Workdir:
                 p.wait()
         shutil.rmtree(self.root, ignore_errors=True)
 
-    def start_receiver(self, *extra, env=None, port=0):
+    def start_receiver(self, *extra, env=None, port=0, prefix=(), ip="127.0.0.1"):
         ready = self.path("ready")
         if os.path.exists(ready):
             os.unlink(ready)
         e = dict(os.environ, OUTPUT_DIR=self.path("output"), DECRYPTION_KEY=self.key,
-                 STATUS_DB_PATH=self.path("rstate"), SERVER_PORT=str(port), SERVER_IP="127.0.0.1")
+                 STATUS_DB_PATH=self.path("rstate"), SERVER_PORT=str(port), SERVER_IP=ip)
         e.update(env or {})
         log = open(self.path("receiver.log"), "ab")
-        p = subprocess.Popen([os.path.join(BIN, "receiver"), "--ready-file", ready, *extra],
+        p = subprocess.Popen([*prefix, os.path.join(BIN, "receiver"), "--ready-file", ready, *extra],
                              env=e, stdout=log, stderr=log)
         log.close()
         self.procs.append(p)
@@ -85,9 +85,9 @@ class Workdir:
         return subprocess.run([os.path.join(BIN, "sender"), "--once"], env=self.sender_env(port, **extra),
                               capture_output=True, timeout=timeout)
 
-    def start_sender(self, port=None, **extra):
+    def start_sender(self, port=None, prefix=(), **extra):
         log = open(self.path("sender.log"), "ab")
-        p = subprocess.Popen([os.path.join(BIN, "sender")], env=self.sender_env(port, **extra),
+        p = subprocess.Popen([*prefix, os.path.join(BIN, "sender")], env=self.sender_env(port, **extra),
                              stdout=log, stderr=log)
         log.close()
         self.procs.append(p)
@@ -104,6 +104,29 @@ class Workdir:
 def stop(proc, timeout=15):
     proc.send_signal(signal.SIGTERM)
     return proc.wait(timeout=timeout)
+
+
+def integrity_ok(db_path):
+    import sqlite3
+    con = sqlite3.connect(db_path)
+    try:
+        return con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    finally:
+        con.close()
+
+
+def count_delivered(db_path):
+    """Files the sender has recorded as delivered (0 before its database exists)."""
+    import sqlite3
+    if not os.path.exists(db_path):
+        return 0
+    con = sqlite3.connect(db_path)
+    try:
+        return con.execute("select count(*) from files where state='delivered'").fetchone()[0]
+    except sqlite3.OperationalError:  # not created yet
+        return 0
+    finally:
+        con.close()
 
 
 def write_json(path, obj):
