@@ -10,3 +10,11 @@ if(TRANSFER_SANITIZE)
                          -fno-sanitize-recover=all -fno-omit-frame-pointer)
   target_link_options(transfer_sanitizers INTERFACE -fsanitize=address,undefined)
 endif()
+
+# Fuzz builds (clang): everything the fuzzers link is instrumented for coverage and checked by
+# ASan + UBSan; the fuzzer executables add libFuzzer's main.
+if(TRANSFER_BUILD_FUZZERS)
+  target_compile_options(transfer_sanitizers INTERFACE -fsanitize=fuzzer-no-link,address,undefined
+                         -fno-sanitize-recover=all -fno-omit-frame-pointer)
+  target_link_options(transfer_sanitizers INTERFACE -fsanitize=address,undefined)
+endif()

@@ -562,8 +562,13 @@ class StreamingSax : public SaxBase {
 struct Node {
   enum Kind { kNull, kBool, kInt, kFloat, kString, kObject, kArray } kind = kNull;
   std::string text;  // bool/int/float: final text; string: cleaned value
-  std::vector<std::pair<std::string, Node>> children;  // object: (key, value); array: ("", value)
-  std::unordered_map<std::string, size_t> index;       // object keys -> position
+  struct Child;  // (key, value); defined below so the vector never needs Node complete early
+  std::vector<Child> children;                     // object: (key, value); array: ("", value)
+  std::unordered_map<std::string, size_t> index;   // object keys -> position
+};
+struct Node::Child {
+  std::string key;
+  Node value;
 };
 
 class TreeSax : public SaxBase {
@@ -594,16 +599,16 @@ class TreeSax : public SaxBase {
     if (stack_.empty()) return &root_;
     Node& parent = *stack_.back();
     if (parent.kind == Node::kArray) {
-      parent.children.emplace_back(std::string(), Node{});
-      return &parent.children.back().second;
+      parent.children.push_back(Node::Child{std::string(), Node{}});
+      return &parent.children.back().value;
     }
     auto [it, inserted] = parent.index.emplace(pending_key_, parent.children.size());
     if (inserted) {
-      parent.children.emplace_back(pending_key_, Node{});
+      parent.children.push_back(Node::Child{pending_key_, Node{}});
     } else {
-      parent.children[it->second].second = Node{};  // last value wins, first position kept
+      parent.children[it->second].value = Node{};  // last value wins, first position kept
     }
-    return &parent.children[it->second].second;
+    return &parent.children[it->second].value;
   }
   bool add(Node::Kind kind, std::string text) {
     Node* n = place();
