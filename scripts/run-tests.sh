@@ -1,9 +1,33 @@
 #!/usr/bin/env bash
-# The README's test command: install what is missing, build, run every test (ctest).
+# The README's test command: install what is missing, then run every test three ways:
+#   1. the release build: unit, integration, curl, interop, memory and chaos tests;
+#   2. the same suite built with AddressSanitizer + UndefinedBehaviorSanitizer (build-asan/),
+#      except the memory test, whose peak-RSS limits do not hold under ASan's shadow memory;
+#   3. the libFuzzer targets (clang, build-fuzz/), each for FUZZ_SECONDS (default 10).
+# Extra arguments go to every ctest run (e.g. -L unit). TRANSFER_SKIP_ASAN=1 or
+# TRANSFER_SKIP_FUZZ=1 leave out a stage for quick local runs; CI runs all three.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$(date +%s)
 scripts/install-deps.sh
+stage() { echo "== $1 ($(( $(date +%s) - start )) s so far)"; }
+
+stage "release build and tests"
 scripts/build.sh
 ctest --test-dir build --output-on-failure -j 2 "$@"
+
+if [[ "${TRANSFER_SKIP_ASAN:-0}" != 1 ]]; then
+  stage "ASan + UBSan build and tests"
+  cmake --preset asan -G Ninja >/dev/null
+  cmake --build build-asan -j "$(nproc)"
+  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+    ctest --test-dir build-asan --output-on-failure -j 2 -LE memory "$@"
+fi
+
+if [[ "${TRANSFER_SKIP_FUZZ:-0}" != 1 ]]; then
+  stage "fuzzers"
+  cmake --preset fuzz -G Ninja -DFUZZ_SECONDS="${FUZZ_SECONDS:-10}" >/dev/null
+  cmake --build build-fuzz -j "$(nproc)" --target fuzzers
+  ctest --test-dir build-fuzz --output-on-failure -j 2 -L fuzz "$@"
+fi
 echo "whole test command took $(( $(date +%s) - start )) s"

@@ -12,7 +12,7 @@ const std::vector<OptionSpec>& sender_options() {
       {"receiver-port", "RECEIVER_PORT", "8080", "Receiver port"},
       {"receiver-uri", "RECEIVER_URI", "/upload", "Path prefix of the upload endpoint; files go to <uri>/<name>"},
       {"log-level", "LOG_LEVEL", "info", "debug, info, warning, error or critical"},
-      {"max-depth", "MAX_DEPTH", "512", "Deepest JSON nesting accepted (deeper files are rejected)"},
+      {"max-depth", "MAX_DEPTH", "512", "Deepest JSON nesting accepted (deeper files are quarantined)"},
       {"connect-timeout", "CONNECT_TIMEOUT", "10", "Seconds to wait for a connection to the receiver"},
       {"io-timeout", "IO_TIMEOUT", "60", "Seconds a send or a wait for the answer may stall"},
       {"min-file-age", "MIN_FILE_AGE", "1", "Seconds a file's size and mtime must stay unchanged before it is taken (0: at once)"},
@@ -25,7 +25,7 @@ const std::vector<OptionSpec>& sender_options() {
       {"quarantine-dir", "QUARANTINE_DIR", "", "Where given-up files go, each with a <file>.reason (default $INPUT_DIR/.quarantine)"},
       {"on-success", "ON_SUCCESS", "keep", "After delivery: keep, delete or move:<dir>"},
       {"drain-timeout", "DRAIN_TIMEOUT", "10", "Seconds an in-flight upload may take to finish after SIGTERM"},
-      {"once", "", "", "Scan once, process every file and exit: 0 if all delivered, 1 if any failed or was rejected", true},
+      {"once", "", "", "Process every file present once and exit: 0 if all delivered, 1 if any failed or was quarantined", true},
   };
   return kOptions;
 }

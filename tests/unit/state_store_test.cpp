@@ -161,7 +161,13 @@ TEST(UploadLedger, RecordsDeliveriesDuplicatesAndRejections) {
   TempDir dir;
   auto ledger = UploadLedger::open(dir / "receiver.db");
   ASSERT_TRUE(ledger.ok());
-  Delivery d{"/out/books.xml", "books", "abc", 42, 1, "idem"};
+  Delivery d;
+  d.output_path = "/out/books.xml";
+  d.name = "books";
+  d.sha256 = "abc";
+  d.bytes = 42;
+  d.key_index = 1;
+  d.idempotency_key = "idem";
   ASSERT_TRUE(ledger->record_delivery(d, "127.0.0.1:1").ok());
   ASSERT_TRUE(ledger->record_duplicate(d, "127.0.0.1:1").ok());
   ASSERT_TRUE(ledger->record_rejected("bad", 422, "invalid token", "127.0.0.1:2").ok());
@@ -172,7 +178,10 @@ TEST(UploadLedger, RecordsDeliveriesDuplicatesAndRejections) {
   EXPECT_EQ((*found)->key_index, 1);
   EXPECT_FALSE(ledger->find("books", "other")->has_value());
   // Overwritten: the path's row now describes the new content only.
-  ASSERT_TRUE(ledger->record_delivery(Delivery{"/out/books.xml", "books", "def", 7}, "p").ok());
+  Delivery replaced = d;
+  replaced.sha256 = "def";
+  replaced.bytes = 7;
+  ASSERT_TRUE(ledger->record_delivery(replaced, "p").ok());
   EXPECT_FALSE(ledger->find("books", "abc")->has_value());
   EXPECT_EQ((*ledger->find_by_path("/out/books.xml"))->sha256, "def");
   auto rows = ledger->recent(10);

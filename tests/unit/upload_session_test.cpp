@@ -30,7 +30,11 @@ class UploadSessionTest : public ::testing::Test {
   }
 
   UploadRequestHead head(const std::string& name, uint64_t length) {
-    return {name, "multipart/form-data; boundary=BB", length, false, false};
+    UploadRequestHead h;
+    h.name = name;
+    h.content_type = "multipart/form-data; boundary=BB";
+    h.content_length = length;
+    return h;
   }
   static std::string body(const std::string& token) {
     return "--BB\r\nContent-Disposition: form-data; name=\"file\"; filename=\"x.xml.enc\"\r\n\r\n" +
