@@ -398,6 +398,7 @@ SenderService::StepResult SenderService::process_file(const std::string& name, C
       case OutboxState::kFailed: {
         const double wait = e.next_attempt_unix - wall_now();
         if (wait > 0) {  // backoff from an earlier run
+          ++summary_.failed;  // still waiting: not delivered (so --once exits 1)
           return {Step::kRetryLater, Clock::now() + std::chrono::duration_cast<Clock::duration>(
                                                         std::chrono::duration<double>(wait))};
         }

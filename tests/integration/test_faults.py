@@ -116,6 +116,7 @@ class FaultTest(unittest.TestCase):
         # Restarted inside the backoff: no new request.
         r = self.w.run_sender_once(port=fake.port, RETRY_MAX_DELAY="10", MIN_FILE_AGE="0")
         self.assertEqual(len(fake.requests), 1, r.stderr.decode())
+        self.assertEqual(r.returncode, 1)  # still not delivered
         # The headers that let a receiver recognise a retry were sent.
         headers = {k.lower(): v for k, v in fake.requests[0][1].items()}
         self.assertRegex(headers["idempotency-key"], "^[0-9a-f]{64}$")
