@@ -74,6 +74,7 @@ class ChaosKillTest(unittest.TestCase):
         self.assertTrue(integrity_ok(self.w.path("rstate", "receiver.db")))
         con = sqlite3.connect(self.w.path("rstate", "receiver.db"))
         self.assertEqual(con.execute("select count(*) from deliveries").fetchone()[0], FILES)
+        print("retries answered as duplicates: %d" % con.execute("select count(*) from uploads where duplicate=1").fetchone()[0])
         self.assertEqual(con.execute("select count(*) from (select name from deliveries group by name having count(*) > 1)").fetchone()[0], 0)
         con.close()
         self.assertEqual(len(glob.glob(self.w.path("input", "*.json"))), FILES)  # ON_SUCCESS=keep
