@@ -91,11 +91,20 @@ Status MultipartParser::process() {
   for (;;) {
     switch (state_) {
       case State::kPreamble: {
+        // The rule must not depend on how the body is chunked: the opening delimiter has to
+        // start within max_header_bytes of the body. Only a tail that could still begin the
+        // delimiter is kept; the rest is counted and dropped.
         const size_t at = buf_.find(delimiter_);
         if (at == std::string::npos) {
-          if (buf_.size() > max_header_bytes_) return fail("no opening boundary");
+          if (buf_.size() >= delimiter_.size()) {
+            const size_t drop = buf_.size() - (delimiter_.size() - 1);
+            preamble_bytes_ += drop;
+            buf_.erase(0, drop);
+          }
+          if (preamble_bytes_ > max_header_bytes_) return fail("no opening boundary");
           return ok_status();
         }
+        if (preamble_bytes_ + at > max_header_bytes_) return fail("no opening boundary");
         buf_.erase(0, at + delimiter_.size());
         state_ = State::kAfterBoundary;
         break;

@@ -72,6 +72,19 @@ TEST(Multipart, RefusesMalformedBodies) {
   }
 }
 
+TEST(Multipart, APreambleLimitThatDoesNotDependOnChunking) {
+  // Found by fuzz_multipart: a long preamble was accepted in one piece and refused in chunks.
+  // The default limit is 16 KiB: the opening delimiter must start within it.
+  for (const size_t preamble : {size_t{100}, size_t{16 * 1024 - 2}, size_t{16 * 1024 + 1}, size_t{40000}}) {
+    const std::string body = std::string(preamble, 'p') + "\r\n" + kRequestsBody;
+    const bool want = preamble + 2 <= 16 * 1024;
+    for (const size_t chunk : {size_t{1}, size_t{7}, size_t{4096}, body.size()}) {
+      Collected c;
+      EXPECT_EQ(parse_in_chunks(body, chunk, c).ok(), want) << preamble << " in chunks of " << chunk;
+    }
+  }
+}
+
 TEST(Multipart, BoundaryFromContentType) {
   EXPECT_EQ(multipart_boundary("multipart/form-data; boundary=abc").value_or(""), "abc");
   EXPECT_EQ(multipart_boundary("Multipart/Form-Data; charset=x; boundary=\"a b\"").value_or(""), "a b");

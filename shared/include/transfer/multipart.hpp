@@ -53,6 +53,7 @@ class MultipartParser {
   State state_ = State::kPreamble;
   std::string buf_;
   bool in_part_ = false;
+  size_t preamble_bytes_ = 0;  // dropped before the opening delimiter
 };
 
 }  // namespace transfer
