@@ -5,9 +5,6 @@
 #include <unistd.h>
 
 #include <cstdio>
-#include <vector>
-
-#include "transfer/sha256.hpp"
 
 namespace transfer::receiver {
 namespace {
@@ -15,33 +12,6 @@ namespace {
 bool exists(const std::string& path) {
   struct stat st {};
   return ::lstat(path.c_str(), &st) == 0;
-}
-
-// rename() that fails with EEXIST instead of replacing; link()+unlink() where the file system
-// has no RENAME_NOREPLACE.
-int rename_noreplace(const std::string& from, const std::string& to) {
-  if (::renameat2(AT_FDCWD, from.c_str(), AT_FDCWD, to.c_str(), RENAME_NOREPLACE) == 0) return 0;
-  if (errno != EINVAL && errno != ENOSYS) return -1;
-  if (::link(from.c_str(), to.c_str()) != 0) return -1;
-  ::unlink(from.c_str());
-  return 0;
-}
-
-Result<std::string> hash_path(const std::string& path) {
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
-  if (!fd) return errno_error("cannot open", path, errno);
-  Sha256 h;
-  std::vector<char> buf(1 << 16);
-  for (;;) {
-    const ssize_t n = ::read(fd.get(), buf.data(), buf.size());
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return errno_error("cannot read", path, errno);
-    }
-    if (n == 0) break;
-    h.update(buf.data(), static_cast<size_t>(n));
-  }
-  return h.hex_digest();
 }
 
 CommitResult failure(int status, std::string message) {
@@ -94,7 +64,9 @@ CommitResult OutputCommitter::duplicate_of(const Delivery& original, const std::
 bool OutputCommitter::holds_unrecorded_copy(const std::string& path, const VerifiedUpload& upload) {
   auto row = ledger_.find_by_path(path);
   if (!row || *row) return false;  // recorded (with other content, or the lookup failed)
-  auto sha = hash_path(path);
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+  if (!fd) return false;
+  auto sha = sha256_of_fd(fd.get(), path);
   return sha && *sha == upload.sha256;
 }
 
@@ -129,7 +101,7 @@ CommitResult OutputCommitter::place(const VerifiedUpload& upload, const std::str
       break;
     case ConflictPolicy::kReject:
       d.output_path = primary;
-      if (rename_noreplace(upload.temp_path, primary) != 0) {
+      if (!rename_noreplace(upload.temp_path, primary)) {
         if (errno != EEXIST) return failure(500, errno_error("cannot rename into", primary, errno).message);
         if (holds_unrecorded_copy(primary, upload)) return recover(primary);
         return failure(409, primary + " exists with other content (ON_CONFLICT=reject)");
@@ -144,7 +116,7 @@ CommitResult OutputCommitter::place(const VerifiedUpload& upload, const std::str
       // The newest existing version is the one a crash may have left unrecorded.
       if (n > 0 && holds_unrecorded_copy(version_path(n - 1), upload)) return recover(version_path(n - 1));
       for (int tries = 0;; ++tries, ++n) {  // another process may create names too: never replace one
-        if (rename_noreplace(upload.temp_path, version_path(n)) == 0) break;
+        if (rename_noreplace(upload.temp_path, version_path(n))) break;
         if (errno != EEXIST || tries > 1000) {
           return failure(500, errno_error("cannot rename into", version_path(n), errno).message);
         }

@@ -72,23 +72,6 @@ class SpoolSink : public XmlSink {
   Sha256 hash_;
 };
 
-Result<std::string> hash_file(int fd, const std::string& path, const std::atomic<bool>& cancel) {
-  Sha256 h;
-  std::vector<char> buf(1 << 16);
-  for (;;) {
-    if (cancel.load()) return make_error(ErrorCode::kCancelled, "cancelled (shutting down)");
-    const ssize_t n = ::read(fd, buf.data(), buf.size());
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return errno_error("cannot read", path, errno);
-    }
-    if (n == 0) break;
-    h.update(buf.data(), static_cast<size_t>(n));
-  }
-  if (::lseek(fd, 0, SEEK_SET) != 0) return errno_error("cannot rewind", path, errno);
-  return h.hex_digest();
-}
-
 FileStamp stamp_of(const struct stat& st) {
   return FileStamp{static_cast<int64_t>(st.st_size),
                    static_cast<int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec,
@@ -362,7 +345,8 @@ SenderService::StepResult SenderService::process_file(const std::string& name, C
     c = Candidate{stamp, Clock::now(), Clock::now()};
     return {Step::kChanged};
   }
-  auto sha = hash_file(fd.get(), path, cancel_);
+  auto sha = sha256_of_fd(fd.get(), path, [this] { return cancel_.load(); });
+  if (sha && ::lseek(fd.get(), 0, SEEK_SET) != 0) sha = errno_error("cannot rewind", path, errno);
   if (!sha) {
     if (sha.error().code == ErrorCode::kCancelled) return {Step::kStopped};
     logger_->warn("cannot read file={} error={} (will retry)", field, log_value(sha.error().message));

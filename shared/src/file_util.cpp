@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <vector>
 
 #include "transfer/sha256.hpp"
 
@@ -139,16 +140,34 @@ Status copy_across(const std::string& from, const std::string& to) {
 
 }  // namespace
 
-Status move_file(const std::string& from, const std::string& to) {
-  if (::renameat2(AT_FDCWD, from.c_str(), AT_FDCWD, to.c_str(), RENAME_NOREPLACE) != 0) {
-    if (errno == EXDEV) {
-      if (auto st = copy_across(from, to); !st) return st;
-    } else if (errno == EINVAL || errno == ENOSYS) {  // no RENAME_NOREPLACE here
-      if (::link(from.c_str(), to.c_str()) != 0) return errno_error("cannot move to", to, errno);
-      ::unlink(from.c_str());
-    } else {
-      return errno_error("cannot move " + from + " to", to, errno);
+bool rename_noreplace(const std::string& from, const std::string& to) {
+  if (::renameat2(AT_FDCWD, from.c_str(), AT_FDCWD, to.c_str(), RENAME_NOREPLACE) == 0) return true;
+  if (errno != EINVAL && errno != ENOSYS) return false;
+  if (::link(from.c_str(), to.c_str()) != 0) return false;
+  ::unlink(from.c_str());
+  return true;
+}
+
+Result<std::string> sha256_of_fd(int fd, const std::string& path, const std::function<bool()>& cancelled) {
+  Sha256 h;
+  std::vector<char> buf(1 << 16);
+  for (;;) {
+    if (cancelled && cancelled()) return make_error(ErrorCode::kCancelled, "cancelled (shutting down)");
+    const ssize_t n = ::read(fd, buf.data(), buf.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return errno_error("cannot read", path, errno);
     }
+    if (n == 0) break;
+    h.update(buf.data(), static_cast<size_t>(n));
+  }
+  return h.hex_digest();
+}
+
+Status move_file(const std::string& from, const std::string& to) {
+  if (!rename_noreplace(from, to)) {
+    if (errno != EXDEV) return errno_error("cannot move " + from + " to", to, errno);
+    if (auto st = copy_across(from, to); !st) return st;
   }
   for (const auto& p : {std::filesystem::path(to).parent_path(), std::filesystem::path(from).parent_path()}) {
     if (auto st = fsync_directory(p.empty() ? "." : p.string()); !st) return st;

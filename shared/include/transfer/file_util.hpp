@@ -2,6 +2,7 @@
 // Small POSIX file helpers with errors as values: owned descriptors, full writes, fsync of files
 // and directories, hidden temporary files that are renamed into place.
 
+#include <functional>
 #include <string>
 #include <string_view>
 
@@ -49,6 +50,15 @@ Status ensure_directory(const std::string& dir);
 
 // A path in `dir` for `name` that does not exist yet: "<dir>/<name>", else "<dir>/<name>.1", ...
 std::string unused_path_in(const std::string& dir, const std::string& name);
+
+// rename() that fails with EEXIST instead of replacing `to`; link() + unlink() where the file
+// system has no RENAME_NOREPLACE. Returns false with errno set, like the system call.
+bool rename_noreplace(const std::string& from, const std::string& to);
+
+// Hex SHA-256 of everything `fd` reads from its current offset to the end; `cancelled`, when
+// given, is polled between reads (kCancelled). `path` names the file in errors.
+Result<std::string> sha256_of_fd(int fd, const std::string& path,
+                                 const std::function<bool()>& cancelled = {});
 
 // Moves `from` to `to` without replacing an existing `to` (kIo with EEXIST's message then). Across
 // file systems (EXDEV) it copies to a temporary file beside `to`, fsyncs, renames it into place
