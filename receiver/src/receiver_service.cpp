@@ -86,45 +86,24 @@ Result<int> ReceiverService::start() {
   return *port;
 }
 
-ReceiverService::~ReceiverService() {
-  {
-    std::lock_guard lock(mu_);
-    done_ = true;
-  }
-  served_.notify_all();
-  if (drain_watch_.joinable()) drain_watch_.join();
-}
-
 Status ReceiverService::run() {
   auto st = server_.serve();
-  {
-    std::lock_guard lock(mu_);
-    done_ = true;
-  }
-  served_.notify_all();
+  drain_.finished();
   logger_->info("stopped");
   return st;
 }
 
 void ReceiverService::stop() {
-  std::lock_guard lock(mu_);
-  if (stopping_) return;
-  stopping_ = true;
+  if (stopping_.exchange(true)) return;
   logger_->info("stopping: no new connections, draining in-flight uploads={} timeout_s={}",
                 server_.uploads_in_flight(), config_.drain_timeout_s);
   server_.stop();
-  drain_watch_ = std::thread([this] { watch_drain(); });
-}
-
-void ReceiverService::watch_drain() {
-  std::unique_lock lock(mu_);
-  if (served_.wait_for(lock, std::chrono::duration<double>(config_.drain_timeout_s), [this] { return done_; })) {
-    return;
-  }
-  logger_->warn("drain timeout: abandoning in-flight uploads={} (their temporary files are removed "
-                "at the next start; senders retry)", server_.uploads_in_flight());
-  logger_->flush();
-  std::_Exit(0);
+  drain_.start(config_.drain_timeout_s, [this] {
+    logger_->warn("drain timeout: abandoning in-flight uploads={} (their temporary files are removed "
+                  "at the next start; senders retry)", server_.uploads_in_flight());
+    logger_->flush();
+    std::_Exit(0);
+  });
 }
 
 void ReceiverService::on_upload(const std::string& name, const UploadOutcome& outcome,

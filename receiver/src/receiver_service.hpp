@@ -1,14 +1,13 @@
 #pragma once
 // The receiver as a whole: key, ledger, output directory and HTTP server, started and stopped.
 
-#include <condition_variable>
+#include <atomic>
 #include <memory>
-#include <mutex>
-#include <thread>
 
 #include "http_server.hpp"
 #include "output_committer.hpp"
 #include "receiver_config.hpp"
+#include "transfer/drain_deadline.hpp"
 #include "transfer/logging.hpp"
 #include "transfer/upload_ledger.hpp"
 
@@ -20,7 +19,6 @@ class ReceiverService {
   // moved aside and reported), prepares the output directory (removing temporary files a crash
   // left behind).
   static Result<std::unique_ptr<ReceiverService>> create(const ReceiverConfig& config, Logger logger);
-  ~ReceiverService();
 
   // Binds the socket, logs the address and writes the ready file. Returns the port.
   Result<int> start();
@@ -35,7 +33,6 @@ class ReceiverService {
                   UploadSettings settings, ConflictPolicy policy);
   void on_upload(const std::string& name, const UploadOutcome& outcome, const std::string& peer,
                  double ms);
-  void watch_drain();
 
   ReceiverConfig config_;
   Logger logger_;
@@ -43,11 +40,8 @@ class ReceiverService {
   UploadSettings settings_;
   OutputCommitter committer_;
   HttpServer server_;
-  std::mutex mu_;
-  std::condition_variable served_;
-  bool stopping_ = false;
-  bool done_ = false;
-  std::thread drain_watch_;
+  std::atomic<bool> stopping_{false};
+  DrainDeadline drain_;
 };
 
 }  // namespace transfer::receiver

@@ -174,32 +174,17 @@ SenderService::SenderService(const SenderConfig& config, Logger logger, OutboxSt
   }
 }
 
-SenderService::~SenderService() {
-  {
-    std::lock_guard lock(drain_mu_);
-    run_done_ = true;
-  }
-  drain_cv_.notify_all();
-  if (drain_thread_.joinable()) drain_thread_.join();
-}
+SenderService::~SenderService() = default;
 
 void SenderService::stop() {
   if (stopping_.exchange(true)) return;
   watcher_.wake();
-  std::lock_guard lock(drain_mu_);
-  if (run_done_) return;
-  drain_thread_ = std::thread([this] { drain_watch(); });
-}
-
-void SenderService::drain_watch() {
-  std::unique_lock lock(drain_mu_);
-  if (drain_cv_.wait_for(lock, std::chrono::duration<double>(config_.drain_timeout_s), [this] { return run_done_; })) {
-    return;
-  }
-  logger_->warn("drain timeout after {}s: abandoning the upload in flight (it is retried at the next start)",
-                config_.drain_timeout_s);
-  cancel_ = true;
-  uploader_.abort();
+  drain_.start(config_.drain_timeout_s, [this] {
+    logger_->warn("drain timeout after {}s: abandoning the upload in flight (it is retried at the next start)",
+                  config_.drain_timeout_s);
+    cancel_ = true;
+    uploader_.abort();
+  });
 }
 
 bool SenderService::is_quiet(const Candidate& c, Clock::time_point now) const {
@@ -310,11 +295,7 @@ ScanSummary SenderService::run() {
       next_scan = Clock::now() + interval;
     }
   }
-  {
-    std::lock_guard lock(drain_mu_);
-    run_done_ = true;
-  }
-  drain_cv_.notify_all();
+  drain_.finished();
   if (summary_.delivered + summary_.failed + summary_.quarantined > 0 || config_.once) {
     logger_->info("{} delivered={} already_delivered={} failed={} quarantined={}",
                   stopping_ ? "stopped" : "done", summary_.delivered, summary_.already_delivered,

@@ -9,17 +9,15 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <random>
 #include <string>
-#include <thread>
 #include <unordered_map>
 
 #include "input_watcher.hpp"
+#include "transfer/drain_deadline.hpp"
 #include "sender_config.hpp"
 #include "transfer/logging.hpp"
 #include "transfer/outbox_store.hpp"
@@ -83,7 +81,6 @@ class SenderService {
   StepResult quarantine(const std::string& name, const std::string& path, const std::string& sha,
                         const FailureRecord& failure, int64_t attempts);
   void after_delivery(const std::string& name, const std::string& path);
-  void drain_watch();
 
   SenderConfig config_;
   Logger logger_;
@@ -97,10 +94,7 @@ class SenderService {
   std::unordered_map<std::string, FileStamp> settled_;     // delivered / quarantined in place
   ScanSummary summary_;
   std::mt19937_64 rng_;
-  std::mutex drain_mu_;
-  std::condition_variable drain_cv_;
-  bool run_done_ = false;
-  std::thread drain_thread_;
+  DrainDeadline drain_;
 };
 
 }  // namespace transfer::sender
