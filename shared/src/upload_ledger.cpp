@@ -102,11 +102,7 @@ Status UploadLedger::record_delivery(const Delivery& d, const std::string& peer)
         !st) {
       return st;
     }
-    auto log = db_.prepare(
-        "INSERT INTO uploads (name, outcome, status, output_path, bytes, sha256, peer) "
-        "VALUES (?1, 'accepted', 201, ?2, ?3, ?4, ?5)");
-    if (!log) return log.error();
-    return log->bind(1, d.name).bind(2, d.output_path).bind(3, d.bytes).bind(4, d.sha256).bind(5, peer).run();
+    return log_accepted(d, peer, false);
   });
 }
 
@@ -118,12 +114,17 @@ Status UploadLedger::record_duplicate(const Delivery& d, const std::string& peer
         "last_received_at=strftime('%Y-%m-%dT%H:%M:%fZ','now') WHERE output_path=?1");
     if (!q) return q.error();
     if (auto st = q->bind(1, d.output_path).run(); !st) return st;
-    auto log = db_.prepare(
-        "INSERT INTO uploads (name, outcome, status, output_path, bytes, sha256, peer, duplicate) "
-        "VALUES (?1, 'accepted', 201, ?2, ?3, ?4, ?5, 1)");
-    if (!log) return log.error();
-    return log->bind(1, d.name).bind(2, d.output_path).bind(3, d.bytes).bind(4, d.sha256).bind(5, peer).run();
+    return log_accepted(d, peer, true);
   });
+}
+
+Status UploadLedger::log_accepted(const Delivery& d, const std::string& peer, bool duplicate) {
+  auto log = db_.prepare(
+      "INSERT INTO uploads (name, outcome, status, output_path, bytes, sha256, peer, duplicate) "
+      "VALUES (?1, 'accepted', 201, ?2, ?3, ?4, ?5, ?6)");
+  if (!log) return log.error();
+  return log->bind(1, d.name).bind(2, d.output_path).bind(3, d.bytes).bind(4, d.sha256).bind(5, peer)
+      .bind(6, int64_t{duplicate ? 1 : 0}).run();
 }
 
 Status UploadLedger::record_rejected(const std::string& name, int status, const std::string& reason,

@@ -65,6 +65,8 @@ class UploadLedger {
   explicit UploadLedger(SqliteDb db) : db_(std::move(db)) {}
   Result<std::optional<Delivery>> find_where(const std::string& where, const std::string& a,
                                              const std::string& b);
+  // One `uploads` row for a 201 (the caller holds mu_ and a transaction).
+  Status log_accepted(const Delivery& d, const std::string& peer, bool duplicate);
   std::mutex mu_;
   SqliteDb db_;
 };
