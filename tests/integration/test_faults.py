@@ -9,7 +9,6 @@ import signal
 import socket
 import sqlite3
 import subprocess
-import threading
 import time
 import unittest
 

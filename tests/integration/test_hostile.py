@@ -13,7 +13,7 @@ from cryptography.fernet import Fernet
 from harness import Workdir, vm_hwm_kib, wait_until
 
 
-def raw(port, data, timeout=20, read=True):
+def raw(port, data, timeout=20):
     """Sends `data` (bytes or a list of bytes sent one after the other) and returns
     (status, headers, body) of the first response, or (None, None, b"") if the peer closed."""
     s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
@@ -23,8 +23,6 @@ def raw(port, data, timeout=20, read=True):
                 s.sendall(part)
             except (BrokenPipeError, ConnectionResetError):
                 break
-        if not read:
-            return s
         buf = b""
         while b"\r\n\r\n" not in buf:
             chunk = s.recv(65536)
@@ -42,8 +40,7 @@ def raw(port, data, timeout=20, read=True):
             body += chunk
         return int(lines[0].split()[1]), headers, body[:length]
     finally:
-        if read:
-            s.close()
+        s.close()
 
 
 class HostileTest(unittest.TestCase):
