@@ -2,6 +2,7 @@
 #include <atomic>
 #include <iostream>
 
+#include "health_probe.hpp"
 #include "receiver_service.hpp"
 #include "transfer/process.hpp"
 
@@ -20,6 +21,11 @@ int main(int argc, char** argv) {
     return exit->code;
   }
   const auto& config = std::get<receiver::ReceiverConfig>(loaded);
+  if (config.health_check) {
+    auto probe = receiver::probe_health(config, 3.0);
+    std::cout << (probe ? *probe : "unhealthy: " + probe.error().message) << "\n";
+    return probe ? 0 : 1;
+  }
   auto level = parse_log_level(config.log_level);
   if (!level) {
     std::cerr << "receiver: " << level.error().message << "\n";

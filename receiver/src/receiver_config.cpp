@@ -20,6 +20,7 @@ const std::vector<OptionSpec>& receiver_options() {
       {"on-conflict", "ON_CONFLICT", "overwrite", "A name uploaded again with other content: overwrite, reject (409) or version (<name>.1.xml, ...)"},
       {"drain-timeout", "DRAIN_TIMEOUT", "10", "Seconds in-flight uploads may take to finish after SIGTERM"},
       {"queue-limit", "QUEUE_LIMIT", "32", "Accepted connections that may wait for a thread (then the kernel backlog)"},
+      {"health-check", "", "", "Probe GET / of the receiver these options describe (0.0.0.0 means 127.0.0.1) and exit 0 if it answers 200 within 3 s, else 1 (a HEALTHCHECK without curl)", true},
   };
   return kOptions;
 }
@@ -65,6 +66,7 @@ std::variant<ReceiverConfig, EarlyExit> load_receiver_config(const std::vector<s
   auto queue = parse_integer(v.get("queue-limit"), "QUEUE_LIMIT", 1, 100000);
   if (!queue) return bad(queue.error());
   c.queue_limit = static_cast<int>(*queue);
+  c.health_check = v.is_set("health-check");
   return c;
 }
 

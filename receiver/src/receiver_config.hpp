@@ -25,6 +25,7 @@ struct ReceiverConfig {
   std::string on_conflict = "overwrite";
   double drain_timeout_s = 10;
   int queue_limit = 32;
+  bool health_check = false;  // --health-check: probe a running receiver and exit
 };
 
 const std::vector<OptionSpec>& receiver_options();

@@ -2,6 +2,7 @@
 #include <atomic>
 #include <iostream>
 
+#include "sender_health.hpp"
 #include "sender_service.hpp"
 #include "transfer/process.hpp"
 
@@ -20,6 +21,11 @@ int main(int argc, char** argv) {
     return exit->code;
   }
   const auto& config = std::get<sender::SenderConfig>(loaded);
+  if (config.health_check) {
+    auto health = sender::check_health(config);
+    std::cout << (health ? *health : "unhealthy: " + health.error().message) << "\n";
+    return health ? 0 : 1;
+  }
   auto level = parse_log_level(config.log_level);
   if (!level) {
     std::cerr << "sender: " << level.error().message << "\n";

@@ -26,6 +26,7 @@ const std::vector<OptionSpec>& sender_options() {
       {"on-success", "ON_SUCCESS", "keep", "After delivery: keep, delete or move:<dir>"},
       {"drain-timeout", "DRAIN_TIMEOUT", "10", "Seconds an in-flight upload may take to finish after SIGTERM"},
       {"once", "", "", "Process every file present once and exit: 0 if all delivered, 1 if any failed or was quarantined", true},
+      {"health-check", "", "", "Check, beside a running sender, that the input is readable and the state directory and database usable; exit 0 if so, else 1 (a HEALTHCHECK)", true},
   };
   return kOptions;
 }
@@ -49,6 +50,7 @@ std::variant<SenderConfig, EarlyExit> load_sender_config(const std::vector<std::
   c.receiver_uri = v.get("receiver-uri");
   c.log_level = v.get("log-level");
   c.once = v.is_set("once");
+  c.health_check = v.is_set("health-check");
   while (!c.receiver_uri.empty() && c.receiver_uri.back() == '/') c.receiver_uri.pop_back();
   if (!c.receiver_uri.empty() && c.receiver_uri.front() != '/') c.receiver_uri = "/" + c.receiver_uri;
   auto interval = parse_seconds(v.get("scan-interval"), "SCAN_INTERVAL");

@@ -23,6 +23,7 @@ struct SenderConfig {
   double connect_timeout_s = 10;
   double io_timeout_s = 60;
   bool once = false;
+  bool health_check = false;  // --health-check: check a running sender's resources and exit
   double min_file_age_s = 1;              // quiet period before a file is taken
   std::vector<std::string> ignore_globs;  // besides dot-files and *.tmp *.part *.partial *.swp
   bool use_inotify = true;

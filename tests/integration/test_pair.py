@@ -147,6 +147,34 @@ class PairTest(unittest.TestCase):
                 self.assertIn("openssl base64", err)
                 self.assertEqual(len(err.strip().splitlines()), 1, err)
 
+    def test_health_check_probes_the_configured_receiver(self):
+        probe = lambda port, ip: subprocess.run(
+            [os.path.join(BIN, "receiver"), "--health-check"], capture_output=True, timeout=20,
+            env=dict(os.environ, SERVER_PORT=str(port), SERVER_IP=ip))
+        self.w.start_receiver(ip="0.0.0.0")
+        up = probe(self.w.port, "0.0.0.0")  # the image's setting: dial the loopback
+        self.assertEqual(up.returncode, 0, up.stdout)
+        self.assertIn(b"healthy", up.stdout)
+        stop(self.w.procs[-1])
+        down = probe(self.w.port, "0.0.0.0")
+        self.assertEqual(down.returncode, 1, down.stdout)
+        self.assertIn(b"unhealthy: http://127.0.0.1:%d/" % self.w.port, down.stdout)
+
+    def test_sender_health_check_beside_a_running_sender(self):
+        check = lambda: subprocess.run([os.path.join(BIN, "sender"), "--health-check"], capture_output=True,
+                                       timeout=20, env=self.w.sender_env(port=1))
+        before = check()  # no database yet: not healthy
+        self.assertEqual(before.returncode, 1, before.stdout)
+        self.assertIn(b"state database", before.stdout)
+        sender = self.w.start_sender(port=1)
+        wait_until(lambda: check().returncode == 0, what="sender healthy")
+        os.rename(self.w.path("input"), self.w.path("input-gone"))
+        gone = check()
+        self.assertEqual(gone.returncode, 1, gone.stdout)
+        self.assertIn(b"unhealthy: input directory " + self.w.path("input").encode(), gone.stdout)
+        os.rename(self.w.path("input-gone"), self.w.path("input"))
+        self.assertEqual(stop(sender), 0)
+
     def test_help_and_version(self):
         for prog, names in (("receiver", ["OUTPUT_DIR", "DECRYPTION_KEY", "SERVER_IP", "SERVER_PORT", "LOG_LEVEL", "STATUS_DB_PATH", "/usr/src/app-receiver/output"]),
                             ("sender", ["INPUT_DIR", "ENCRYPTION_KEY", "SCAN_INTERVAL", "STATUS_DB_PATH", "RECEIVER_ADDRESS", "RECEIVER_PORT", "RECEIVER_URI", "LOG_LEVEL", "/usr/src/app-sender/input"])):

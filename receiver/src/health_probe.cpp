@@ -1,0 +1,39 @@
+#include "health_probe.hpp"
+
+#include <httplib.h>
+
+#include <chrono>
+#include <fmt/format.h>
+
+namespace transfer::receiver {
+
+std::string probe_address(const std::string& server_ip) {
+  if (server_ip.empty() || server_ip == "0.0.0.0") return "127.0.0.1";
+  if (server_ip == "::" || server_ip == "[::]") return "::1";
+  return server_ip;
+}
+
+Result<std::string> probe_health(const ReceiverConfig& config, double timeout_s) {
+  const std::string host = probe_address(config.server_ip);
+  const std::string where = fmt::format("http://{}:{}/",
+                                        host.find(':') == std::string::npos ? host : "[" + host + "]",
+                                        config.server_port);
+  if (config.server_port == 0)
+    return Error{ErrorCode::kInvalidArgument, where + ": SERVER_PORT=0 cannot be probed"};
+  httplib::Client client(host, config.server_port);
+  const auto timeout = std::chrono::duration_cast<std::chrono::microseconds>(
+      std::chrono::duration<double>(timeout_s));
+  const auto sec = static_cast<time_t>(timeout.count() / 1000000);
+  const auto usec = static_cast<time_t>(timeout.count() % 1000000);
+  client.set_connection_timeout(sec, usec);
+  client.set_read_timeout(sec, usec);
+  client.set_write_timeout(sec, usec);
+  auto answer = client.Get("/");
+  if (!answer)
+    return Error{ErrorCode::kIo, fmt::format("{}: no answer ({} error)", where, httplib::to_string(answer.error()))};
+  if (answer->status != 200)
+    return Error{ErrorCode::kIo, fmt::format("{}: answered {}", where, answer->status)};
+  return fmt::format("{}: healthy", where);
+}
+
+}  // namespace transfer::receiver
