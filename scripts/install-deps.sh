@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
 # Installs, from Debian 12 packages only, what building, running and testing need.
+# --docker adds what the container tests need: Debian's engine, docker-compose 1.29 and
+# debootstrap (the base image is built locally; no registry is reachable). The engine is not started.
 set -euo pipefail
 pkgs=(build-essential cmake ninja-build pkg-config libcpp-httplib-dev libssl-dev libxml2-dev
       nlohmann-json3-dev libsqlite3-dev libspdlog-dev libgtest-dev libgmock-dev libcli11-dev
       openssl curl sqlite3 python3 python3-flask gunicorn python3-requests python3-cryptography
       python3-dicttoxml python3-cryptography-vectors iproute2 iptables clang libclang-rt-14-dev)
+if [[ "${1:-}" == --docker ]]; then
+  pkgs+=(docker.io docker-compose debootstrap)
+fi
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # The README's test command: install what is missing, then run every test three ways:
-#   1. the release build: unit, integration, curl, interop, memory and chaos tests;
+#   1. the release build: unit, integration, curl, interop, memory, chaos and docker tests (the
+#      docker tests start Debian's dockerd when no engine answers, and stop it again);
 #   2. the same suite built with AddressSanitizer + UndefinedBehaviorSanitizer (build-asan/),
-#      except the memory test, whose peak-RSS limits do not hold under ASan's shadow memory;
+#      except the memory test, whose peak-RSS limits do not hold under ASan's shadow memory, and
+#      the docker tests, which build their own binaries inside the images;
 #   3. the libFuzzer targets (clang, build-fuzz/), each for FUZZ_SECONDS (default 10).
 # Extra arguments go to every ctest run (e.g. -L unit). TRANSFER_SKIP_ASAN=1 or
 # TRANSFER_SKIP_FUZZ=1 leave out a stage for quick local runs; CI runs all three.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$(date +%s)
-scripts/install-deps.sh
+scripts/install-deps.sh --docker
 stage() { echo "== $1 ($(( $(date +%s) - start )) s so far)"; }
 
 stage "release build and tests"
@@ -21,7 +23,7 @@ if [[ "${TRANSFER_SKIP_ASAN:-0}" != 1 ]]; then
   cmake --preset asan -G Ninja >/dev/null
   cmake --build build-asan -j "$(nproc)"
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
-    ctest --test-dir build-asan --output-on-failure -j 2 -LE memory "$@"
+    ctest --test-dir build-asan --output-on-failure -j 2 -LE 'memory|docker' "$@"
 fi
 
 if [[ "${TRANSFER_SKIP_FUZZ:-0}" != 1 ]]; then

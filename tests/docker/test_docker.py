@@ -1,0 +1,328 @@
+"""The images, the compose stack, the swarm stack and a mixed deployment with the Python reference,
+on a real Docker engine. Run directly (ctest label `docker`): exits 77 (ctest: skipped) with the
+reason when no engine can be started; stops only the engine, containers, stacks and swarm it
+started. Every wait has a deadline; nothing sleeps a fixed time."""
+import glob
+import json
+import os
+import shutil
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
+sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
+
+from docker_engine import Engine, ensure_base_image, run  # noqa: E402
+from harness import CORPUS, PEER, assert_corpus_outputs, copy_corpus, wait_until  # noqa: E402
+
+PREFIX = "127.0.0.1:5999/"  # a registry nobody answers: swarm's pull fails fast, the local image is used
+TAG = "test"
+RECEIVER_IMAGE = PREFIX + "app-receiver:" + TAG
+SENDER_IMAGE = PREFIX + "app-sender:" + TAG
+PEER_IMAGE = PREFIX + "transfer-python-peer:" + TAG
+COMPOSE = os.path.join(REPO, "compose", "docker-compose.yml")
+STACK = os.path.join(REPO, "compose", "docker-stack.yml")
+MIXED = os.path.join(HERE, "docker-compose.mixed.yml")
+APP_UID = 10001
+BUILD_ENV = dict(os.environ, DOCKER_BUILDKIT="0")  # the classic builder: the client has no buildx
+TIMINGS = []
+
+
+def timed(label, fn, *args, **kw):
+    start = time.monotonic()
+    result = fn(*args, **kw)
+    TIMINGS.append((label, time.monotonic() - start))
+    return result
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def prepare_dir(root, *extra_dirs):
+    """scripts/prepare-env.sh as an operator runs it, plus any further directories for uid 10001."""
+    run(os.path.join(REPO, "scripts", "prepare-env.sh"), root)
+    for d in extra_dirs:
+        path = os.path.join(root, d)
+        os.makedirs(path, exist_ok=True)
+        os.chown(path, APP_UID, APP_UID)
+
+
+def inspect(container, fmt):
+    return run("docker", "inspect", "--format", fmt, container).stdout.decode().strip()
+
+
+def xml_outputs(directory):
+    return sorted(os.path.basename(p) for p in glob.glob(os.path.join(directory, "*.xml")))
+
+
+def ledger_uploads(status_db):
+    db = sqlite3.connect("file:%s?mode=ro" % os.path.join(status_db, "receiver.db"), uri=True)
+    try:
+        return db.execute("select count(*) from uploads").fetchone()[0]
+    finally:
+        db.close()
+
+
+def simple_docs(n):
+    """Documents every implementation converts (the Python sender cuts names at the first dot)."""
+    return {"doc%02d" % i: {"id": i, "name": "doc %d ünï" % i, "ok": i % 2 == 0, "tags": ["a", "b"][: i % 3],
+                            "nested": {"x": None, "y": [1, 2.5, "s<&>"]}} for i in range(n)}
+
+
+class Compose:
+    """One docker-compose project, brought down (and its containers removed) by down()."""
+
+    def __init__(self, file, root, **env):
+        self.file = file
+        self.project = "transfer-test-%d-%s" % (os.getpid(), os.path.basename(root).lower().replace("_", ""))
+        self.env = dict(os.environ, PWD=root, IMAGE_PREFIX=PREFIX, IMAGE_TAG=TAG, **env)
+        self.root = root
+
+    def __call__(self, *args, check=True, timeout=300):
+        return run("docker-compose", "-p", self.project, "-f", self.file, *args, env=self.env,
+                   cwd=self.root, check=check, timeout=timeout)
+
+    def container(self, service):
+        return self("ps", "-q", service).stdout.decode().strip()
+
+    def logs(self):
+        return self("logs", "--no-color", check=False).stdout.decode(errors="replace")[-6000:]
+
+    def down(self):
+        self("down", "-t", "5", "--remove-orphans", check=False)
+
+
+class ContainerTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.work = tempfile.mkdtemp(prefix="transfer-docker-")
+        timed("base image (debootstrap when missing)", ensure_base_image, cls.work)
+        timed("receiver image", run, "docker", "build", "-q", "-f", "receiver/Dockerfile", "-t", RECEIVER_IMAGE, ".",
+              cwd=REPO, env=BUILD_ENV, timeout=1800)
+        timed("sender image", run, "docker", "build", "-q", "-f", "sender/Dockerfile", "-t", SENDER_IMAGE, ".",
+              cwd=REPO, env=BUILD_ENV, timeout=1800)
+        peer_ctx = os.path.join(cls.work, "peer-context")
+        shutil.copytree(os.path.join(PEER, "app"), os.path.join(peer_ctx, "app"),
+                        ignore=shutil.ignore_patterns("__pycache__"))
+        timed("python peer image", run, "docker", "build", "-q", "-f", os.path.join(HERE, "Dockerfile.python-peer"),
+              "-t", PEER_IMAGE, peer_ctx, env=BUILD_ENV, timeout=1800)
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.work, ignore_errors=True)
+
+    def workdir(self, name):
+        root = os.path.join(self.work, name)
+        os.makedirs(root)
+        return root
+
+    def test_1_test_stage_passes_when_the_tests_pass(self):
+        for dockerfile in ("receiver/Dockerfile", "sender/Dockerfile"):
+            # The classic builder ran this stage while building the production image (cached here).
+            image = timed("--target test " + dockerfile, run, "docker", "build", "-q", "--target", "test", "-f",
+                          dockerfile, ".", cwd=REPO, env=BUILD_ENV, timeout=1800).stdout.decode().strip()
+            # ... and the stage holds the unit tests, which pass when run again.
+            r = run("docker", "run", "--rm", image, "ctest", "--test-dir", "/build", "-L", "unit", "-j", "2")
+            self.assertRegex(r.stdout, rb"100% tests passed, 0 tests failed out of [1-9]")
+
+    def test_1_test_stage_fails_when_a_unit_test_fails(self):
+        # A copy of the build context with one failing unit test planted in it.
+        ctx = os.path.join(self.work, "broken-context")
+        shutil.copytree(REPO, ctx, ignore=shutil.ignore_patterns(".git", "build*", "__pycache__"))
+        with open(os.path.join(ctx, "tests", "unit", "config_test.cpp"), "a") as fh:
+            fh.write('\nTEST(PlantedByDockerTest, FailsOnPurpose) { EXPECT_EQ(1, 2); }\n')
+        r = timed("--target test with a failing test", run, "docker", "build", "--force-rm", "--target", "test",
+                  "-f", "receiver/Dockerfile", ".", cwd=ctx, env=BUILD_ENV, timeout=1800, check=False)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn(b"PlantedByDockerTest.FailsOnPurpose", r.stdout + r.stderr)
+
+    def test_2_production_images(self):
+        for image, program, port in ((RECEIVER_IMAGE, "receiver", "8080/tcp"), (SENDER_IMAGE, "sender", None)):
+            config = json.loads(run("docker", "image", "inspect", "--format", "{{json .Config}}", image).stdout)
+            self.assertEqual(config["User"], "app:app", image)
+            self.assertEqual(config["Entrypoint"], [program], image)  # exec form: signals reach it
+            self.assertEqual(config["StopSignal"], "SIGTERM", image)
+            self.assertEqual(config["Healthcheck"]["Test"], ["CMD", program, "--health-check"], image)
+            if port:
+                self.assertIn(port, config["ExposedPorts"])
+            uid = run("docker", "run", "--rm", "--entrypoint", "id", image, "-u").stdout.strip()
+            self.assertEqual(uid, str(APP_UID).encode(), image)
+            # only the runtime: no compiler, no headers, no curl
+            leftovers = run("docker", "run", "--rm", "--entrypoint", "sh", image, "-c",
+                            "ls /usr/bin/g++ /usr/bin/c++ /usr/bin/curl /usr/include/httplib.h 2>/dev/null",
+                            check=False).stdout
+            self.assertEqual(leftovers, b"", image)
+            size = int(inspect(image, "{{.Size}}"))
+            print("\nimage %s: %.1f MB" % (image, size / 1e6), file=sys.stderr)
+        env = {l.split("=", 1)[0]: l.split("=", 1)[1] for l in json.loads(
+            run("docker", "image", "inspect", "--format", "{{json .Config.Env}}", RECEIVER_IMAGE).stdout)}
+        self.assertEqual(env["SERVER_IP"], "0.0.0.0")
+        self.assertEqual(env["OUTPUT_DIR"], "/usr/src/app-receiver/output")
+        env = {l.split("=", 1)[0]: l.split("=", 1)[1] for l in json.loads(
+            run("docker", "image", "inspect", "--format", "{{json .Config.Env}}", SENDER_IMAGE).stdout)}
+        self.assertEqual(env["INPUT_DIR"], "/usr/src/app-sender/input")
+        self.assertEqual(env["STATUS_DB_PATH"], "/usr/src/app-sender/status-db")
+
+    def test_3_compose_delivers_survives_restart_and_stops_promptly(self):
+        root = self.workdir("compose")
+        prepare_dir(root)
+        names = copy_corpus(os.path.join(root, "input"))
+        port = free_port()
+        compose = Compose(COMPOSE, root, RECEIVER_PUBLISH="127.0.0.1:%d" % port)
+        self.addCleanup(compose.down)
+        # `up` returns once the receiver is healthy and the sender started (depends_on)
+        timed("compose up", compose, "up", "-d", "--no-build")
+        receiver, sender = compose.container("app-receiver"), compose.container("app-sender")
+        self.assertEqual(inspect(receiver, "{{.State.Health.Status}}"), "healthy")
+        output = os.path.join(root, "output")
+        try:
+            timed("compose delivery", wait_until, lambda: len(xml_outputs(output)) == len(names), timeout=120,
+                  what="%d files through compose" % len(names))
+        except AssertionError:
+            raise AssertionError("not delivered; logs:\n" + compose.logs())
+        assert_corpus_outputs(self, names, output)
+        curl = run("curl", "-sS", "http://127.0.0.1:%d/" % port)
+        self.assertEqual(curl.stdout, b'{"msg":"Server is healthy","status_code":200}\n')
+        wait_until(lambda: inspect(sender, "{{.State.Health.Status}}") != "starting", timeout=60,
+                   what="sender health")  # its first check runs 10 s after start
+        self.assertEqual(inspect(sender, "{{.State.Health.Status}}"), "healthy")
+
+        # Restarting the sender resends nothing: its state is on the host's status-db/.
+        uploads = ledger_uploads(os.path.join(root, "status-db"))
+        self.assertEqual(uploads, len(names))
+        mtimes = {n: os.stat(os.path.join(output, n)).st_mtime_ns for n in xml_outputs(output)}
+        timed("sender restart", compose, "restart", "-t", "15", "app-sender")
+        with open(os.path.join(root, "input", "after-restart.json"), "w") as fh:
+            fh.write('{"after": "restart"}')
+        wait_until(lambda: os.path.exists(os.path.join(output, "after-restart.xml")), timeout=60,
+                   what="a file dropped after the restart")
+        self.assertEqual(ledger_uploads(os.path.join(root, "status-db")), uploads + 1,
+                         "the restarted sender sent something twice:\n" + compose.logs())
+        for n, t in mtimes.items():
+            self.assertEqual(os.stat(os.path.join(output, n)).st_mtime_ns, t, n)
+
+        # `docker stop` of either container: prompt, exit code 0 (init: true forwards SIGTERM)
+        for service in ("app-sender", "app-receiver"):
+            container = compose.container(service)
+            start = time.monotonic()
+            run("docker", "stop", "-t", "15", container)
+            took = time.monotonic() - start
+            TIMINGS.append(("docker stop " + service, took))
+            self.assertLess(took, 5, service)
+            self.assertEqual(inspect(container, "{{.State.ExitCode}}"), "0", service)
+
+    def test_4_swarm_with_the_key_as_a_secret(self):
+        state = run("docker", "info", "--format", "{{.Swarm.LocalNodeState}}").stdout.decode().strip()
+        if state != "active":
+            run("docker", "swarm", "init", "--advertise-addr", "127.0.0.1", "--listen-addr", "127.0.0.1:2377")
+            self.addCleanup(run, "docker", "swarm", "leave", "--force", check=False)
+        root = self.workdir("swarm")
+        prepare_dir(root)
+        names = copy_corpus(os.path.join(root, "input"))
+        if run("docker", "secret", "inspect", "app-sender-receiver-key", check=False).returncode == 0:
+            self.fail("a secret app-sender-receiver-key exists already; not ours to replace")
+        run(os.path.join(REPO, "scripts", "create-docker-secret.sh"), os.path.join(root, "key"))
+        self.addCleanup(run, "docker", "secret", "rm", "app-sender-receiver-key", check=False)
+        again = run(os.path.join(REPO, "scripts", "create-docker-secret.sh"), check=False)
+        self.assertNotEqual(again.returncode, 0)  # never replaced
+        self.assertIn(b"exists, kept", again.stderr)
+        port = free_port()
+        stack = "transfertest%d" % os.getpid()
+        env = dict(os.environ, PWD=root, IMAGE_PREFIX=PREFIX, IMAGE_TAG=TAG, RECEIVER_PUBLISH_PORT=str(port))
+        self.addCleanup(self.remove_stack, stack)
+        timed("stack deploy", run, "docker", "stack", "deploy", "--resolve-image", "never", "-c", STACK, stack,
+              env=env, cwd=root)
+        output = os.path.join(root, "output")
+
+        def tasks():
+            return run("docker", "stack", "ps", "--no-trunc", stack, check=False).stdout.decode(errors="replace")
+        try:
+            timed("swarm delivery", wait_until, lambda: len(xml_outputs(output)) == len(names), timeout=180,
+                  what="%d files through the swarm" % len(names))
+        except AssertionError:
+            raise AssertionError("not delivered; tasks:\n%s\nlogs:\n%s" % (tasks(), self.service_logs(stack)))
+        assert_corpus_outputs(self, names, output)
+        wait_until(lambda: run("curl", "-sS", "http://127.0.0.1:%d/" % port, check=False).returncode == 0,
+                   timeout=30, what="published port in host mode")
+        self.assertEqual(run("curl", "-sS", "http://127.0.0.1:%d/" % port).stdout,
+                         b'{"msg":"Server is healthy","status_code":200}\n')
+        # the secret is mounted for the image's user only
+        container = run("docker", "ps", "-q", "--filter", "label=com.docker.swarm.service.name=%s_app-sender" % stack
+                        ).stdout.decode().split()[0]
+        mode = run("docker", "exec", container, "stat", "-c", "%a %u", "/run/secrets/app-sender-receiver-key").stdout
+        self.assertEqual(mode.strip(), b"400 10001")
+
+    def service_logs(self, stack):
+        out = ""
+        for service in ("app-receiver", "app-sender"):
+            out += run("docker", "service", "logs", "--raw", "%s_%s" % (stack, service),
+                       check=False, timeout=30).stdout.decode(errors="replace")[-3000:]
+        return out
+
+    def remove_stack(self, stack):
+        run("docker", "stack", "rm", stack, check=False)
+        wait_until(lambda: run("docker", "network", "ls", "-q", "-f", "label=com.docker.stack.namespace=" + stack
+                               ).stdout.strip() == b"" and
+                   run("docker", "ps", "-aq", "-f", "label=com.docker.stack.namespace=" + stack
+                       ).stdout.strip() == b"", timeout=60, what="stack removed")
+
+    def test_5_mixed_with_the_python_reference(self):
+        root = self.workdir("mixed")
+        prepare_dir(root, "in-ours", "in-py", "out-ours", "out-py", "status-db-py")
+        names = copy_corpus(os.path.join(root, "in-ours"))
+        docs = simple_docs(8)
+        for name, doc in docs.items():
+            with open(os.path.join(root, "in-py", name + ".json"), "w", encoding="utf-8") as fh:
+                json.dump(doc, fh, ensure_ascii=False)
+        compose = Compose(MIXED, root)
+        self.addCleanup(compose.down)
+        timed("mixed up", compose, "up", "-d", "--no-build")
+
+        def same(directory, name, want_path):
+            got, want = os.path.join(directory, name + ".xml"), want_path(name)
+            if not (os.path.exists(got) and os.path.exists(want)):
+                return False
+            with open(got, "rb") as a, open(want, "rb") as b:
+                return a.read() == b.read()  # the Python receiver writes in place: wait for all of it
+        expected = lambda n: os.path.join(CORPUS, "expected", n + ".xml")
+        python_xml = lambda n: os.path.join(root, "in-py", n + ".xml")  # the Python sender's own XML
+        try:
+            timed("mixed delivery", wait_until, lambda: all(same(os.path.join(root, "out-py"), n, expected) for n in names)
+                  and all(same(os.path.join(root, "out-ours"), n, python_xml) for n in docs), timeout=120,
+                  what="our sender -> Python receiver and Python sender -> our receiver")
+        except AssertionError:
+            raise AssertionError("not delivered; logs:\n" + compose.logs())
+        self.assertEqual(xml_outputs(os.path.join(root, "out-ours")), sorted(n + ".xml" for n in docs))
+
+
+def main():
+    work = tempfile.mkdtemp(prefix="transfer-engine-")
+    engine = Engine(work)
+    why = engine.start()
+    if why:
+        print("SKIPPED: no Docker engine can be started here: %s" % why)
+        shutil.rmtree(work, ignore_errors=True)
+        return 77
+    start = time.monotonic()
+    try:
+        result = unittest.main(argv=[sys.argv[0], "-v", *sys.argv[1:]], exit=False).result
+    finally:
+        engine.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    TIMINGS.append(("docker tests in all", time.monotonic() - start))
+    for what, seconds in TIMINGS:
+        print("timing: %-45s %6.1f s" % (what, seconds))
+    return 0 if result.wasSuccessful() else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,58 @@
+"""The compose and stack files validate with no engine at all, and say what the deployment needs."""
+import os
+import subprocess
+import unittest
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+COMPOSE = os.path.join(REPO, "compose", "docker-compose.yml")
+STACK = os.path.join(REPO, "compose", "docker-stack.yml")
+MIXED = os.path.join(REPO, "tests", "docker", "docker-compose.mixed.yml")
+# No engine: a socket nobody listens on, so nothing here can depend on one.
+ENV = dict(os.environ, PWD="/srv/transfer", DOCKER_HOST="unix:///nonexistent/docker.sock")
+
+
+def config(*args):
+    r = subprocess.run(list(args), capture_output=True, env=ENV, timeout=60)
+    if r.returncode != 0:
+        raise AssertionError("%s: exit %d\n%s" % (" ".join(args), r.returncode, r.stderr.decode()))
+    return r.stdout.decode()
+
+
+def shared_stages(dockerfile):
+    """The build and test stages: from the first FROM to the production stage's FROM."""
+    with open(os.path.join(REPO, dockerfile)) as fh:
+        text = fh.read()
+    return text[text.index("FROM debian:bookworm-slim AS build"):text.index("FROM debian:bookworm-slim AS production")]
+
+
+class ConfigTest(unittest.TestCase):
+    def test_dockerfiles_share_their_build_and_test_stages(self):
+        # Kept identical on purpose: the second image reuses the first one's build from the cache.
+        self.assertEqual(shared_stages("receiver/Dockerfile"), shared_stages("sender/Dockerfile"))
+
+    def test_compose_files_validate(self):
+        for f in (COMPOSE, MIXED):
+            config("docker-compose", "-f", f, "config", "-q")
+
+    def test_compose_file_keeps_the_old_layout(self):
+        out = config("docker-compose", "-f", COMPOSE, "config")
+        for want in ("/srv/transfer/input:/usr/src/app-sender/input",
+                     "/srv/transfer/output:/usr/src/app-receiver/output",
+                     "/srv/transfer/status-db:/usr/src/app-sender/status-db",
+                     "/srv/transfer/key:/run/secrets/decryption_key:ro",
+                     "/srv/transfer/key:/run/secrets/encryption_key:ro",
+                     "RECEIVER_ADDRESS: app-receiver", "condition: service_healthy", "init: true",
+                     "restart: unless-stopped", "published: 8080", "target: 8080", "image: app-receiver:latest"):
+            self.assertIn(want, out)
+
+    def test_stack_file_validates_and_uses_the_secret(self):
+        out = config("docker", "stack", "config", "-c", STACK)
+        for want in ("DECRYPTION_KEY: /run/secrets/app-sender-receiver-key",
+                     "ENCRYPTION_KEY: /run/secrets/app-sender-receiver-key",
+                     "source: app-sender-receiver-key", "external: true", "endpoint_mode: dnsrr",
+                     "mode: host", "/srv/transfer/input", "limits:", "update_config:", "restart_policy:"):
+            self.assertIn(want, out)
+
+
+if __name__ == "__main__":
+    unittest.main()
