@@ -261,6 +261,39 @@ class ContainerTest(unittest.TestCase):
         mode = run("docker", "exec", container, "stat", "-c", "%a %u", "/run/secrets/app-sender-receiver-key").stdout
         self.assertEqual(mode.strip(), b"400 10001")
 
+        # Key rotation as README "Deploy" does it: three secrets, a redeploy with KEY_SECRET each,
+        # a file delivered after every step, and at the end the old key refused.
+        old = run("docker", "exec", container, "cat", "/run/secrets/app-sender-receiver-key").stdout.strip()
+        new = run("sh", "-c", "dd if=/dev/urandom bs=32 count=1 2>/dev/null | openssl base64").stdout.strip()
+        for step, lines in ((1, [old, new]), (2, [new, old]), (3, [new])):
+            secret = "transfer-test-key-step%d" % step
+            run("docker", "secret", "create", secret, "-", input=b"\n".join(lines) + b"\n")
+            self.addCleanup(run, "docker", "secret", "rm", secret, check=False)
+            timed("rotation step %d" % step, self.redeploy, stack, dict(env, KEY_SECRET=secret))
+            with open(os.path.join(root, "input", "rotated-%d.json" % step), "w") as fh:
+                fh.write('{"step": %d}' % step)
+            wait_until(lambda: os.path.exists(os.path.join(output, "rotated-%d.xml" % step)), timeout=90,
+                       what="a file after rotation step %d" % step)
+        from cryptography.fernet import Fernet
+        with open(os.path.join(root, "token"), "wb") as fh:
+            fh.write(Fernet(old).encrypt(b"<all/>"))
+        refused = run("curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-F", "file=@" + os.path.join(root, "token"),
+                      "http://127.0.0.1:%d/upload/old-key" % port)
+        self.assertEqual(refused.stdout, b"422")
+
+    def redeploy(self, stack, env):
+        """docker stack deploy again, and wait until both services finished updating."""
+        run("docker", "stack", "deploy", "--resolve-image", "never", "-c", STACK, stack, env=env, cwd=env["PWD"])
+
+        def updated():
+            states = [run("docker", "service", "inspect", "-f",
+                          "{{if .UpdateStatus}}{{.UpdateStatus.State}}{{end}}", "%s_%s" % (stack, s)
+                          ).stdout.decode().strip() for s in ("app-receiver", "app-sender")]
+            for state in states:
+                self.assertNotIn("rollback", state)
+            return all(state == "completed" for state in states)
+        wait_until(updated, timeout=120, what="both services updated")
+
     def service_logs(self, stack):
         out = ""
         for service in ("app-receiver", "app-sender"):
