@@ -2,8 +2,9 @@
 
 #include <httplib.h>
 
-#include <chrono>
 #include <fmt/format.h>
+
+#include "transfer/config.hpp"
 
 namespace transfer::receiver {
 
@@ -21,13 +22,10 @@ Result<std::string> probe_health(const ReceiverConfig& config, double timeout_s)
   if (config.server_port == 0)
     return Error{ErrorCode::kInvalidArgument, where + ": SERVER_PORT=0 cannot be probed"};
   httplib::Client client(host, config.server_port);
-  const auto timeout = std::chrono::duration_cast<std::chrono::microseconds>(
-      std::chrono::duration<double>(timeout_s));
-  const auto sec = static_cast<time_t>(timeout.count() / 1000000);
-  const auto usec = static_cast<time_t>(timeout.count() % 1000000);
-  client.set_connection_timeout(sec, usec);
-  client.set_read_timeout(sec, usec);
-  client.set_write_timeout(sec, usec);
+  const auto timeout = split_seconds(timeout_s);
+  client.set_connection_timeout(timeout.sec, timeout.usec);
+  client.set_read_timeout(timeout.sec, timeout.usec);
+  client.set_write_timeout(timeout.sec, timeout.usec);
   auto answer = client.Get("/");
   if (!answer)
     return Error{ErrorCode::kIo, fmt::format("{}: no answer ({} error)", where, httplib::to_string(answer.error()))};

@@ -10,6 +10,8 @@
 #include <thread>
 #include <vector>
 
+#include "transfer/config.hpp"
+
 namespace transfer::receiver {
 namespace {
 
@@ -118,8 +120,8 @@ HttpServer::HttpServer(HttpServerOptions options, const UploadSettings& settings
   const auto threads = static_cast<size_t>(options_.threads);
   const auto queue_limit = static_cast<size_t>(options_.queue_limit);
   svr.new_task_queue = [threads, queue_limit] { return new BoundedThreadPool(threads, queue_limit); };
-  const auto secs = static_cast<time_t>(options_.read_timeout_s);
-  svr.set_read_timeout(secs, static_cast<time_t>((options_.read_timeout_s - static_cast<double>(secs)) * 1e6));
+  const auto read_timeout = split_seconds(options_.read_timeout_s);
+  svr.set_read_timeout(read_timeout.sec, read_timeout.usec);
   svr.set_write_timeout(30, 0);
   svr.set_keep_alive_timeout(5);
   svr.set_tcp_nodelay(true);

@@ -21,11 +21,7 @@ int main(int argc, char** argv) {
     return exit->code;
   }
   const auto& config = std::get<receiver::ReceiverConfig>(loaded);
-  if (config.health_check) {
-    auto probe = receiver::probe_health(config, 3.0);
-    std::cout << (probe ? *probe : "unhealthy: " + probe.error().message) << "\n";
-    return probe ? 0 : 1;
-  }
+  if (config.health_check) return report_health(receiver::probe_health(config, 3.0));
   auto level = parse_log_level(config.log_level);
   if (!level) {
     std::cerr << "receiver: " << level.error().message << "\n";

@@ -21,11 +21,7 @@ int main(int argc, char** argv) {
     return exit->code;
   }
   const auto& config = std::get<sender::SenderConfig>(loaded);
-  if (config.health_check) {
-    auto health = sender::check_health(config);
-    std::cout << (health ? *health : "unhealthy: " + health.error().message) << "\n";
-    return health ? 0 : 1;
-  }
+  if (config.health_check) return report_health(sender::check_health(config));
   auto level = parse_log_level(config.log_level);
   if (!level) {
     std::cerr << "sender: " << level.error().message << "\n";

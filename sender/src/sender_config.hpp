@@ -32,6 +32,8 @@ struct SenderConfig {
   enum class OnSuccess { kKeep, kDelete, kMove } on_success = OnSuccess::kKeep;
   std::string on_success_dir;             // for kMove
   double drain_timeout_s = 10;
+
+  std::string state_db_file() const { return status_db_path + "/sender.db"; }
 };
 
 const std::vector<OptionSpec>& sender_options();

@@ -1,12 +1,12 @@
 #include "sender_health.hpp"
 
-#include <sqlite3.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
-#include <memory>
 #include <vector>
+
+#include "transfer/sqlite_db.hpp"
 
 namespace transfer::sender {
 namespace {
@@ -18,17 +18,11 @@ std::string access_problem(const std::string& path, int mode, const char* what) 
 
 // A read of the state database, opened read-only so a probe never takes a write lock.
 std::string database_problem(const std::string& path) {
-  sqlite3* raw = nullptr;
-  const int opened = sqlite3_open_v2(path.c_str(), &raw, SQLITE_OPEN_READONLY, nullptr);
-  std::unique_ptr<sqlite3, decltype(&sqlite3_close)> db(raw, &sqlite3_close);
-  if (opened != SQLITE_OK) return "state database " + path + ": " + sqlite3_errstr(opened);
-  sqlite3_busy_timeout(db.get(), 2000);
-  char* message = nullptr;
-  const int read = sqlite3_exec(db.get(), "SELECT count(*) FROM files WHERE rowid = 1", nullptr,
-                                nullptr, &message);
-  std::unique_ptr<char, decltype(&sqlite3_free)> owned(message, &sqlite3_free);
-  if (read != SQLITE_OK)
-    return "state database " + path + ": " + (message ? message : sqlite3_errstr(read));
+  auto db = SqliteDb::open_read_only(path);
+  if (!db) return db.error().message;
+  auto read = db->prepare("SELECT count(*) FROM files WHERE rowid = 1");
+  if (!read) return "state database " + path + ": " + read.error().message;
+  if (auto row = read->step(); !row) return "state database " + path + ": " + row.error().message;
   return {};
 }
 
@@ -38,7 +32,7 @@ Result<std::string> check_health(const SenderConfig& config) {
   std::vector<std::string> problems;
   for (auto problem : {access_problem(config.input_dir, R_OK | X_OK, "input directory"),
                        access_problem(config.status_db_path, W_OK | X_OK, "state directory"),
-                       database_problem(config.status_db_path + "/sender.db")}) {
+                       database_problem(config.state_db_file())}) {
     if (!problem.empty()) problems.push_back(std::move(problem));
   }
   if (problems.empty()) return std::string("healthy: input, state directory and database usable");

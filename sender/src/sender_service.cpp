@@ -139,16 +139,15 @@ Result<std::unique_ptr<SenderService>> SenderService::create(const SenderConfig&
   for (const auto& dir : {config.input_dir, config.status_db_path, config.status_db_path + "/spool"}) {
     if (auto st = ensure_directory(dir); !st) return st.error();
   }
-  const std::string db_path = config.status_db_path + "/sender.db";
   auto store = open_moving_aside_if_damaged(
-      db_path, [](const std::string& p) { return OutboxStore::open(p); },
+      config.state_db_file(), [](const std::string& p) { return OutboxStore::open(p); },
       [&](const std::string& why, const std::string& aside) {
         logger->error("{}; moved it aside to {} and started a new one: files already delivered "
                       "will be offered again and the receiver answers them as duplicates",
                       why, log_value(aside));
       });
   if (!store) return store.error();
-  logger->info("key loaded path={} state_db={}", log_value(config.key_path), log_value(db_path));
+  logger->info("key loaded path={} state_db={}", log_value(config.key_path), log_value(config.state_db_file()));
   return std::unique_ptr<SenderService>(
       new SenderService(config, std::move(logger), std::move(*store), keys->front()));
 }

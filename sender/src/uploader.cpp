@@ -5,6 +5,7 @@
 #include <openssl/rand.h>
 #include <unistd.h>
 
+#include "transfer/config.hpp"
 #include "transfer/fernet.hpp"
 #include "transfer/file_util.hpp"
 #include "transfer/sha256.hpp"
@@ -13,8 +14,8 @@ namespace transfer::sender {
 namespace {
 
 void set_timeout(httplib::Client& c, void (httplib::Client::*setter)(time_t, time_t), double s) {
-  const auto sec = static_cast<time_t>(s);
-  (c.*setter)(sec, static_cast<time_t>((s - static_cast<double>(sec)) * 1e6));
+  const auto split = split_seconds(s);
+  (c.*setter)(split.sec, split.usec);
 }
 
 std::string safe_filename(const std::string& name) {

@@ -106,6 +106,11 @@ Result<double> parse_seconds(const std::string& text, const std::string& what) {
   return v;
 }
 
+SplitSeconds split_seconds(double seconds) {
+  const auto sec = static_cast<time_t>(seconds);
+  return {sec, static_cast<time_t>((seconds - static_cast<double>(sec)) * 1e6)};
+}
+
 Result<unsigned long long> parse_size(const std::string& text, const std::string& what) {
   std::string digits = text;
   unsigned long long mult = 1;

@@ -4,6 +4,7 @@
 #include <signal.h>
 
 #include <cstdlib>
+#include <iostream>
 #include <thread>
 
 namespace transfer {
@@ -18,6 +19,11 @@ EnvLookup process_environment() {
 
 std::vector<std::string> arguments(int argc, char** argv) {
   return std::vector<std::string>(argv + 1, argv + argc);
+}
+
+int report_health(const Result<std::string>& health) {
+  std::cout << (health ? *health : "unhealthy: " + health.error().message) << "\n";
+  return health ? 0 : 1;
 }
 
 void handle_stop_signals(std::function<void(int)> on_signal) {

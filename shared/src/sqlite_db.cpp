@@ -84,6 +84,18 @@ SqliteDb::~SqliteDb() = default;
 
 std::string SqliteDb::last_error() const { return sqlite3_errmsg(db_.get()); }
 
+Result<SqliteDb> SqliteDb::open_read_only(const std::string& path) {
+  sqlite3* raw = nullptr;
+  const int rc = sqlite3_open_v2(path.c_str(), &raw, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, nullptr);
+  SqliteDb db(raw, path);
+  if (rc != SQLITE_OK) {
+    return make_error(ErrorCode::kDatabase, "cannot open state database " + path + ": " +
+                                                (raw ? sqlite3_errmsg(raw) : "out of memory"));
+  }
+  sqlite3_busy_timeout(raw, 5000);
+  return db;
+}
+
 Result<SqliteDb> SqliteDb::open(const std::string& path, const std::vector<std::string>& migrations) {
   sqlite3* raw = nullptr;
   const int rc = sqlite3_open_v2(path.c_str(), &raw,

@@ -56,5 +56,12 @@ TEST(Config, TypedValues) {
   EXPECT_FALSE(parse_seconds("-1", "T").ok());
 }
 
+TEST(Config, SplitsSecondsForTimeoutSetters) {
+  EXPECT_EQ(split_seconds(2.5).sec, 2);
+  EXPECT_EQ(split_seconds(2.5).usec, 500000);
+  EXPECT_EQ(split_seconds(30).usec, 0);
+  EXPECT_EQ(split_seconds(0.25).sec, 0);
+}
+
 }  // namespace
 }  // namespace transfer

@@ -3,6 +3,7 @@
 // help text: a flag beats its environment variable, which beats the default. The environment is
 // passed in as a lookup function (tests use a map; main uses the process environment).
 
+#include <ctime>
 #include <functional>
 #include <map>
 #include <optional>
@@ -57,6 +58,12 @@ std::string options_markdown(const std::vector<OptionSpec>& specs);
 Result<long long> parse_integer(const std::string& text, const std::string& what, long long min,
                                 long long max);
 Result<double> parse_seconds(const std::string& text, const std::string& what);
+// Seconds as cpp-httplib's timeout setters take them: whole seconds and the microseconds left.
+struct SplitSeconds {
+  time_t sec = 0;
+  time_t usec = 0;
+};
+SplitSeconds split_seconds(double seconds);
 // Sizes: "1048576", "64K", "10M", "2G" (binary multiples).
 Result<unsigned long long> parse_size(const std::string& text, const std::string& what);
 

@@ -13,6 +13,10 @@ namespace transfer {
 EnvLookup process_environment();
 std::vector<std::string> arguments(int argc, char** argv);
 
+// The end of a --health-check: prints its one line ("unhealthy: <why>" on failure) to stdout and
+// returns the exit code, 0 healthy or 1.
+int report_health(const Result<std::string>& health);
+
 // Blocks SIGTERM, SIGINT and SIGHUP in the calling thread (call first in main, before any thread
 // starts, so every thread inherits the mask) and starts a detached thread that waits for them
 // with sigwait() and calls `on_signal` with the signal number.

@@ -51,6 +51,9 @@ class SqliteDb {
   // each in its own transaction. A file that is not a database or fails the check gives
   // kCorruptDatabase; the caller decides (see move_database_aside), nothing is reset here.
   static Result<SqliteDb> open(const std::string& path, const std::vector<std::string>& migrations);
+  // Opens an existing database read-only, for a second process beside the one that owns it: no
+  // creation, no check, no migration, no write lock ever taken.
+  static Result<SqliteDb> open_read_only(const std::string& path);
   SqliteDb(SqliteDb&&) noexcept;
   SqliteDb& operator=(SqliteDb&&) noexcept;
   ~SqliteDb();
