@@ -26,7 +26,7 @@ class Engine:
 
     def __init__(self, workdir):
         self.workdir = workdir
-        self.pid = None
+        self.proc = None  # the dockerd this object started, if any
 
     def start(self, timeout=60):
         """Returns None when an engine answers, or the reason none can be started."""
@@ -39,14 +39,12 @@ class Engine:
         if os.geteuid() != 0:
             return "no engine answers and starting dockerd needs root"
         log = open(os.path.join(self.workdir, "dockerd.log"), "ab")
-        proc = subprocess.Popen(["dockerd", "--storage-driver=overlay2"], stdout=log, stderr=log)
+        proc = self.proc = subprocess.Popen(["dockerd", "--storage-driver=overlay2"], stdout=log, stderr=log)
         log.close()
-        self.pid = proc.pid
-        self.proc = proc
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if proc.poll() is not None:
-                self.pid = None
+                self.proc = None
                 return "dockerd exited %d: %s" % (proc.returncode, self.log_tail())
             if engine_answers():
                 return None
@@ -62,7 +60,7 @@ class Engine:
             return ""
 
     def stop(self):
-        if self.pid is None:
+        if self.proc is None:
             return
         self.proc.terminate()  # dockerd stops its containerd and containers
         try:
@@ -70,7 +68,7 @@ class Engine:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
-        self.pid = None
+        self.proc = None
 
 
 def ensure_base_image(workdir, name="debian:bookworm-slim"):
