@@ -1,7 +1,10 @@
 #include "http_server.hpp"
 
 #include <httplib.h>
+#include <openssl/rand.h>
 
+#include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
@@ -106,16 +109,49 @@ class BoundedThreadPool : public httplib::TaskQueue {
   std::vector<std::thread> workers_;
 };
 
+std::unique_ptr<httplib::Server> make_server(const HttpServerOptions& o) {
+  if (o.cert_file.empty()) return std::make_unique<httplib::Server>();
+  return std::make_unique<httplib::SSLServer>(o.cert_file.c_str(), o.key_file.c_str(),
+                                              o.client_ca_file.empty() ? nullptr : o.client_ca_file.c_str());
+}
+
+// A transfer id a client may choose: 1 to 64 of [0-9A-Za-z_-].
+bool well_formed_transfer_id(const std::string& id) {
+  return !id.empty() && id.size() <= 64 && std::all_of(id.begin(), id.end(), [](char ch) {
+    const auto c = static_cast<unsigned char>(ch);
+    return std::isalnum(c) != 0 || c == '-' || c == '_';
+  });
+}
+
+std::string new_transfer_id() {
+  uint8_t rnd[8];
+  RAND_bytes(rnd, sizeof rnd);
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string id;
+  for (const uint8_t b : rnd) {
+    id += kHex[b >> 4];
+    id += kHex[b & 0xF];
+  }
+  return id;
+}
+
+void send(httplib::Response& res, const PlainResponse& answer) {
+  res.status = answer.status;
+  res.set_content(answer.body, answer.content_type.c_str());
+}
+
 }  // namespace
 
 HttpServer::HttpServer(HttpServerOptions options, const UploadSettings& settings,
-                       OutputCommitter& committer, UploadObserver observer, Logger logger)
+                       OutputCommitter& committer, UploadObserver observer, ReceiverApi api,
+                       Logger logger)
     : options_(std::move(options)),
       settings_(settings),
       committer_(committer),
       observer_(std::move(observer)),
+      api_(std::move(api)),
       logger_(std::move(logger)),
-      server_(std::make_unique<httplib::Server>()) {
+      server_(make_server(options_)) {
   auto& svr = *server_;
   const auto threads = static_cast<size_t>(options_.threads);
   const auto queue_limit = static_cast<size_t>(options_.queue_limit);
@@ -163,21 +199,33 @@ HttpServer::HttpServer(HttpServerOptions options, const UploadSettings& settings
   svr.Get("/", [](const httplib::Request&, httplib::Response& res) {
     res.set_content(std::string(kHealthBody), kJson);
   });
+  svr.Get("/readyz", [this](const httplib::Request&, httplib::Response& res) { send(res, api_.readiness()); });
+  svr.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) { send(res, api_.metrics()); });
+  svr.Get("/files", [this](const httplib::Request& req, httplib::Response& res) {
+    std::map<std::string, std::string> query;
+    for (const auto& [k, v] : req.params) query.emplace(k, v);  // the first of each name
+    send(res, api_.list_files(query));
+  });
+  svr.Get(R"(/files/([^/]+))", [this](const httplib::Request& req, httplib::Response& res) {
+    send(res, api_.file(req.matches[1]));
+  });
 
   auto not_allowed = [](const httplib::Request&, httplib::Response& res) {
     res.status = 405;
     res.set_header("Connection", "close");
     res.set_content(json_message(405, "method not allowed"), kJson);
   };
-  for (const char* pattern : {"/", R"(/upload/[^/]+)"}) {
-    if (std::string_view(pattern) != "/") svr.Get(pattern, not_allowed);
+  for (const char* pattern : {"/", R"(/upload/[^/]+)", "/readyz", "/metrics", "/files", R"(/files/[^/]+)"}) {
+    if (std::string_view(pattern).rfind("/upload/", 0) == 0) svr.Get(pattern, not_allowed);
     svr.Put(pattern, not_allowed);
     svr.Delete(pattern, not_allowed);
     svr.Patch(pattern, not_allowed);
   }
   // With a content reader so a bodiless POST is not waited on for a body.
-  svr.Post("/", [not_allowed](const httplib::Request& req, httplib::Response& res,
-                              const httplib::ContentReader&) { not_allowed(req, res); });
+  for (const char* pattern : {"/", "/readyz", "/metrics", "/files", R"(/files/[^/]+)"}) {
+    svr.Post(pattern, [not_allowed](const httplib::Request& req, httplib::Response& res,
+                                    const httplib::ContentReader&) { not_allowed(req, res); });
+  }
 
   svr.Post(R"(/upload/([^/]+))", [this](const httplib::Request& req, httplib::Response& res,
                                          const httplib::ContentReader& reader) {
@@ -191,6 +239,8 @@ HttpServer::HttpServer(HttpServerOptions options, const UploadSettings& settings
     head.idempotency_key = req.get_header_value(kIdempotencyKeyHeader);
     if (req.has_header(kPlaintextSha256Header)) head.claimed_sha256 = req.get_header_value(kPlaintextSha256Header);
     const std::string peer = req.remote_addr + ":" + std::to_string(req.remote_port);
+    std::string transfer_id = req.get_header_value(kTransferIdHeader);
+    if (!well_formed_transfer_id(transfer_id)) transfer_id = new_transfer_id();
 
     ++in_flight_;
     UploadOutcome outcome;
@@ -201,6 +251,7 @@ HttpServer::HttpServer(HttpServerOptions options, const UploadSettings& settings
                              *head.content_length <= kDrainLimit;
       body_fully_read = drainable && reader([](const char*, size_t) { return true; });
     } else {
+      if (api_.before_upload) api_.before_upload();
       UploadSession session(head, settings_);
       uint64_t drained = 0;
       body_fully_read = reader([&](const char* data, size_t size) {
@@ -217,15 +268,20 @@ HttpServer::HttpServer(HttpServerOptions options, const UploadSettings& settings
     --in_flight_;
     if (!body_fully_read) res.set_header("Connection", "close");
     res.status = outcome.status;
+    res.set_header(kTransferIdHeader, transfer_id);
     res.set_content(outcome.json_body(), kJson);
-    const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
-    observer_(head.name, outcome, peer, ms);
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    observer_(UploadEvent{head.name, transfer_id, peer, seconds, outcome});
   });
 }
 
 HttpServer::~HttpServer() = default;
 
 Result<int> HttpServer::bind() {
+  if (!server_->is_valid()) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      "cannot set up TLS from TLS_CERT_FILE, TLS_KEY_FILE and CLIENT_CA_FILE");
+  }
   int port = options_.port;
   if (port == 0) {
     port = server_->bind_to_any_port(options_.host);

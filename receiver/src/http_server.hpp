@@ -1,11 +1,17 @@
 #pragma once
 // The HTTP adapter: cpp-httplib routes to plain functions. Knows nothing of Fernet or files.
-//   GET /                 -> the old pair's health body, byte for byte
+//   GET /                 -> the old pair's health body, byte for byte (liveness)
+//   GET /readyz           -> ReceiverApi::readiness (200 or 503 with the failing checks)
+//   GET /metrics          -> ReceiverApi::metrics (Prometheus text)
+//   GET /files, /files/<name> -> ReceiverApi::list_files / file (the ledger, metadata only)
 //   POST /upload/<name>   -> UploadSession, streamed through a ContentReader
 //   anything else         -> JSON 404 / 405, like the old Flask app but in JSON
+// Every upload carries a transfer id: the client's X-Transfer-Id when it is well formed (the
+// sender makes one per attempt), else one made here; it is logged and echoed in the answer.
 
 #include <atomic>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 
@@ -27,18 +33,48 @@ struct HttpServerOptions {
   // Accepted connections waiting for a free thread; beyond this the accept loop waits and new
   // clients queue in the kernel's listen backlog (bounded memory, no unbounded job list).
   int queue_limit = 32;
+  // HTTPS when cert_file is set; client certificates required when client_ca_file is set too.
+  std::string cert_file;
+  std::string key_file;
+  std::string client_ca_file;
 };
 
-// Called after each upload with its outcome and the peer address (for the ledger).
-using UploadObserver = std::function<void(const std::string& name, const UploadOutcome& outcome,
-                                          const std::string& peer, double ms)>;
+inline constexpr const char* kTransferIdHeader = "X-Transfer-Id";
+
+// What the adapter hands over after each upload.
+struct UploadEvent {
+  const std::string& name;
+  const std::string& transfer_id;
+  const std::string& peer;
+  double seconds;
+  const UploadOutcome& outcome;
+};
+using UploadObserver = std::function<void(const UploadEvent&)>;
+
+// A response made without the HTTP library's types.
+struct PlainResponse {
+  int status = 200;
+  std::string content_type = "application/json";
+  std::string body;
+};
+
+// The read-only endpoints, as plain functions of the request's path and query.
+struct ReceiverApi {
+  std::function<PlainResponse()> readiness;
+  std::function<PlainResponse()> metrics;
+  std::function<PlainResponse(const std::map<std::string, std::string>& query)> list_files;
+  std::function<PlainResponse(const std::string& name)> file;
+  // Called before each upload's body is read (the service reloads a changed key file here).
+  std::function<void()> before_upload;
+};
 
 class HttpServer {
  public:
   HttpServer(HttpServerOptions options, const UploadSettings& settings, OutputCommitter& committer,
-             UploadObserver observer, Logger logger);
+             UploadObserver observer, ReceiverApi api, Logger logger);
   ~HttpServer();
-  // Binds; returns the port actually bound (useful with port 0).
+  // Binds; returns the port actually bound (useful with port 0). With TLS, first checks that
+  // the certificate and key were taken.
   Result<int> bind();
   // Serves until stop(); in-flight requests finish before it returns.
   Status serve();
@@ -50,6 +86,7 @@ class HttpServer {
   const UploadSettings& settings_;
   OutputCommitter& committer_;
   UploadObserver observer_;
+  ReceiverApi api_;
   std::atomic<int> in_flight_{0};
   Logger logger_;
   std::unique_ptr<httplib::Server> server_;

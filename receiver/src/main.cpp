@@ -27,7 +27,7 @@ int main(int argc, char** argv) {
     std::cerr << "receiver: " << level.error().message << "\n";
     return 2;
   }
-  auto logger = make_stderr_logger("receiver", *level);
+  auto logger = make_stderr_logger("receiver", *level, *parse_log_format(config.log_format));
   auto service = receiver::ReceiverService::create(config, logger);
   if (!service) {
     logger->critical("{}", service.error().message);

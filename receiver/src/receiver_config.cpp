@@ -1,6 +1,8 @@
 #include "receiver_config.hpp"
 
 #include "output_committer.hpp"
+#include "transfer/logging.hpp"
+#include "transfer/tls_files.hpp"
 
 namespace transfer::receiver {
 
@@ -20,7 +22,12 @@ const std::vector<OptionSpec>& receiver_options() {
       {"on-conflict", "ON_CONFLICT", "overwrite", "A name uploaded again with other content: overwrite, reject (409) or version (<name>.1.xml, ...)"},
       {"drain-timeout", "DRAIN_TIMEOUT", "10", "Seconds in-flight uploads may take to finish after SIGTERM"},
       {"queue-limit", "QUEUE_LIMIT", "32", "Accepted connections that may wait for a thread (then the kernel backlog)"},
-      {"health-check", "", "", "Probe GET / of the receiver these options describe (0.0.0.0 means 127.0.0.1) and exit 0 if it answers 200 within 3 s, else 1 (a HEALTHCHECK without curl)", true},
+      {"min-free-bytes", "MIN_FREE_BYTES", "64M", "GET /readyz answers 503 when the output file system has less free space than this; suffixes K, M, G"},
+      {"log-format", "LOG_FORMAT", "text", "text, or json: one JSON object per line (time, level, event and the fields)"},
+      {"tls-cert-file", "TLS_CERT_FILE", "", "PEM certificate (chain) to serve HTTPS with; needs TLS_KEY_FILE (empty: plain HTTP, as the old pair)"},
+      {"tls-key-file", "TLS_KEY_FILE", "", "PEM private key of TLS_CERT_FILE (read like the Fernet key: never logged)"},
+      {"client-ca-file", "CLIENT_CA_FILE", "", "With TLS: require client certificates signed by a CA in this PEM file (mutual TLS)"},
+      {"health-check", "", "", "Probe GET /readyz of the receiver these options describe (0.0.0.0 means 127.0.0.1) and exit 0 if it answers 200 within 3 s, else 1 (a HEALTHCHECK without curl)", true},
   };
   return kOptions;
 }
@@ -66,6 +73,22 @@ std::variant<ReceiverConfig, EarlyExit> load_receiver_config(const std::vector<s
   auto queue = parse_integer(v.get("queue-limit"), "QUEUE_LIMIT", 1, 100000);
   if (!queue) return bad(queue.error());
   c.queue_limit = static_cast<int>(*queue);
+  auto min_free = parse_size(v.get("min-free-bytes"), "MIN_FREE_BYTES");
+  if (!min_free) return bad(min_free.error());
+  c.min_free_bytes = *min_free;
+  c.log_format = v.get("log-format");
+  if (auto f = parse_log_format(c.log_format); !f) return bad(f.error());
+  c.tls_cert_file = v.get("tls-cert-file");
+  c.tls_key_file = v.get("tls-key-file");
+  c.client_ca_file = v.get("client-ca-file");
+  if (!c.client_ca_file.empty() && c.tls_cert_file.empty()) {
+    return bad(make_error(ErrorCode::kInvalidArgument, "CLIENT_CA_FILE needs TLS_CERT_FILE and TLS_KEY_FILE (mutual TLS is on top of TLS)"));
+  }
+  if (auto st = check_tls_files({c.tls_cert_file, c.tls_key_file, c.client_ca_file}, "TLS_CERT_FILE",
+                                "TLS_KEY_FILE", "CLIENT_CA_FILE");
+      !st) {
+    return bad(st.error());
+  }
   c.health_check = v.is_set("health-check");
   return c;
 }

@@ -25,10 +25,17 @@ struct ReceiverConfig {
   std::string on_conflict = "overwrite";
   double drain_timeout_s = 10;
   int queue_limit = 32;
+  unsigned long long min_free_bytes = 64ULL << 20;
+  std::string log_format = "text";
+  std::string tls_cert_file;   // with tls_key_file: serve HTTPS
+  std::string tls_key_file;
+  std::string client_ca_file;  // require client certificates signed by this CA (mTLS)
   bool health_check = false;  // --health-check: probe a running receiver and exit
 };
 
 const std::vector<OptionSpec>& receiver_options();
+
+inline bool uses_tls(const ReceiverConfig& c) { return !c.tls_cert_file.empty(); }
 
 // --help/--version/errors come back as EarlyExit; bad values as an error naming the option.
 std::variant<ReceiverConfig, EarlyExit> load_receiver_config(const std::vector<std::string>& args,

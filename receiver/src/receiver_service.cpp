@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <filesystem>
 
+#include "ledger_api.hpp"
 #include "transfer/file_util.hpp"
 
 namespace transfer::receiver {
@@ -28,7 +29,7 @@ void remove_stale_temps(const std::string& dir, const Logger& logger) {
 
 Result<std::unique_ptr<ReceiverService>> ReceiverService::create(const ReceiverConfig& config,
                                                                   Logger logger) {
-  auto keys = load_key_file(config.key_path);
+  auto keys = KeyRing::load(config.key_path);
   if (!keys) return keys.error();
   for (const auto& dir : {config.output_dir, config.status_db_path}) {
     if (auto st = ensure_directory(dir); !st) return st.error();
@@ -53,7 +54,7 @@ Result<std::unique_ptr<ReceiverService>> ReceiverService::create(const ReceiverC
   settings.keys = std::move(*keys);
   settings.max_upload_bytes = config.max_upload_bytes;
   settings.ttl_seconds = config.token_ttl;
-  logger->info("key loaded path={} keys={}", log_value(config.key_path), settings.keys.size());
+  logger->info("key loaded path={} keys={}", log_value(config.key_path), settings.keys->keys()->size());
   return std::unique_ptr<ReceiverService>(
       new ReceiverService(config, std::move(logger), std::move(*ledger), std::move(settings), *policy));
 }
@@ -65,19 +66,78 @@ ReceiverService::ReceiverService(const ReceiverConfig& config, Logger logger, Up
       ledger_(std::move(ledger)),
       settings_(std::move(settings)),
       committer_(settings_.output_dir, policy, settings_.fsync, ledger_),
+      metrics_([this] { return static_cast<double>(server_.uploads_in_flight()); },
+               [this] {
+                 auto free = free_bytes(config_.output_dir);
+                 return free ? static_cast<double>(*free) : 0.0;
+               }),
       server_(HttpServerOptions{config.server_ip, config.server_port, config.threads,
-                                config.read_timeout_s, config.queue_limit},
-              settings_, committer_,
-              [this](const std::string& n, const UploadOutcome& o, const std::string& p, double ms) {
-                on_upload(n, o, p, ms);
-              },
+                                config.read_timeout_s, config.queue_limit, config.tls_cert_file,
+                                config.tls_key_file, config.client_ca_file},
+              settings_, committer_, [this](const UploadEvent& e) { on_upload(e); }, api(),
               logger_) {}
+
+ReceiverApi ReceiverService::api() {
+  ReceiverApi a;
+  a.readiness = [this] {
+    const Readiness r = readiness();
+    return PlainResponse{r.http_status(), "application/json", r.json()};
+  };
+  a.metrics = [this] {
+    refresh_keys();
+    return PlainResponse{200, kMetricsContentType, metrics_.render()};
+  };
+  a.list_files = [this](const std::map<std::string, std::string>& q) { return list_files(ledger_, q); };
+  a.file = [this](const std::string& name) { return describe_file(ledger_, name); };
+  a.before_upload = [this] { refresh_keys(); };
+  return a;
+}
+
+void ReceiverService::refresh_keys() {
+  const bool had_error = settings_.keys->error().has_value();
+  auto changed = settings_.keys->refresh();
+  if (!changed) {
+    if (!had_error) {
+      logger_->error("key file unusable, keeping the keys loaded before: {}", changed.error().message);
+    }
+    return;
+  }
+  if (*changed || had_error) {
+    logger_->info("key file reloaded path={} keys={}", log_value(config_.key_path),
+                  settings_.keys->keys()->size());
+  }
+}
+
+Readiness ReceiverService::readiness() {
+  Readiness r;
+  refresh_keys();
+  const auto key_error = settings_.keys->error();
+  r.add("key", key_error ? Status(*key_error) : ok_status(),
+        std::to_string(settings_.keys->keys()->size()) + " key(s) loaded from " + config_.key_path);
+  r.add("output_writable", check_directory_writable(config_.output_dir), config_.output_dir + " takes new files");
+  auto free = free_bytes(config_.output_dir);
+  Status space = ok_status();
+  if (!free) {
+    space = free.error();
+  } else if (*free < config_.min_free_bytes) {
+    space = make_error(ErrorCode::kNoSpace, std::to_string(*free) + " bytes free in " + config_.output_dir +
+                                                ", below MIN_FREE_BYTES=" + std::to_string(config_.min_free_bytes));
+  }
+  r.add("free_space", space,
+        (free ? std::to_string(*free) : std::string("?")) + " bytes free, MIN_FREE_BYTES=" +
+            std::to_string(config_.min_free_bytes));
+  auto db = ledger_.probe_write(250);
+  r.add("database", db ? db : Status(make_error(ErrorCode::kDatabase, "ledger cannot be written: " + db.error().message)),
+        "ledger answers");
+  return r;
+}
 
 Result<int> ReceiverService::start() {
   auto port = server_.bind();
   if (!port) return port.error();
-  logger_->info("listening address=http://{}:{} output_dir={} threads={}", config_.server_ip, *port,
-                log_value(config_.output_dir), config_.threads);
+  logger_->info("listening address={}://{}:{} output_dir={} threads={}{}", uses_tls(config_) ? "https" : "http",
+                config_.server_ip, *port, log_value(config_.output_dir), config_.threads,
+                config_.client_ca_file.empty() ? "" : " client_certificates=required");
   if (!config_.ready_file.empty()) {
     if (auto st = write_file_atomic(config_.ready_file, std::to_string(*port) + "\n"); !st) {
       return st.error();
@@ -106,19 +166,21 @@ void ReceiverService::stop() {
   });
 }
 
-void ReceiverService::on_upload(const std::string& name, const UploadOutcome& outcome,
-                                const std::string& peer, double ms) {
+void ReceiverService::on_upload(const UploadEvent& e) {
+  const UploadOutcome& outcome = e.outcome;
+  metrics_.record(outcome, e.seconds);
+  const double ms = e.seconds * 1000;
   Status st = ok_status();
   if (outcome.status == 201) {
-    logger_->info("upload {} name={} bytes={} sha256={} status=201 ms={:.1f} peer={} key={} path={}",
+    logger_->info("upload {} name={} transfer_id={} bytes={} sha256={} status=201 ms={:.1f} peer={} key={} path={}",
                   outcome.duplicate ? "duplicate (answered from the ledger)" : "accepted",
-                  log_value(name), outcome.bytes, outcome.sha256, ms, peer, outcome.key_index,
-                  log_value(outcome.output_path));
-    if (!outcome.warning.empty()) logger_->error("name={} {}", log_value(name), outcome.warning);
+                  log_value(e.name), e.transfer_id, outcome.bytes, outcome.sha256, ms, e.peer,
+                  outcome.key_index, log_value(outcome.output_path));
+    if (!outcome.warning.empty()) logger_->error("name={} {}", log_value(e.name), outcome.warning);
   } else {
-    logger_->warn("upload rejected name={} status={} reason={} ms={:.1f} peer={}", log_value(name),
-                  outcome.status, log_value(outcome.message), ms, peer);
-    st = ledger_.record_rejected(name, outcome.status, outcome.message, peer);
+    logger_->warn("upload rejected name={} transfer_id={} status={} reason={} ms={:.1f} peer={}",
+                  log_value(e.name), e.transfer_id, outcome.status, log_value(outcome.message), ms, e.peer);
+    st = ledger_.record_rejected(e.name, outcome.status, outcome.message, e.peer);
   }
   if (!st) logger_->error("ledger write failed: {}", st.error().message);
 }

@@ -7,6 +7,8 @@
 #include "http_server.hpp"
 #include "output_committer.hpp"
 #include "receiver_config.hpp"
+#include "receiver_metrics.hpp"
+#include "transfer/readiness.hpp"
 #include "transfer/drain_deadline.hpp"
 #include "transfer/logging.hpp"
 #include "transfer/upload_ledger.hpp"
@@ -28,17 +30,23 @@ class ReceiverService {
   Status run();
   void stop();
 
+  // GET /readyz: the key file loads, the output directory takes a new file, free space is at
+  // least MIN_FREE_BYTES and the ledger's write lock can be taken within 250 ms.
+  Readiness readiness();
+
  private:
   ReceiverService(const ReceiverConfig& config, Logger logger, UploadLedger ledger,
                   UploadSettings settings, ConflictPolicy policy);
-  void on_upload(const std::string& name, const UploadOutcome& outcome, const std::string& peer,
-                 double ms);
+  void on_upload(const UploadEvent& event);
+  void refresh_keys();
+  ReceiverApi api();
 
   ReceiverConfig config_;
   Logger logger_;
   UploadLedger ledger_;
   UploadSettings settings_;
   OutputCommitter committer_;
+  ReceiverMetrics metrics_;
   HttpServer server_;
   std::atomic<bool> stopping_{false};
   DrainDeadline drain_;

@@ -112,13 +112,14 @@ Status UploadSession::on_part_begin(const MultipartPart& part) {
     return make_error(ErrorCode::kMalformedRequest, "more than one part named 'file'");
   }
   in_file_part_ = true;
+  const KeySet keys = settings_.keys->keys();
   auto dec = FernetStreamDecryptor::create(
-      settings_.keys,
+      *keys,
       [this](size_t k, const char* d, size_t n) { return write_plaintext(k, d, n); },
       settings_.ttl_seconds);
   if (!dec) return dec.error();
   decryptor_.emplace(std::move(*dec));
-  outputs_.resize(settings_.keys.size());
+  outputs_.resize(keys->size());
   return ok_status();
 }
 

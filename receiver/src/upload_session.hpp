@@ -8,13 +8,14 @@
 // the temporary file is removed and nothing is written.
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "transfer/fernet.hpp"
 #include "transfer/file_util.hpp"
-#include "transfer/key_file.hpp"
+#include "transfer/key_ring.hpp"
 #include "transfer/multipart.hpp"
 #include "transfer/sha256.hpp"
 #include "output_committer.hpp"
@@ -37,7 +38,7 @@ struct UploadOutcome {
 
 struct UploadSettings {
   std::string output_dir;
-  std::vector<FernetKey> keys;
+  std::shared_ptr<KeyRing> keys;  // each upload takes the keys in force when its token starts
   uint64_t max_upload_bytes = 16ULL << 30;
   std::optional<uint64_t> ttl_seconds;
   bool fsync = true;

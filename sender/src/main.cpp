@@ -2,6 +2,7 @@
 #include <atomic>
 #include <iostream>
 
+#include "sender_admin.hpp"
 #include "sender_health.hpp"
 #include "sender_service.hpp"
 #include "transfer/process.hpp"
@@ -14,6 +15,9 @@ int main(int argc, char** argv) {
     stop_requested = true;
     if (auto* s = running.load()) s->stop();
   });
+  if (auto code = sender::run_admin_command(arguments(argc, argv), process_environment(), std::cout, std::cerr)) {
+    return *code;
+  }
   auto loaded = sender::load_sender_config(arguments(argc, argv), process_environment());
   if (auto* exit = std::get_if<EarlyExit>(&loaded)) {
     std::cout << exit->out;
@@ -27,7 +31,7 @@ int main(int argc, char** argv) {
     std::cerr << "sender: " << level.error().message << "\n";
     return 2;
   }
-  auto logger = make_stderr_logger("sender", *level);
+  auto logger = make_stderr_logger("sender", *level, *parse_log_format(config.log_format));
   auto service = sender::SenderService::create(config, logger);
   if (!service) {
     logger->critical("{}", service.error().message);

@@ -1,5 +1,8 @@
 #include "sender_config.hpp"
 
+#include "transfer/logging.hpp"
+#include "transfer/tls_files.hpp"
+
 namespace transfer::sender {
 
 const std::vector<OptionSpec>& sender_options() {
@@ -25,6 +28,13 @@ const std::vector<OptionSpec>& sender_options() {
       {"quarantine-dir", "QUARANTINE_DIR", "", "Where given-up files go, each with a <file>.reason (default $INPUT_DIR/.quarantine)"},
       {"on-success", "ON_SUCCESS", "keep", "After delivery: keep, delete or move:<dir>"},
       {"drain-timeout", "DRAIN_TIMEOUT", "10", "Seconds an in-flight upload may take to finish after SIGTERM"},
+      {"log-format", "LOG_FORMAT", "text", "text, or json: one JSON object per line (time, level, event and the fields)"},
+      {"metrics-port", "METRICS_PORT", "", "Serve GET /metrics (Prometheus) and GET /readyz on this port (empty: off; 0: any free port, logged)"},
+      {"metrics-address", "METRICS_ADDRESS", "127.0.0.1", "Address for METRICS_PORT (0.0.0.0 to be scraped from elsewhere)"},
+      {"receiver-scheme", "RECEIVER_SCHEME", "http", "http (as the old pair) or https (the receiver's certificate is verified, host name included)"},
+      {"ca-file", "CA_FILE", "", "With https: PEM certificates of the CA(s) to trust for the receiver (empty: the system's CAs)"},
+      {"client-cert-file", "CLIENT_CERT_FILE", "", "With https: PEM client certificate for mutual TLS; needs CLIENT_KEY_FILE"},
+      {"client-key-file", "CLIENT_KEY_FILE", "", "PEM private key of CLIENT_CERT_FILE (read like the Fernet key: never logged)"},
       {"once", "", "", "Process every file present once and exit: 0 if all delivered, 1 if any failed or was quarantined", true},
       {"health-check", "", "", "Check, beside a running sender, that the input is readable and the state directory and database usable; exit 0 if so, else 1 (a HEALTHCHECK)", true},
   };
@@ -109,6 +119,30 @@ std::variant<SenderConfig, EarlyExit> load_sender_config(const std::vector<std::
   auto drain = parse_seconds(v.get("drain-timeout"), "DRAIN_TIMEOUT");
   if (!drain) return bad(drain.error());
   c.drain_timeout_s = *drain;
+  c.log_format = v.get("log-format");
+  if (auto f = parse_log_format(c.log_format); !f) return bad(f.error());
+  if (!v.get("metrics-port").empty()) {
+    auto mp = parse_integer(v.get("metrics-port"), "METRICS_PORT", 0, 65535);
+    if (!mp) return bad(mp.error());
+    c.metrics_port = static_cast<int>(*mp);
+  }
+  c.metrics_address = v.get("metrics-address");
+  c.receiver_scheme = v.get("receiver-scheme");
+  if (c.receiver_scheme != "http" && c.receiver_scheme != "https") {
+    return bad(make_error(ErrorCode::kInvalidArgument, "RECEIVER_SCHEME must be http or https, not '" + c.receiver_scheme + "'"));
+  }
+  c.ca_file = v.get("ca-file");
+  c.client_cert_file = v.get("client-cert-file");
+  c.client_key_file = v.get("client-key-file");
+  const bool tls_files = !c.ca_file.empty() || !c.client_cert_file.empty() || !c.client_key_file.empty();
+  if (tls_files && c.receiver_scheme != "https") {
+    return bad(make_error(ErrorCode::kInvalidArgument, "CA_FILE, CLIENT_CERT_FILE and CLIENT_KEY_FILE need RECEIVER_SCHEME=https"));
+  }
+  if (auto st = check_tls_files({c.client_cert_file, c.client_key_file, c.ca_file}, "CLIENT_CERT_FILE",
+                                "CLIENT_KEY_FILE", "CA_FILE");
+      !st) {
+    return bad(st.error());
+  }
   return c;
 }
 

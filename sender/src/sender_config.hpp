@@ -1,6 +1,7 @@
 #pragma once
 // The sender's options: one table for flags, environment and --help.
 
+#include <optional>
 #include <string>
 #include <variant>
 #include <vector>
@@ -32,6 +33,13 @@ struct SenderConfig {
   enum class OnSuccess { kKeep, kDelete, kMove } on_success = OnSuccess::kKeep;
   std::string on_success_dir;             // for kMove
   double drain_timeout_s = 10;
+  std::string log_format = "text";
+  std::optional<int> metrics_port;        // serve /metrics and /readyz here (0: any free port)
+  std::string metrics_address = "127.0.0.1";
+  std::string receiver_scheme = "http";   // or https
+  std::string ca_file;                    // trust anchors for https (empty: the system's)
+  std::string client_cert_file;           // mutual TLS
+  std::string client_key_file;
 
   std::string state_db_file() const { return status_db_path + "/sender.db"; }
 };

@@ -134,7 +134,7 @@ bool is_ignored_name(const std::string& name, const std::vector<std::string>& gl
 
 Result<std::unique_ptr<SenderService>> SenderService::create(const SenderConfig& config,
                                                               Logger logger) {
-  auto keys = load_key_file(config.key_path);
+  auto keys = KeyRing::load(config.key_path);
   if (!keys) return keys.error();
   for (const auto& dir : {config.input_dir, config.status_db_path, config.status_db_path + "/spool"}) {
     if (auto st = ensure_directory(dir); !st) return st.error();
@@ -147,23 +147,46 @@ Result<std::unique_ptr<SenderService>> SenderService::create(const SenderConfig&
                       why, log_value(aside));
       });
   if (!store) return store.error();
-  logger->info("key loaded path={} state_db={}", log_value(config.key_path), log_value(config.state_db_file()));
-  return std::unique_ptr<SenderService>(
-      new SenderService(config, std::move(logger), std::move(*store), keys->front()));
+  logger->info("key loaded path={} keys={} state_db={}", log_value(config.key_path), (*keys)->keys()->size(),
+               log_value(config.state_db_file()));
+  std::unique_ptr<SenderService> service(
+      new SenderService(config, std::move(logger), std::move(*store), std::move(*keys)));
+  if (config.metrics_port) {
+    auto second = OutboxStore::open(config.state_db_file());
+    if (!second) return second.error();
+    service->readiness_store_.emplace(std::move(*second));
+    auto* s = service.get();
+    s->status_server_ = std::make_unique<StatusServer>([s] { return s->metrics_.registry.render(); },
+                                                       [s] { return s->readiness(); }, s->logger_);
+    auto port = s->status_server_->start(config.metrics_address, *config.metrics_port);
+    if (!port) return port.error();
+    s->logger_->info("status server listening address=http://{}:{} endpoints=/metrics,/readyz",
+                     config.metrics_address, *port);
+  }
+  return service;
 }
 
 SenderService::SenderService(const SenderConfig& config, Logger logger, OutboxStore store,
-                             FernetKey key)
+                             std::shared_ptr<KeyRing> keys)
     : config_(config),
       logger_(std::move(logger)),
       store_(std::move(store)),
+      keys_(std::move(keys)),
+      key_in_use_(keys_->keys()),
       spool_dir_(config.status_db_path + "/spool"),
       watcher_(config.input_dir, config.use_inotify),
-      uploader_(UploadTarget{config.receiver_address, config.receiver_port, config.receiver_uri,
-                             config.connect_timeout_s, config.io_timeout_s},
-                key, cancel_),
+      uploader_(UploadTarget{config.receiver_scheme, config.receiver_address, config.receiver_port,
+                             config.receiver_uri, config.connect_timeout_s, config.io_timeout_s,
+                             config.ca_file, config.client_cert_file, config.client_key_file},
+                cancel_),
       rng_(std::random_device{}()) {
   remove_spool_leftovers(spool_dir_);
+  load_settled();
+  if (auto v = store_.data_version(); v) data_version_ = *v;
+}
+
+void SenderService::load_settled() {
+  settled_.clear();
   if (auto settled = store_.settled(); settled) {
     for (const auto& e : *settled) {
       const bool in_place_quarantine = e.state == OutboxState::kQuarantined && e.quarantine_path.empty();
@@ -171,6 +194,83 @@ SenderService::SenderService(const SenderConfig& config, Logger logger, OutboxSt
       if (in_place_quarantine || kept) settled_[e.name] = FileStamp{e.size, e.mtime_ns, 0};
     }
   }
+}
+
+void SenderService::notice_operator_changes() {
+  auto v = store_.data_version();
+  if (!v || *v == data_version_) return;
+  data_version_ = *v;
+  // Another connection committed: an operator's `sender retry` or `sender forget`. Forget what
+  // was decided from the old rows; the next pass asks the database again.
+  logger_->info("state database changed by another process: re-reading it");
+  load_settled();
+  for (auto& [name, c] : candidates_) c.not_before = Clock::now();
+  rescan();
+}
+
+const FernetKey& SenderService::current_key() {
+  auto changed = keys_->refresh();
+  if (!changed) {
+    logger_->error("key file unusable, still encrypting with the key loaded before: {}", changed.error().message);
+  } else if (*changed) {
+    logger_->info("key file reloaded path={} keys={} (the first line encrypts from now on)",
+                  log_value(config_.key_path), keys_->keys()->size());
+  }
+  key_in_use_ = keys_->keys();
+  return key_in_use_->front();
+}
+
+void SenderService::note_receiver_answer(bool answered, const std::string& error) {
+  std::lock_guard lock(readiness_mu_);
+  if (answered) {
+    last_answer_unix_ = wall_now();
+    last_contact_error_.clear();
+  } else {
+    last_contact_error_ = error;
+  }
+}
+
+void SenderService::probe_receiver_if_quiet() {
+  {
+    std::lock_guard lock(readiness_mu_);
+    if (wall_now() - last_answer_unix_ < config_.scan_interval_s) return;
+  }
+  const auto r = uploader_.probe();
+  note_receiver_answer(r.status != 0, r.error);
+}
+
+Readiness SenderService::readiness() {
+  Readiness r;
+  std::lock_guard lock(readiness_mu_);
+  Status db = readiness_store_ ? readiness_store_->probe_write(250)
+                               : Status(make_error(ErrorCode::kDatabase, "no status connection"));
+  r.add("state_db", db ? db : Status(make_error(ErrorCode::kDatabase, "state database cannot be written: " + db.error().message)),
+        config_.state_db_file() + " takes writes");
+  std::error_code ec;
+  std::filesystem::directory_iterator it(config_.input_dir, ec);
+  r.add("input_readable", ec ? Status(errno_error("cannot list", config_.input_dir, ec.value())) : ok_status(),
+        config_.input_dir + " can be listed");
+  const double window = 2 * config_.scan_interval_s + config_.connect_timeout_s;
+  const double ago = wall_now() - last_answer_unix_;
+  Status receiver = ok_status();
+  if (last_answer_unix_ <= 0 || ago > window) {
+    receiver = make_error(ErrorCode::kIo, (last_answer_unix_ <= 0 ? std::string("the receiver has not answered yet")
+                                                                   : "the receiver last answered " + std::to_string(static_cast<int64_t>(ago)) + "s ago") +
+                                              (last_contact_error_.empty() ? "" : " (" + last_contact_error_ + ")"));
+  }
+  metrics_.receiver_up.set(receiver ? 1 : 0);
+  r.add("receiver", receiver, "answered " + std::to_string(static_cast<int64_t>(ago)) + "s ago (window " +
+                                  std::to_string(static_cast<int64_t>(window)) + "s)");
+  return r;
+}
+
+void SenderService::update_backlog_metrics() {
+  double oldest = 0;
+  for (const auto& [name, c] : candidates_) {
+    if (oldest == 0 || c.waiting_since_unix < oldest) oldest = c.waiting_since_unix;
+  }
+  metrics_.backlog.set(static_cast<double>(candidates_.size()));
+  metrics_.oldest_pending_since.store(oldest);
 }
 
 SenderService::~SenderService() = default;
@@ -215,8 +315,8 @@ void SenderService::observe(const std::string& name) {
     settled_.erase(s);
   }
   const auto now = Clock::now();
-  auto [it, inserted] = candidates_.try_emplace(name, Candidate{stamp, now, now});
-  if (!inserted && !(it->second.stamp == stamp)) it->second = Candidate{stamp, now, now};
+  auto [it, inserted] = candidates_.try_emplace(name, Candidate{stamp, now, now, false, wall_now()});
+  if (!inserted && !(it->second.stamp == stamp)) it->second = Candidate{stamp, now, now, false, it->second.waiting_since_unix};
 }
 
 void SenderService::rescan() {
@@ -252,8 +352,10 @@ ScanSummary SenderService::run() {
   const auto interval = std::chrono::duration_cast<Clock::duration>(
       std::chrono::duration<double>(config_.scan_interval_s));
   rescan();
+  if (!config_.once) probe_receiver_if_quiet();
   auto next_scan = Clock::now() + interval;
   while (!stopping_) {
+    update_backlog_metrics();
     auto now = Clock::now();
     for (auto it = candidates_.begin(); it != candidates_.end() && !stopping_;) {
       Candidate& c = it->second;
@@ -285,12 +387,16 @@ ScanSummary SenderService::run() {
       wake = std::min(wake, ready_at(c));
     }
     if (config_.once && !waiting) break;
+    update_backlog_metrics();
+    if (!config_.once) wake = std::min(wake, Clock::now() + std::chrono::seconds(1));  // operator changes
     const auto events = watcher_.wait_until(wake);
     for (const auto& name : events.names) {
       if (!is_ignored_name(name, config_.ignore_globs)) observe(name);
     }
+    if (!config_.once) notice_operator_changes();
     if (events.needs_rescan || Clock::now() >= next_scan) {
       rescan();
+      if (!config_.once) probe_receiver_if_quiet();
       next_scan = Clock::now() + interval;
     }
   }
@@ -322,7 +428,7 @@ SenderService::StepResult SenderService::process_file(const std::string& name, C
   if (!S_ISREG(st.st_mode)) return {Step::kGone};
   const FileStamp stamp = stamp_of(st);
   if (!(stamp == c.stamp)) {
-    c = Candidate{stamp, Clock::now(), Clock::now()};
+    c = Candidate{stamp, Clock::now(), Clock::now(), false, c.waiting_since_unix};
     return {Step::kChanged};
   }
   auto sha = sha256_of_fd(fd.get(), path, [this] { return cancel_.load(); });
@@ -337,6 +443,7 @@ SenderService::StepResult SenderService::process_file(const std::string& name, C
     logger_->error("state database: {} (file={} will be retried)", known.error().message, field);
     return later();
   }
+  if (!*known) metrics_.discovered.add();
   if (*known) {
     const OutboxEntry& e = **known;
     switch (e.state) {
@@ -376,7 +483,7 @@ SenderService::StepResult SenderService::process_file(const std::string& name, C
     return later();
   }
   const StepResult r = attempt_upload(name, path, fd.get(), stamp, *sha);
-  if (r.step == Step::kChanged) c = Candidate{stamp, Clock::now(), Clock::now()};
+  if (r.step == Step::kChanged) c = Candidate{stamp, Clock::now(), Clock::now(), false, c.waiting_since_unix};
   return r;
 }
 
@@ -386,6 +493,7 @@ SenderService::StepResult SenderService::attempt_upload(const std::string& name,
                                                         const std::string& sha) {
   const auto started = std::chrono::steady_clock::now();
   const std::string field = log_value(name);
+  const std::string transfer_id = new_transfer_id();
   auto permanent = [&](const std::string& why, int status = 0, const std::string& body = {}) {
     auto entry = store_.find(name, sha);
     const int64_t attempts = entry && *entry ? (*entry)->attempts : 0;
@@ -408,8 +516,10 @@ SenderService::StepResult SenderService::attempt_upload(const std::string& name,
                                        parse_retry_after(retry_after, now));
     f.next_attempt_unix = now + delay;
     if (auto s = store_.mark_failed(name, sha, f); !s) logger_->error("state database: {}", s.error().message);
-    logger_->warn("failed file={} error={} attempt={} retry_in_s={:.2f}", field, log_value(why), attempts, delay);
+    logger_->warn("failed file={} error={} attempt={} retry_in_s={:.2f} transfer_id={}", field,
+                  log_value(why), attempts, delay, transfer_id);
     ++summary_.failed;
+    metrics_.failures.add();
     return {Step::kRetryLater, Clock::now() + std::chrono::duration_cast<Clock::duration>(
                                                   std::chrono::duration<double>(delay))};
   };
@@ -436,9 +546,15 @@ SenderService::StepResult SenderService::attempt_upload(const std::string& name,
     return {Step::kChanged};
   }
   const std::string xml_sha = spool.sha256();
+  const auto upload_started = std::chrono::steady_clock::now();
   const auto response = uploader_.upload(upload_name, spool.path(), converted->xml_bytes,
-                                         UploadIdentity{idempotency_key(name, sha), xml_sha});
+                                         UploadIdentity{idempotency_key(name, sha), xml_sha, transfer_id},
+                                         current_key());
   if (response.cancelled) return {Step::kStopped};
+  note_receiver_answer(response.status != 0, response.error);
+  if (response.status != 0) {
+    metrics_.upload_seconds.observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - upload_started).count());
+  }
   const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
   if (response.status == 0) return transient(response.error);
   switch (classify_status(response.status)) {
@@ -463,8 +579,10 @@ SenderService::StepResult SenderService::attempt_upload(const std::string& name,
     return {Step::kRetryLater, Clock::now() + std::chrono::seconds(1)};
   }
   ++summary_.delivered;
-  logger_->info("delivered file={} name={} json_bytes={} xml_bytes={} ms={:.1f} status=201{}", field,
-                log_value(upload_name), converted->json_bytes, converted->xml_bytes, ms,
+  metrics_.delivered.add();
+  metrics_.last_success.set(wall_now());
+  logger_->info("delivered file={} name={} transfer_id={} json_bytes={} xml_bytes={} ms={:.1f} status=201{}", field,
+                log_value(upload_name), transfer_id, converted->json_bytes, converted->xml_bytes, ms,
                 duplicate ? " duplicate=true" : "");
   after_delivery(name, path);
   if (config_.on_success == SenderConfig::OnSuccess::kKeep) settled_[name] = stamp;
@@ -497,6 +615,7 @@ SenderService::StepResult SenderService::quarantine(const std::string& name, con
     logger_->error("state database: {}", s.error().message);
   }
   ++summary_.quarantined;
+  metrics_.quarantined.add();
   if (moved_to.empty()) {
     struct stat now_st {};
     if (::stat(path.c_str(), &now_st) == 0) settled_[name] = stamp_of(now_st);

@@ -11,6 +11,7 @@
 #include <chrono>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <random>
 #include <string>
@@ -19,8 +20,12 @@
 #include "input_watcher.hpp"
 #include "transfer/drain_deadline.hpp"
 #include "sender_config.hpp"
+#include "sender_metrics.hpp"
+#include "status_server.hpp"
+#include "transfer/key_ring.hpp"
 #include "transfer/logging.hpp"
 #include "transfer/outbox_store.hpp"
+#include "transfer/readiness.hpp"
 #include "uploader.hpp"
 
 namespace transfer::sender {
@@ -46,8 +51,10 @@ bool is_ignored_name(const std::string& name, const std::vector<std::string>& gl
 
 class SenderService {
  public:
-  // Loads the key (kInvalidKey when missing or malformed) and opens the state database (a
-  // damaged one is moved aside and reported).
+  // Loads the key (kInvalidKey when missing or malformed), opens the state database (a
+  // damaged one is moved aside and reported) and, with METRICS_PORT, starts the status server.
+  // The key file is read again before each upload when it changed (rotation without restart).
+  // Operator commands (sender retry/forget) are noticed within a second through the database.
   static Result<std::unique_ptr<SenderService>> create(const SenderConfig& config, Logger logger);
   ~SenderService();
 
@@ -56,6 +63,11 @@ class SenderService {
   // Asks run() to return: no new file is started; the upload in flight gets DRAIN_TIMEOUT.
   void stop();
 
+  // GET /readyz: the state database takes a write, the input directory can be listed, and the
+  // receiver answered within 2 x SCAN_INTERVAL + CONNECT_TIMEOUT (it is asked GET / when no
+  // upload has reached it for SCAN_INTERVAL). Callable from any thread.
+  Readiness readiness();
+
  private:
   using Clock = std::chrono::steady_clock;
   struct Candidate {
@@ -63,6 +75,7 @@ class SenderService {
     Clock::time_point observed_at;   // when `stamp` was first seen unchanged
     Clock::time_point not_before;    // backoff after a transient failure
     bool tried_in_once_mode = false;
+    double waiting_since_unix = 0;   // first seen (for the oldest-pending metric)
   };
   enum class Step { kDone, kRetryLater, kChanged, kGone, kStopped };
   struct StepResult {
@@ -70,7 +83,13 @@ class SenderService {
     Clock::time_point retry_at{};
   };
 
-  SenderService(const SenderConfig& config, Logger logger, OutboxStore store, FernetKey key);
+  SenderService(const SenderConfig& config, Logger logger, OutboxStore store, std::shared_ptr<KeyRing> keys);
+  void load_settled();
+  void notice_operator_changes();
+  void probe_receiver_if_quiet();
+  void note_receiver_answer(bool answered, const std::string& error);
+  void update_backlog_metrics();
+  const FernetKey& current_key();
   void rescan();
   void observe(const std::string& name);
   bool is_quiet(const Candidate& c, Clock::time_point now) const;
@@ -85,6 +104,14 @@ class SenderService {
   SenderConfig config_;
   Logger logger_;
   OutboxStore store_;
+  std::shared_ptr<KeyRing> keys_;
+  KeySet key_in_use_;
+  int64_t data_version_ = 0;
+  SenderMetrics metrics_;
+  std::mutex readiness_mu_;                  // guards the three below
+  std::optional<OutboxStore> readiness_store_;  // a second connection, for the status thread
+  double last_answer_unix_ = 0;              // the receiver's last HTTP answer (any status)
+  std::string last_contact_error_;
   std::string spool_dir_;
   InputWatcher watcher_;
   std::atomic<bool> stopping_{false};
@@ -95,6 +122,7 @@ class SenderService {
   ScanSummary summary_;
   std::mt19937_64 rng_;
   DrainDeadline drain_;
+  std::unique_ptr<StatusServer> status_server_;  // last: stopped before the rest goes
 };
 
 }  // namespace transfer::sender

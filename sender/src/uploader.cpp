@@ -42,11 +42,23 @@ std::string percent_encode(const std::string& s) {
   return out;
 }
 
-Uploader::Uploader(UploadTarget target, FernetKey key, const std::atomic<bool>& cancel)
+std::string new_transfer_id() {
+  uint8_t rnd[8];
+  RAND_bytes(rnd, sizeof rnd);
+  return to_hex(rnd, sizeof rnd);
+}
+
+Uploader::Uploader(UploadTarget target, const std::atomic<bool>& cancel)
     : target_(std::move(target)),
-      key_(key),
       cancel_(cancel),
-      client_(std::make_unique<httplib::Client>(target_.host, target_.port)) {
+      client_(std::make_unique<httplib::Client>(
+          target_.scheme + "://" + (target_.host.find(':') == std::string::npos ? target_.host : "[" + target_.host + "]") +
+              ":" + std::to_string(target_.port),
+          target_.client_cert_file, target_.client_key_file)) {
+  if (target_.scheme == "https") {
+    if (!target_.ca_file.empty()) client_->set_ca_cert_path(target_.ca_file.c_str());
+    client_->enable_server_certificate_verification(true);
+  }
   set_timeout(*client_, &httplib::Client::set_connection_timeout, target_.connect_timeout_s);
   set_timeout(*client_, &httplib::Client::set_read_timeout, target_.io_timeout_s);
   set_timeout(*client_, &httplib::Client::set_write_timeout, target_.io_timeout_s);
@@ -57,22 +69,53 @@ Uploader::Uploader(UploadTarget target, FernetKey key, const std::atomic<bool>& 
 
 Uploader::~Uploader() = default;
 
+std::string Uploader::describe(int error) const {
+  const auto e = static_cast<httplib::Error>(error);
+  switch (e) {
+    case httplib::Error::SSLServerVerification:
+      return "TLS: the receiver's certificate was refused (not signed by a CA in " +
+             (target_.ca_file.empty() ? std::string("the system's store") : "CA_FILE=" + target_.ca_file) +
+             ", expired, or not issued for the host name '" + target_.host + "')";
+    case httplib::Error::SSLConnection:
+      return "TLS handshake with the receiver failed (is it serving HTTPS? does it require a client "
+             "certificate (CLIENT_CERT_FILE) or refuse this one?)";
+    case httplib::Error::SSLLoadingCerts:
+      return "TLS: cannot load CA_FILE or CLIENT_CERT_FILE/CLIENT_KEY_FILE";
+    default: return httplib::to_string(e);
+  }
+}
+
+UploadResponse Uploader::probe() {
+  UploadResponse response;
+  auto result = client_->Get("/");
+  if (!result) {
+    response.error = "no answer from " + target_.scheme + "://" + target_.host + ":" + std::to_string(target_.port) +
+                     "/: " + describe(static_cast<int>(result.error()));
+    client_->stop();
+    return response;
+  }
+  response.status = result->status;
+  response.body = result->body.substr(0, 4096);
+  return response;
+}
+
 std::string Uploader::url_for(const std::string& name) const {
-  return "http://" + target_.host + ":" + std::to_string(target_.port) + target_.uri_prefix + "/" +
+  return target_.scheme + "://" + target_.host + ":" + std::to_string(target_.port) + target_.uri_prefix + "/" +
          percent_encode(name);
 }
 
 void Uploader::abort() { client_->stop(); }
 
 UploadResponse Uploader::upload(const std::string& name, const std::string& xml_path,
-                                uint64_t xml_size, const UploadIdentity& identity) {
+                                uint64_t xml_size, const UploadIdentity& identity,
+                                const FernetKey& key) {
   UploadResponse response;
   UniqueFd fd(::open(xml_path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd) {
     response.error = errno_error("cannot open", xml_path, errno).message;
     return response;
   }
-  auto enc = FernetStreamEncryptor::create(key_);
+  auto enc = FernetStreamEncryptor::create(key);
   if (!enc) {
     response.error = enc.error().message;
     return response;
@@ -122,6 +165,7 @@ UploadResponse Uploader::upload(const std::string& name, const std::string& xml_
   httplib::Headers headers = {{"Accept", "application/json"},
                               {"Idempotency-Key", identity.idempotency_key},
                               {"X-Transfer-Plaintext-SHA256", identity.plaintext_sha256}};
+  if (!identity.transfer_id.empty()) headers.emplace("X-Transfer-Id", identity.transfer_id);
   const std::string path = target_.uri_prefix + "/" + percent_encode(name);
   auto result = client_->Post(path, headers, static_cast<size_t>(length), provider,
                               "multipart/form-data; boundary=" + boundary);
@@ -130,7 +174,7 @@ UploadResponse Uploader::upload(const std::string& name, const std::string& xml_
     response.error = response.cancelled ? "cancelled (shutting down)"
                      : !read_error.empty() ? read_error
                                            : "no answer from " + url_for(name) + ": " +
-                                                 httplib::to_string(result.error());
+                                                 describe(static_cast<int>(result.error()));
     client_->stop();  // a half-sent request leaves the connection unusable
     return response;
   }

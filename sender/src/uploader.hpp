@@ -17,11 +17,15 @@ class Client;
 namespace transfer::sender {
 
 struct UploadTarget {
+  std::string scheme = "http";  // or https: the receiver's certificate and host name are verified
   std::string host;
   int port = 8080;
   std::string uri_prefix;  // "/upload"
   double connect_timeout_s = 10;
   double io_timeout_s = 60;
+  std::string ca_file;           // https: CAs to trust (empty: the system's)
+  std::string client_cert_file;  // https: client certificate for mutual TLS
+  std::string client_key_file;
 };
 
 struct UploadResponse {
@@ -36,22 +40,28 @@ struct UploadResponse {
 struct UploadIdentity {
   std::string idempotency_key;
   std::string plaintext_sha256;  // of the XML sent
+  std::string transfer_id;       // this attempt, logged by both sides (X-Transfer-Id)
 };
+
+// A new transfer id: 16 random hex digits.
+std::string new_transfer_id();
 
 class Uploader {
  public:
-  Uploader(UploadTarget target, FernetKey key, const std::atomic<bool>& cancel);
+  Uploader(UploadTarget target, const std::atomic<bool>& cancel);
   ~Uploader();
-  // Streams `xml_path` (`xml_size` bytes) to <uri_prefix>/<name>.
+  // Streams `xml_path` (`xml_size` bytes) to <uri_prefix>/<name>, encrypted with `key`.
   UploadResponse upload(const std::string& name, const std::string& xml_path, uint64_t xml_size,
-                        const UploadIdentity& identity);
+                        const UploadIdentity& identity, const FernetKey& key);
+  // GET / on the receiver (is it there?): the status, or 0 with the error.
+  UploadResponse probe();
   // From another thread: ends an upload in progress now (its socket is shut down).
   void abort();
   std::string url_for(const std::string& name) const;
 
  private:
+  std::string describe(int error) const;  // an httplib::Error, in operator's words
   UploadTarget target_;
-  FernetKey key_;
   const std::atomic<bool>& cancel_;
   std::unique_ptr<httplib::Client> client_;
 };

@@ -1,5 +1,7 @@
 #include "transfer/outbox_store.hpp"
 
+#include <algorithm>
+
 #include "transfer/sha256.hpp"
 
 namespace transfer {
@@ -208,5 +210,72 @@ Result<std::vector<OutboxEntry>> OutboxStore::settled() {
 }
 
 Result<std::vector<OutboxEntry>> OutboxStore::all() { return select("ORDER BY name, first_seen_at"); }
+
+Result<std::vector<OutboxEntry>> OutboxStore::by_name(const std::string& name) {
+  auto q = db_.prepare("SELECT " + std::string(kColumns) + " FROM files WHERE name=?1 ORDER BY first_seen_at");
+  if (!q) return q.error();
+  q->bind(1, name);
+  std::vector<OutboxEntry> out;
+  for (;;) {
+    auto row = q->step();
+    if (!row) return row.error();
+    if (!*row) break;
+    out.push_back(read_entry(*q));
+  }
+  return out;
+}
+
+Result<std::vector<OutboxEntry>> OutboxStore::in_state(OutboxState state) {
+  return select("WHERE state='" + std::string(to_string(state)) + "' ORDER BY updated_at");
+}
+
+Result<std::vector<std::pair<OutboxState, int64_t>>> OutboxStore::counts() {
+  std::vector<std::pair<OutboxState, int64_t>> out;
+  for (const auto state : {OutboxState::kPending, OutboxState::kFailed, OutboxState::kDelivered,
+                           OutboxState::kQuarantined}) {
+    auto q = db_.prepare("SELECT count(*) FROM files WHERE state=?1");
+    if (!q) return q.error();
+    q->bind(1, to_string(state));
+    auto row = q->step();
+    if (!row) return row.error();
+    out.emplace_back(state, *row ? q->column_int(0) : 0);
+  }
+  return out;
+}
+
+Result<std::vector<OutboxEntry>> OutboxStore::recent_errors(int64_t limit) {
+  return select("WHERE state IN ('failed','quarantined') ORDER BY updated_at DESC LIMIT " +
+                std::to_string(std::max<int64_t>(0, limit)));
+}
+
+Result<int64_t> OutboxStore::forget(const std::string& name) {
+  int64_t count = 0;
+  auto st = db_.transaction([&]() -> Status {
+    auto q = db_.prepare("SELECT count(*) FROM files WHERE name=?1");
+    if (!q) return q.error();
+    q->bind(1, name);
+    auto row = q->step();
+    if (!row) return row.error();
+    count = *row ? q->column_int(0) : 0;
+    auto del = db_.prepare("DELETE FROM files WHERE name=?1");
+    if (!del) return del.error();
+    return del->bind(1, name).run();
+  });
+  if (!st) return st.error();
+  return count;
+}
+
+Result<std::vector<std::string>> OutboxStore::integrity_check() {
+  auto q = db_.prepare("PRAGMA integrity_check");
+  if (!q) return q.error();
+  std::vector<std::string> out;
+  for (;;) {
+    auto row = q->step();
+    if (!row) return row.error();
+    if (!*row) break;
+    out.push_back(q->column_text(0));
+  }
+  return out;
+}
 
 }  // namespace transfer

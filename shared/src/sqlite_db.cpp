@@ -10,6 +10,9 @@
 #include "transfer/file_util.hpp"
 
 namespace transfer {
+namespace {
+constexpr int kBusyTimeoutMs = 5000;  // how long a statement waits for another writer
+}  // namespace
 
 SqliteStatement::SqliteStatement(SqliteStatement&& o) noexcept
     : db_(o.db_), stmt_(std::exchange(o.stmt_, nullptr)) {}
@@ -84,6 +87,23 @@ SqliteDb::~SqliteDb() = default;
 
 std::string SqliteDb::last_error() const { return sqlite3_errmsg(db_.get()); }
 
+Status SqliteDb::probe_write(int timeout_ms) {
+  sqlite3_busy_timeout(db_.get(), timeout_ms);
+  Status st = exec("BEGIN IMMEDIATE");
+  if (st) st = exec("ROLLBACK");
+  sqlite3_busy_timeout(db_.get(), kBusyTimeoutMs);
+  return st;
+}
+
+Result<int64_t> SqliteDb::data_version() {
+  auto q = prepare("PRAGMA data_version");
+  if (!q) return q.error();
+  auto row = q->step();
+  if (!row) return row.error();
+  if (!*row) return make_error(ErrorCode::kDatabase, path_ + ": PRAGMA data_version gave no row");
+  return q->column_int(0);
+}
+
 Result<SqliteDb> SqliteDb::open_read_only(const std::string& path) {
   sqlite3* raw = nullptr;
   const int rc = sqlite3_open_v2(path.c_str(), &raw, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, nullptr);
@@ -92,7 +112,7 @@ Result<SqliteDb> SqliteDb::open_read_only(const std::string& path) {
     return make_error(ErrorCode::kDatabase, "cannot open state database " + path + ": " +
                                                 (raw ? sqlite3_errmsg(raw) : "out of memory"));
   }
-  sqlite3_busy_timeout(raw, 5000);
+  sqlite3_busy_timeout(raw, kBusyTimeoutMs);
   return db;
 }
 
@@ -106,7 +126,7 @@ Result<SqliteDb> SqliteDb::open(const std::string& path, const std::vector<std::
     return make_error(ErrorCode::kDatabase, "cannot open state database " + path + ": " +
                                                 (raw ? sqlite3_errmsg(raw) : "out of memory"));
   }
-  sqlite3_busy_timeout(raw, 5000);
+  sqlite3_busy_timeout(raw, kBusyTimeoutMs);
   auto corrupt = [&](const std::string& why) {
     return make_error(ErrorCode::kCorruptDatabase, "state database " + path + " is damaged: " + why);
   };

@@ -42,20 +42,21 @@ INSERT INTO deliveries (output_path, name, sha256, bytes, first_received_at, las
 }
 
 constexpr std::string_view kDeliveryColumns =
-    "output_path, name, sha256, bytes, key_index, coalesce(idempotency_key,''), first_received_at, "
+    "rowid, output_path, name, sha256, bytes, key_index, coalesce(idempotency_key,''), first_received_at, "
     "last_received_at, duplicates";
 
 Delivery read_delivery(const SqliteStatement& q) {
   Delivery d;
-  d.output_path = q.column_text(0);
-  d.name = q.column_text(1);
-  d.sha256 = q.column_text(2);
-  d.bytes = q.column_int(3);
-  d.key_index = q.column_int(4);
-  d.idempotency_key = q.column_text(5);
-  d.first_received_at = q.column_text(6);
-  d.last_received_at = q.column_text(7);
-  d.duplicates = q.column_int(8);
+  d.id = q.column_int(0);
+  d.output_path = q.column_text(1);
+  d.name = q.column_text(2);
+  d.sha256 = q.column_text(3);
+  d.bytes = q.column_int(4);
+  d.key_index = q.column_int(5);
+  d.idempotency_key = q.column_text(6);
+  d.first_received_at = q.column_text(7);
+  d.last_received_at = q.column_text(8);
+  d.duplicates = q.column_int(9);
   return d;
 }
 
@@ -164,6 +165,44 @@ Result<std::vector<LedgerEntry>> UploadLedger::recent(int64_t limit) {
     out.push_back(std::move(e));
   }
   return out;
+}
+
+Result<std::vector<Delivery>> UploadLedger::deliveries_after(int64_t after_id, int64_t limit) {
+  std::lock_guard lock(mu_);
+  auto q = db_.prepare("SELECT " + std::string(kDeliveryColumns) +
+                       " FROM deliveries WHERE rowid > ?1 ORDER BY rowid LIMIT ?2");
+  if (!q) return q.error();
+  q->bind(1, after_id).bind(2, limit);
+  std::vector<Delivery> out;
+  for (;;) {
+    auto row = q->step();
+    if (!row) return row.error();
+    if (!*row) break;
+    out.push_back(read_delivery(*q));
+  }
+  return out;
+}
+
+Result<std::optional<Delivery>> UploadLedger::find_by_file_or_name(const std::string& file_name) {
+  std::lock_guard lock(mu_);
+  // The output path ends in "/<file_name>"; '/' cannot occur in a safe name, so the suffix match
+  // (by substr, not LIKE, whose wildcards a name may hold) is exact.
+  auto q = db_.prepare("SELECT " + std::string(kDeliveryColumns) +
+                       " FROM deliveries WHERE substr(output_path, -length(?1) - 1) = '/' || ?1 "
+                       "OR output_path = ?1 OR name = ?1 "
+                       "ORDER BY (name = ?1 AND substr(output_path, -length(?1) - 1) <> '/' || ?1), "
+                       "rowid DESC LIMIT 1");
+  if (!q) return q.error();
+  q->bind(1, file_name);
+  auto row = q->step();
+  if (!row) return row.error();
+  if (!*row) return std::optional<Delivery>();
+  return std::optional<Delivery>(read_delivery(*q));
+}
+
+Status UploadLedger::probe_write(int timeout_ms) {
+  std::lock_guard lock(mu_);
+  return db_.probe_write(timeout_ms);
 }
 
 }  // namespace transfer

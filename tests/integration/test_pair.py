@@ -154,7 +154,7 @@ class PairTest(unittest.TestCase):
         self.w.start_receiver(ip="0.0.0.0")
         up = probe(self.w.port, "0.0.0.0")  # the image's setting: dial the loopback
         self.assertEqual(up.returncode, 0, up.stdout)
-        self.assertIn(b"healthy", up.stdout)
+        self.assertIn(b"/readyz: ready", up.stdout)
         stop(self.w.procs[-1])
         down = probe(self.w.port, "0.0.0.0")
         self.assertEqual(down.returncode, 1, down.stdout)

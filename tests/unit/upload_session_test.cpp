@@ -20,7 +20,7 @@ class UploadSessionTest : public ::testing::Test {
     ledger_.emplace(std::move(UploadLedger::open(dir_ + "/receiver.db").value()));
     dir_ += "/out";
     settings_.output_dir = dir_;
-    settings_.keys = *parse_key_text("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=", "k");
+    settings_.keys = KeyRing::fixed(*parse_key_text("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=", "k"));
     settings_.max_upload_bytes = 1 << 20;
   }
   void TearDown() override { fs::remove_all(fs::path(dir_).parent_path()); }
@@ -53,7 +53,7 @@ class UploadSessionTest : public ::testing::Test {
     return s.finish(0, *committer_, "test");
   }
   UploadOutcome send(const std::string& name, const std::string& plaintext) {
-    return run(name, body(*fernet_encrypt(settings_.keys[0], plaintext)), 4096);
+    return run(name, body(*fernet_encrypt(settings_.keys->keys()->at(0), plaintext)), 4096);
   }
   std::string read(const std::string& file) const {
     std::ifstream in(dir_ + "/" + file);
@@ -72,7 +72,7 @@ class UploadSessionTest : public ::testing::Test {
 };
 
 TEST_F(UploadSessionTest, WritesTheDecryptedFileAtomically) {
-  const auto token = *fernet_encrypt(settings_.keys[0], "<all/>\n");
+  const auto token = *fernet_encrypt(settings_.keys->keys()->at(0), "<all/>\n");
   auto o = run("books", body(token));
   ASSERT_EQ(o.status, 201) << o.message;
   EXPECT_EQ(o.message, "File is decrypted and saved to " + dir_ + "/books.xml");
@@ -86,7 +86,7 @@ TEST_F(UploadSessionTest, WritesTheDecryptedFileAtomically) {
 }
 
 TEST_F(UploadSessionTest, EveryFailureLeavesNothingBehind) {
-  const auto token = *fernet_encrypt(settings_.keys[0], std::string(5000, 'x'));
+  const auto token = *fernet_encrypt(settings_.keys->keys()->at(0), std::string(5000, 'x'));
   std::string tampered = token;
   tampered[token.size() / 2] = tampered[token.size() / 2] == 'A' ? 'B' : 'A';
   const FernetKey wrong = *parse_key_text("cw_0x689RpI-jtRR7oE8h_eQsKImvJapLeSbXpwF4e4=", "w")->begin();
@@ -129,7 +129,7 @@ TEST_F(UploadSessionTest, PrecheckRefusesBeforeTheBody) {
 
 TEST_F(UploadSessionTest, BodyOverTheLimitIsRefusedWhileStreaming) {
   settings_.max_upload_bytes = 1000;
-  const auto token = *fernet_encrypt(settings_.keys[0], std::string(5000, 'x'));
+  const auto token = *fernet_encrypt(settings_.keys->keys()->at(0), std::string(5000, 'x'));
   const std::string b = body(token);
   UploadSession s(head("big", 10), settings_);  // a lying Content-Length
   bool ok = true;
@@ -200,7 +200,7 @@ TEST_F(UploadSessionTest, AFileRenamedJustBeforeACrashIsRecognisedByItsContent) 
 }
 
 TEST_F(UploadSessionTest, APlaintextDigestThatDoesNotMatchIsRefused) {
-  const std::string b = body(*fernet_encrypt(settings_.keys[0], "abc"));
+  const std::string b = body(*fernet_encrypt(settings_.keys->keys()->at(0), "abc"));
   auto o = run("f", b, 4096, std::string(64, '0'));
   EXPECT_EQ(o.status, 422) << o.message;
   auto bad_header = run("f", b, 4096, std::string("not-hex"));

@@ -68,6 +68,21 @@ class OutboxStore {
   // Every row in a settled state (delivered or quarantined), newest per name last.
   Result<std::vector<OutboxEntry>> settled();
   Result<std::vector<OutboxEntry>> all();
+  // Every version of one file name, oldest first.
+  Result<std::vector<OutboxEntry>> by_name(const std::string& name);
+  // Rows in a state, oldest update first.
+  Result<std::vector<OutboxEntry>> in_state(OutboxState state);
+  // Rows per state (every state present, zero or not).
+  Result<std::vector<std::pair<OutboxState, int64_t>>> counts();
+  // The `limit` most recently failed or quarantined rows.
+  Result<std::vector<OutboxEntry>> recent_errors(int64_t limit);
+  // Removes every row of `name`; returns how many there were. The file is then new to the sender.
+  Result<int64_t> forget(const std::string& name);
+  // PRAGMA integrity_check: "ok", or the problems found.
+  Result<std::vector<std::string>> integrity_check();
+  // For a second connection (readiness, operator commands): see SqliteDb.
+  Status probe_write(int timeout_ms) { return db_.probe_write(timeout_ms); }
+  Result<int64_t> data_version() { return db_.data_version(); }
 
  private:
   explicit OutboxStore(SqliteDb db) : db_(std::move(db)) {}

@@ -69,6 +69,12 @@ class SqliteDb {
     if (!st) (void)exec("ROLLBACK");
     return st;
   }
+  // Takes and releases the write lock, waiting at most timeout_ms for it: whether a write could
+  // happen now (readiness checks). The usual busy timeout applies again afterwards.
+  Status probe_write(int timeout_ms);
+  // PRAGMA data_version: changes when another connection commits (to notice an operator's edit).
+  Result<int64_t> data_version();
+
   const std::string& path() const { return path_; }
   std::string last_error() const;
 

@@ -19,6 +19,7 @@
 namespace transfer {
 
 struct Delivery {
+  int64_t id = 0;  // position in the ledger (rowid): a newer file, or a replaced one, is higher
   std::string output_path;
   std::string name;
   std::string sha256;
@@ -60,6 +61,14 @@ class UploadLedger {
   Status record_rejected(const std::string& name, int status, const std::string& reason,
                          const std::string& peer);
   Result<std::vector<LedgerEntry>> recent(int64_t limit);
+
+  // Deliveries with id > after_id, oldest first, at most `limit` (the /files listing).
+  Result<std::vector<Delivery>> deliveries_after(int64_t after_id, int64_t limit);
+  // The newest delivery whose output file is `file_name` in any directory, or else whose upload
+  // name is `file_name`.
+  Result<std::optional<Delivery>> find_by_file_or_name(const std::string& file_name);
+  // Whether the ledger could be written now, waiting at most timeout_ms for the lock.
+  Status probe_write(int timeout_ms);
 
  private:
   explicit UploadLedger(SqliteDb db) : db_(std::move(db)) {}

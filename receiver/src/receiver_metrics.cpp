@@ -1,0 +1,61 @@
+#include "receiver_metrics.hpp"
+
+namespace transfer::receiver {
+
+const char* rejection_reason(int status) {
+  switch (status) {
+    case 400: return "bad_request";
+    case 409: return "conflict";
+    case 411: return "length_required";
+    case 413: return "too_large";
+    case 415: return "unsupported_media_type";
+    case 422: return "invalid_token";
+    case 503: return "ledger_unavailable";
+    case 507: return "no_space";
+    default: return "internal_error";
+  }
+}
+
+ReceiverMetrics::ReceiverMetrics(std::function<double()> in_flight, std::function<double()> free_bytes)
+    : uploads_(registry_.counter("transfer_receiver_uploads_total",
+                                 "Uploads answered, by outcome (accepted, duplicate, rejected) and HTTP status",
+                                 {"outcome", "code"})),
+      written_bytes_(registry_.counter("transfer_receiver_written_bytes_total",
+                                       "Plaintext bytes written to new output files").get()),
+      duration_(registry_.histogram("transfer_receiver_upload_duration_seconds",
+                                    "Time from an upload's request head to its answer", latency_buckets())
+                    .get()),
+      duplicates_(registry_.counter("transfer_receiver_duplicates_total",
+                                    "Retries of a delivered file answered from the ledger (nothing rewritten)")
+                      .get()),
+      rejections_(registry_.counter("transfer_receiver_rejections_total", "Uploads refused, by reason",
+                                    {"reason"})),
+      decrypts_(registry_.counter("transfer_receiver_decrypts_total",
+                                  "Tokens decrypted, by the index of the key that opened them (line in the key file, from 0)",
+                                  {"key_index"})) {
+  registry_.gauge_callback("transfer_receiver_uploads_in_flight", "Uploads being received now", std::move(in_flight));
+  registry_.gauge_callback("transfer_receiver_free_bytes", "Bytes free for the output directory", std::move(free_bytes));
+  registry_.gauge("transfer_receiver_build_info", "Version of the running receiver (always 1)", {"version"})
+      .with({TRANSFER_VERSION})
+      .set(1);
+}
+
+void ReceiverMetrics::record(const UploadOutcome& o, double seconds) {
+  const std::string code = std::to_string(o.status);
+  duration_.observe(seconds);
+  if (o.status != 201) {
+    uploads_.with({"rejected", code}).add();
+    rejections_.with({rejection_reason(o.status)}).add();
+    return;
+  }
+  decrypts_.with({std::to_string(o.key_index)}).add();
+  if (o.duplicate) {
+    uploads_.with({"duplicate", code}).add();
+    duplicates_.add();
+  } else {
+    uploads_.with({"accepted", code}).add();
+    written_bytes_.add(static_cast<double>(o.bytes));
+  }
+}
+
+}  // namespace transfer::receiver

@@ -1,0 +1,39 @@
+#pragma once
+// The receiver's Prometheus metrics (GET /metrics), all named transfer_receiver_*:
+//   uploads_total{outcome,code}      every upload answered: accepted, duplicate or rejected
+//   written_bytes_total              plaintext bytes written to new output files
+//   upload_duration_seconds          histogram, from the request head to the answer
+//   duplicates_total                 retries answered from the ledger
+//   rejections_total{reason}         refusals by reason (bad_request, invalid_token, ...)
+//   decrypts_total{key_index}        tokens decrypted, by the index of the key that opened them
+//                                    (line of the key file: watch the old key's reach zero)
+//   uploads_in_flight, free_bytes    gauges read when scraped
+//   build_info{version}              always 1
+
+#include <functional>
+
+#include "transfer/metrics.hpp"
+#include "upload_session.hpp"
+
+namespace transfer::receiver {
+
+class ReceiverMetrics {
+ public:
+  ReceiverMetrics(std::function<double()> in_flight, std::function<double()> free_bytes);
+  void record(const UploadOutcome& outcome, double seconds);
+  std::string render() const { return registry_.render(); }
+
+ private:
+  MetricsRegistry registry_;
+  Family<Counter>& uploads_;
+  Counter& written_bytes_;
+  Histogram& duration_;
+  Counter& duplicates_;
+  Family<Counter>& rejections_;
+  Family<Counter>& decrypts_;
+};
+
+// The reason label of a refusal, from its status: a small fixed set.
+const char* rejection_reason(int status);
+
+}  // namespace transfer::receiver

@@ -1,0 +1,29 @@
+#include "sender_metrics.hpp"
+
+#include <chrono>
+
+namespace transfer::sender {
+
+SenderMetrics::SenderMetrics()
+    : discovered(registry.counter("transfer_sender_files_discovered_total", "New file versions seen in the input directory").get()),
+      delivered(registry.counter("transfer_sender_files_delivered_total", "Files delivered (answered 201 with a matching digest)").get()),
+      failures(registry.counter("transfer_sender_upload_failures_total", "Attempts that failed and will be retried").get()),
+      quarantined(registry.counter("transfer_sender_files_quarantined_total", "Files given up on and quarantined").get()),
+      backlog(registry.gauge("transfer_sender_backlog_files", "Files waiting to be sent (new, or waiting for a retry)").get()),
+      last_success(registry.gauge("transfer_sender_last_success_timestamp_seconds", "Unix time of the last delivery (0: none yet)").get()),
+      receiver_up(registry.gauge("transfer_sender_receiver_up", "1 when the receiver answered within the readiness window").get()),
+      upload_seconds(registry.histogram("transfer_sender_upload_duration_seconds", "Time to upload one file and get the answer", latency_buckets()).get()) {
+  registry.gauge_callback("transfer_sender_oldest_pending_age_seconds",
+                          "How long the oldest file waiting to be sent has waited (0 when none)", [this] {
+                            const double since = oldest_pending_since.load();
+                            if (since <= 0) return 0.0;
+                            const double now = std::chrono::duration<double>(
+                                                   std::chrono::system_clock::now().time_since_epoch()).count();
+                            return now > since ? now - since : 0.0;
+                          });
+  registry.gauge("transfer_sender_build_info", "Version of the running sender (always 1)", {"version"})
+      .with({TRANSFER_VERSION})
+      .set(1);
+}
+
+}  // namespace transfer::sender

@@ -1,0 +1,50 @@
+#pragma once
+// The keys of a key file, reloaded when the file changes, so keys rotate without a restart
+// (see README "Key rotation"). refresh() costs one stat() when nothing changed. A file that
+// becomes unreadable or invalid leaves the keys held in place (uploads keep working) and makes
+// refresh() and error() report it until it is fixed. Thread-safe.
+
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "transfer/key_file.hpp"
+#include "transfer/result.hpp"
+
+namespace transfer {
+
+using KeySet = std::shared_ptr<const std::vector<FernetKey>>;
+
+class KeyRing {
+ public:
+  // Loads `path` now (kInvalidKey with the reason when it cannot).
+  static Result<std::shared_ptr<KeyRing>> load(const std::string& path);
+  // Fixed keys, never reloaded (tests).
+  static std::shared_ptr<KeyRing> fixed(std::vector<FernetKey> keys);
+
+  // The keys in force: the first encrypts, any decrypts.
+  KeySet keys() const;
+  // Re-reads the file when its size, mtime or inode changed. Ok(true) when new keys were taken.
+  Result<bool> refresh();
+  // The last refresh's error, if the file is not usable now.
+  std::optional<Error> error() const;
+  const std::string& path() const { return path_; }
+
+ private:
+  struct Stamp {
+    long long size = -1, mtime_ns = 0, inode = 0, ctime_ns = 0;
+    bool operator==(const Stamp&) const = default;
+  };
+  KeyRing(std::string path, std::vector<FernetKey> keys, Stamp stamp);
+  static Result<Stamp> stamp_of(const std::string& path);
+
+  std::string path_;
+  mutable std::mutex mu_;
+  KeySet keys_;
+  Stamp stamp_;
+  std::optional<Error> error_;
+};
+
+}  // namespace transfer

@@ -1,0 +1,69 @@
+#include "transfer/key_ring.hpp"
+
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace transfer {
+
+Result<KeyRing::Stamp> KeyRing::stamp_of(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) {
+    return make_error(ErrorCode::kInvalidKey, "cannot read key file " + path + ": " + std::strerror(errno));
+  }
+  return Stamp{static_cast<long long>(st.st_size),
+               static_cast<long long>(st.st_mtim.tv_sec) * 1'000'000'000LL + st.st_mtim.tv_nsec,
+               static_cast<long long>(st.st_ino),
+               static_cast<long long>(st.st_ctim.tv_sec) * 1'000'000'000LL + st.st_ctim.tv_nsec};
+}
+
+KeyRing::KeyRing(std::string path, std::vector<FernetKey> keys, Stamp stamp)
+    : path_(std::move(path)),
+      keys_(std::make_shared<const std::vector<FernetKey>>(std::move(keys))),
+      stamp_(stamp) {}
+
+Result<std::shared_ptr<KeyRing>> KeyRing::load(const std::string& path) {
+  auto stamp = stamp_of(path);
+  auto keys = load_key_file(path);
+  if (!keys) return keys.error();
+  return std::shared_ptr<KeyRing>(new KeyRing(path, std::move(*keys), stamp ? *stamp : Stamp{}));
+}
+
+std::shared_ptr<KeyRing> KeyRing::fixed(std::vector<FernetKey> keys) {
+  return std::shared_ptr<KeyRing>(new KeyRing("", std::move(keys), Stamp{}));
+}
+
+KeySet KeyRing::keys() const {
+  std::lock_guard lock(mu_);
+  return keys_;
+}
+
+std::optional<Error> KeyRing::error() const {
+  std::lock_guard lock(mu_);
+  return error_;
+}
+
+Result<bool> KeyRing::refresh() {
+  if (path_.empty()) return false;
+  std::lock_guard lock(mu_);
+  auto stamp = stamp_of(path_);
+  if (!stamp) {
+    error_ = stamp.error();
+    return stamp.error();
+  }
+  if (*stamp == stamp_ && !error_) return false;
+  auto keys = load_key_file(path_);
+  if (!keys) {
+    error_ = keys.error();
+    return keys.error();
+  }
+  stamp_ = *stamp;
+  error_.reset();
+  const bool changed = keys->size() != keys_->size() ||
+                       std::memcmp(keys->data(), keys_->data(), keys->size() * sizeof(FernetKey)) != 0;
+  if (changed) keys_ = std::make_shared<const std::vector<FernetKey>>(std::move(*keys));
+  return changed;
+}
+
+}  // namespace transfer
