@@ -81,6 +81,16 @@ std::string Uploader::describe(int error) const {
              "certificate (CLIENT_CERT_FILE) or refuse this one?)";
     case httplib::Error::SSLLoadingCerts:
       return "TLS: cannot load CA_FILE or CLIENT_CERT_FILE/CLIENT_KEY_FILE";
+    case httplib::Error::Read:
+    case httplib::Error::Write:
+      if (target_.scheme == "https") {
+        // With TLS 1.3 a receiver that wants a client certificate lets the handshake finish and
+        // then closes the connection: the client sees only a failed read or write.
+        return httplib::to_string(e) + " (over TLS this is how a receiver that requires a client certificate " +
+               (target_.client_cert_file.empty() ? std::string("closes the connection: set CLIENT_CERT_FILE and CLIENT_KEY_FILE)")
+                                                 : "(CLIENT_CERT_FILE) may refuse this one)");
+      }
+      return httplib::to_string(e);
     default: return httplib::to_string(e);
   }
 }

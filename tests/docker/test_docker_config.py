@@ -6,6 +6,7 @@ import unittest
 REPO = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 COMPOSE = os.path.join(REPO, "compose", "docker-compose.yml")
 STACK = os.path.join(REPO, "compose", "docker-stack.yml")
+TLS = os.path.join(REPO, "compose", "docker-compose.tls.yml")
 MIXED = os.path.join(REPO, "tests", "docker", "docker-compose.mixed.yml")
 # No engine: a socket nobody listens on, so nothing here can depend on one.
 ENV = dict(os.environ, PWD="/srv/transfer", DOCKER_HOST="unix:///nonexistent/docker.sock")
@@ -43,6 +44,15 @@ class ConfigTest(unittest.TestCase):
                      "/srv/transfer/key:/run/secrets/encryption_key:ro",
                      "RECEIVER_ADDRESS: app-receiver", "condition: service_healthy", "init: true",
                      "restart: unless-stopped", "published: 8080", "target: 8080", "image: app-receiver:latest"):
+            self.assertIn(want, out)
+
+    def test_tls_override_turns_on_https_and_client_certificates(self):
+        out = config("docker-compose", "-f", COMPOSE, "-f", TLS, "config")
+        for want in ("TLS_CERT_FILE: /run/tls/server.pem", "TLS_KEY_FILE: /run/tls/server.key",
+                     "CLIENT_CA_FILE: /run/tls/ca.pem", "RECEIVER_SCHEME: https", "CA_FILE: /run/tls/ca.pem",
+                     "CLIENT_CERT_FILE: /run/tls/client.pem", "CLIENT_KEY_FILE: /run/tls/client.key",
+                     "/srv/transfer/tls:/run/tls:ro", "RECEIVER_ADDRESS: app-receiver",
+                     "/srv/transfer/key:/run/secrets/decryption_key:ro"):
             self.assertIn(want, out)
 
     def test_stack_file_validates_and_uses_the_secret(self):
