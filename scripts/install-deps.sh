@@ -7,16 +7,23 @@ pkgs=(build-essential cmake ninja-build pkg-config libcpp-httplib-dev libssl-dev
       nlohmann-json3-dev libsqlite3-dev libspdlog-dev libgtest-dev libgmock-dev libcli11-dev
       openssl curl sqlite3 python3 python3-flask gunicorn python3-requests python3-cryptography
       python3-dicttoxml python3-cryptography-vectors iproute2 iptables clang libclang-rt-14-dev)
+# Installed without its recommends: only promtool is wanted (it checks the /metrics pages).
+lean_pkgs=(prometheus)
 if [[ "${1:-}" == --docker ]]; then
   pkgs+=(docker.io docker-compose debootstrap)
 fi
-missing=()
-for p in "${pkgs[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if ((${#missing[@]})); then
-  echo "installing: ${missing[*]}"
+installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
+missing=() lean_missing=()
+for p in "${pkgs[@]}"; do installed "$p" || missing+=("$p"); done
+for p in "${lean_pkgs[@]}"; do installed "$p" || lean_missing+=("$p"); done
+if ((${#missing[@]} + ${#lean_missing[@]})); then
+  echo "installing: ${missing[*]} ${lean_missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq -o DPkg::Lock::Timeout=600 "${missing[@]}" >/dev/null
+  if ((${#missing[@]})); then
+    apt-get install -y -qq -o DPkg::Lock::Timeout=600 "${missing[@]}" >/dev/null
+  fi
+  if ((${#lean_missing[@]})); then
+    apt-get install -y -qq --no-install-recommends -o DPkg::Lock::Timeout=600 "${lean_missing[@]}" >/dev/null
+  fi
 fi

@@ -11,7 +11,7 @@ SenderMetrics::SenderMetrics()
       quarantined(registry.counter("transfer_sender_files_quarantined_total", "Files given up on and quarantined").get()),
       backlog(registry.gauge("transfer_sender_backlog_files", "Files waiting to be sent (new, or waiting for a retry)").get()),
       last_success(registry.gauge("transfer_sender_last_success_timestamp_seconds", "Unix time of the last delivery (0: none yet)").get()),
-      receiver_up(registry.gauge("transfer_sender_receiver_up", "1 when the receiver answered within the readiness window").get()),
+      receiver_up(registry.gauge("transfer_sender_receiver_up", "1 when the last contact with the receiver got an HTTP answer, 0 when it did not").get()),
       upload_seconds(registry.histogram("transfer_sender_upload_duration_seconds", "Time to upload one file and get the answer", latency_buckets()).get()) {
   registry.gauge_callback("transfer_sender_oldest_pending_age_seconds",
                           "How long the oldest file waiting to be sent has waited (0 when none)", [this] {

@@ -7,7 +7,7 @@
 //   backlog_files              files waiting to be sent (new, or failed and waiting for a retry)
 //   oldest_pending_age_seconds how long the oldest of those has waited (0 when none)
 //   last_success_timestamp_seconds  Unix time of the last delivery (0: none yet)
-//   receiver_up                1 when the receiver answered within the readiness window
+//   receiver_up                1 when the last contact with the receiver got an HTTP answer, 0 when it did not
 //   upload_duration_seconds    histogram of one upload (conversion excluded)
 //   build_info{version}        always 1
 // Updated by the service thread, read by the status server's thread.

@@ -221,6 +221,7 @@ const FernetKey& SenderService::current_key() {
 }
 
 void SenderService::note_receiver_answer(bool answered, const std::string& error) {
+  metrics_.receiver_up.set(answered ? 1 : 0);
   std::lock_guard lock(readiness_mu_);
   if (answered) {
     last_answer_unix_ = wall_now();
@@ -258,7 +259,6 @@ Readiness SenderService::readiness() {
                                                                    : "the receiver last answered " + std::to_string(static_cast<int64_t>(ago)) + "s ago") +
                                               (last_contact_error_.empty() ? "" : " (" + last_contact_error_ + ")"));
   }
-  metrics_.receiver_up.set(receiver ? 1 : 0);
   r.add("receiver", receiver, "answered " + std::to_string(static_cast<int64_t>(ago)) + "s ago (window " +
                                   std::to_string(static_cast<int64_t>(window)) + "s)");
   return r;

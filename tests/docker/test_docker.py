@@ -27,6 +27,7 @@ SENDER_IMAGE = PREFIX + "app-sender:" + TAG
 PEER_IMAGE = PREFIX + "transfer-python-peer:" + TAG
 COMPOSE = os.path.join(REPO, "compose", "docker-compose.yml")
 STACK = os.path.join(REPO, "compose", "docker-stack.yml")
+TLS_OVERRIDE = os.path.join(REPO, "compose", "docker-compose.tls.yml")
 MIXED = os.path.join(HERE, "docker-compose.mixed.yml")
 APP_UID = 10001
 BUILD_ENV = dict(os.environ, DOCKER_BUILDKIT="0")  # the classic builder: the client has no buildx
@@ -81,13 +82,14 @@ class Compose:
     """One docker-compose project, brought down (and its containers removed) by down()."""
 
     def __init__(self, file, root, **env):
-        self.file = file
+        self.files = file if isinstance(file, tuple) else (file,)
         self.project = "transfer-test-%d-%s" % (os.getpid(), os.path.basename(root).lower().replace("_", ""))
         self.env = dict(os.environ, PWD=root, IMAGE_PREFIX=PREFIX, IMAGE_TAG=TAG, **env)
         self.root = root
 
     def __call__(self, *args, check=True, timeout=300):
-        return run("docker-compose", "-p", self.project, "-f", self.file, *args, env=self.env,
+        files = [a for f in self.files for a in ("-f", f)]
+        return run("docker-compose", "-p", self.project, *files, *args, env=self.env,
                    cwd=self.root, check=check, timeout=timeout)
 
     def container(self, service):
@@ -218,6 +220,32 @@ class ContainerTest(unittest.TestCase):
             TIMINGS.append(("docker stop " + service, took))
             self.assertLess(took, limit, service)
             self.assertEqual(inspect(container, "{{.State.ExitCode}}"), "0", service)
+
+    def test_3b_compose_with_the_tls_override(self):
+        root = self.workdir("compose-tls")
+        prepare_dir(root)
+        run(os.path.join(REPO, "scripts", "make-tls-certs.sh"), os.path.join(root, "tls"), "app-receiver", "localhost")
+        docs = simple_docs(5)
+        for name, obj in docs.items():
+            with open(os.path.join(root, "input", name + ".json"), "w") as fh:
+                json.dump(obj, fh)
+        port = free_port()
+        compose = Compose((COMPOSE, TLS_OVERRIDE), root, RECEIVER_PUBLISH="127.0.0.1:%d" % port)
+        self.addCleanup(compose.down)
+        timed("compose up (TLS)", compose, "up", "-d", "--no-build")  # healthy: --health-check spoke mTLS
+        self.assertEqual(inspect(compose.container("app-receiver"), "{{.State.Health.Status}}"), "healthy")
+        output = os.path.join(root, "output")
+        try:
+            wait_until(lambda: len(xml_outputs(output)) == len(docs), timeout=120, what="files over mTLS")
+        except AssertionError:
+            raise AssertionError("not delivered over TLS; logs:\n" + compose.logs())
+        self.assertIn("listening address=https://", compose.logs())
+        tls = lambda f: os.path.join(root, "tls", f)
+        url = "https://localhost:%d/readyz" % port
+        ok = run("curl", "-sS", "--cacert", tls("ca.pem"), "--cert", tls("client.pem"), "--key", tls("client.key"), url)
+        self.assertIn(b'"status":"ready"', ok.stdout)
+        refused = run("curl", "-sS", "--cacert", tls("ca.pem"), url, check=False)
+        self.assertNotEqual(refused.returncode, 0)  # no client certificate, no answer
 
     def test_4_swarm_with_the_key_as_a_secret(self):
         state = run("docker", "info", "--format", "{{.Swarm.LocalNodeState}}").stdout.decode().strip()

@@ -76,6 +76,7 @@ class ReceiverOperationsTest(unittest.TestCase):
         self.assertEqual(self.health_check().returncode, 0)
         return body
 
+    @unittest.skipUnless(os.geteuid() == 0, "needs root for a tmpfs and a read-only remount")
     def test_readyz_flips_for_each_condition_and_back(self):
         out = self.w.path("output")
         subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", out], check=True)
