@@ -100,7 +100,7 @@ TEST(JsonLog, NeverThrowsOnOddText) {
   for (const char* msg : {"", "=", "a=\"unterminated", "k=\"\\x", "k=\"\\xZZ\"", "x =1", "\xff\xfe k=\xff",
                           "a=007 b=-1.5 c=1e999 d=.5"}) {
     const std::string line = json_log_line("t", "info", "n", msg);
-    EXPECT_NO_THROW((void)nlohmann::json::parse(line)) << msg;
+    EXPECT_TRUE(nlohmann::json::accept(line)) << msg << " -> " << line;
   }
   EXPECT_EQ(nlohmann::json::parse(json_log_line("t", "info", "n", "a=007"))["a"], "007");
 }
