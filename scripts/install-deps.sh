@@ -2,6 +2,7 @@
 # Installs, from Debian 12 packages only, what building, running and testing need.
 # --docker adds what the container tests need: Debian's engine, docker-compose 1.29 and
 # debootstrap (the base image is built locally; no registry is reachable). The engine is not started.
+# --bench adds what bench/ needs: Google Benchmark, wrk and GNU time.
 set -euo pipefail
 pkgs=(build-essential cmake ninja-build pkg-config libcpp-httplib-dev libssl-dev libxml2-dev
       nlohmann-json3-dev libsqlite3-dev libspdlog-dev libgtest-dev libgmock-dev libcli11-dev
@@ -9,9 +10,13 @@ pkgs=(build-essential cmake ninja-build pkg-config libcpp-httplib-dev libssl-dev
       python3-dicttoxml python3-cryptography-vectors iproute2 iptables clang libclang-rt-14-dev)
 # Installed without its recommends: only promtool is wanted (it checks the /metrics pages).
 lean_pkgs=(prometheus)
-if [[ "${1:-}" == --docker ]]; then
-  pkgs+=(docker.io docker-compose debootstrap)
-fi
+for flag in "$@"; do
+  case "$flag" in
+    --docker) pkgs+=(docker.io docker-compose debootstrap) ;;
+    --bench) pkgs+=(libbenchmark-dev wrk time) ;;  # bench/: micro-benchmarks, load generator, /usr/bin/time
+    *) echo "install-deps.sh: unknown option $flag (--docker, --bench)" >&2; exit 2 ;;
+  esac
+done
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 missing=() lean_missing=()
 for p in "${pkgs[@]}"; do installed "$p" || missing+=("$p"); done

@@ -23,6 +23,7 @@ const std::vector<OptionSpec>& receiver_options() {
       {"drain-timeout", "DRAIN_TIMEOUT", "10", "Seconds in-flight uploads may take to finish after SIGTERM"},
       {"queue-limit", "QUEUE_LIMIT", "32", "Accepted connections that may wait for a thread (then the kernel backlog)"},
       {"min-free-bytes", "MIN_FREE_BYTES", "64M", "GET /readyz answers 503 when the output file system has less free space than this; suffixes K, M, G"},
+      {"fsync", "FSYNC", "on", "on: a 201 means the file and its name are on disk (fsync of the file, then of the directory); off: skip both (faster, but a power loss can lose or empty files already answered 201, as with the old pair)"},
       {"log-format", "LOG_FORMAT", "text", "text, or json: one JSON object per line (time, level, event and the fields)"},
       {"tls-cert-file", "TLS_CERT_FILE", "", "PEM certificate (chain) to serve HTTPS with; needs TLS_KEY_FILE (empty: plain HTTP, as the old pair)"},
       {"tls-key-file", "TLS_KEY_FILE", "", "PEM private key of TLS_CERT_FILE (read like the Fernet key: never logged)"},
@@ -76,6 +77,11 @@ std::variant<ReceiverConfig, EarlyExit> load_receiver_config(const std::vector<s
   auto min_free = parse_size(v.get("min-free-bytes"), "MIN_FREE_BYTES");
   if (!min_free) return bad(min_free.error());
   c.min_free_bytes = *min_free;
+  const std::string fsync = v.get("fsync");
+  if (fsync != "on" && fsync != "off") {
+    return bad(make_error(ErrorCode::kInvalidArgument, "FSYNC must be on or off, not '" + fsync + "'"));
+  }
+  c.fsync = fsync == "on";
   c.log_format = v.get("log-format");
   if (auto f = parse_log_format(c.log_format); !f) return bad(f.error());
   c.tls_cert_file = v.get("tls-cert-file");

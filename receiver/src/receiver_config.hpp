@@ -26,6 +26,7 @@ struct ReceiverConfig {
   double drain_timeout_s = 10;
   int queue_limit = 32;
   unsigned long long min_free_bytes = 64ULL << 20;
+  bool fsync = true;  // FSYNC=off: no fsync of files or the directory (as unsafe as the old pair)
   std::string log_format = "text";
   std::string tls_cert_file;   // with tls_key_file: serve HTTPS
   std::string tls_key_file;

@@ -54,6 +54,10 @@ Result<std::unique_ptr<ReceiverService>> ReceiverService::create(const ReceiverC
   settings.keys = std::move(*keys);
   settings.max_upload_bytes = config.max_upload_bytes;
   settings.ttl_seconds = config.token_ttl;
+  settings.fsync = config.fsync;
+  if (!config.fsync) {
+    logger->warn("FSYNC=off: files answered 201 may be lost or empty after a power loss or kernel crash");
+  }
   logger->info("key loaded path={} keys={}", log_value(config.key_path), settings.keys->keys()->size());
   return std::unique_ptr<ReceiverService>(
       new ReceiverService(config, std::move(logger), std::move(*ledger), std::move(settings), *policy));

@@ -3,6 +3,7 @@ import glob
 import json
 import os
 import random
+import signal
 import sqlite3
 import subprocess
 import unittest
@@ -174,6 +175,31 @@ class PairTest(unittest.TestCase):
         self.assertIn(b"unhealthy: input directory " + self.w.path("input").encode(), gone.stdout)
         os.rename(self.w.path("input-gone"), self.w.path("input"))
         self.assertEqual(stop(sender), 0)
+
+    def test_fsync_switch(self):
+        """FSYNC=on (the default) syncs each upload's file and then the directory before the 201;
+        FSYNC=off syncs neither. Counted with strace on the real receiver."""
+        for setting, per_upload in (("on", 2), ("off", 0)):
+            trace = self.w.path("strace-%s" % setting)
+            self.w.start_receiver(env={"FSYNC": setting},
+                                  prefix=("strace", "-f", "-qq", "-y", "-e", "trace=fsync,fdatasync", "-o", trace))
+            for i in range(3):
+                write_json(self.w.path("input", "f%s%d.json" % (setting, i)), {"i": i})
+            r = self.w.run_sender_once()
+            self.assertEqual(r.returncode, 0, r.stderr)
+            tracer = self.w.procs[-1]
+            receiver = int(subprocess.check_output(["pgrep", "-P", str(tracer.pid)]))  # strace's child
+            os.kill(receiver, signal.SIGTERM)
+            self.assertEqual(tracer.wait(timeout=15), 0)
+            out = self.w.path("output")
+            with open(trace) as fh:  # -y names each descriptor's file: count those in OUTPUT_DIR
+                calls = [l for l in fh if "sync(" in l and ("<%s/" % out in l or "<%s>" % out in l)]
+            self.assertEqual(len(calls), 3 * per_upload, (setting, calls))
+            self.assertEqual(sum("<%s>" % out in l for l in calls), 3 * per_upload // 2, calls)  # the directory
+            for i in range(3):
+                self.assertEqual(open(self.w.path("output", "f%s%d.xml" % (setting, i)), "rb").read(),
+                                 expected_xml({"i": i}))
+        self.assertIn("FSYNC=off: files answered 201 may be lost", self.w.read("receiver.log"))
 
     def test_help_and_version(self):
         for prog, names in (("receiver", ["OUTPUT_DIR", "DECRYPTION_KEY", "SERVER_IP", "SERVER_PORT", "LOG_LEVEL", "STATUS_DB_PATH", "/usr/src/app-receiver/output"]),
