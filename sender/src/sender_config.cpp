@@ -1,5 +1,8 @@
 #include "sender_config.hpp"
 
+#include <algorithm>
+#include <thread>
+
 #include "transfer/logging.hpp"
 #include "transfer/tls_files.hpp"
 
@@ -28,6 +31,7 @@ const std::vector<OptionSpec>& sender_options() {
       {"quarantine-dir", "QUARANTINE_DIR", "", "Where given-up files go, each with a <file>.reason (default $INPUT_DIR/.quarantine)"},
       {"on-success", "ON_SUCCESS", "keep", "After delivery: keep, delete or move:<dir>"},
       {"drain-timeout", "DRAIN_TIMEOUT", "10", "Seconds an in-flight upload may take to finish after SIGTERM"},
+      {"upload-concurrency", "UPLOAD_CONCURRENCY", "0", "Files converted and uploaded at once, each over its own keep-alive connection (0: one per CPU core)"},
       {"log-format", "LOG_FORMAT", "text", "text, or json: one JSON object per line (time, level, event and the fields)"},
       {"metrics-port", "METRICS_PORT", "", "Serve GET /metrics (Prometheus) and GET /readyz on this port (empty: off; 0: any free port, logged)"},
       {"metrics-address", "METRICS_ADDRESS", "127.0.0.1", "Address for METRICS_PORT (0.0.0.0 to be scraped from elsewhere)"},
@@ -119,6 +123,10 @@ std::variant<SenderConfig, EarlyExit> load_sender_config(const std::vector<std::
   auto drain = parse_seconds(v.get("drain-timeout"), "DRAIN_TIMEOUT");
   if (!drain) return bad(drain.error());
   c.drain_timeout_s = *drain;
+  auto concurrency = parse_integer(v.get("upload-concurrency"), "UPLOAD_CONCURRENCY", 0, 64);
+  if (!concurrency) return bad(concurrency.error());
+  c.upload_concurrency = static_cast<int>(*concurrency);
+  if (c.upload_concurrency == 0) c.upload_concurrency = static_cast<int>(std::max(1U, std::thread::hardware_concurrency()));
   c.log_format = v.get("log-format");
   if (auto f = parse_log_format(c.log_format); !f) return bad(f.error());
   if (!v.get("metrics-port").empty()) {

@@ -33,6 +33,7 @@ struct SenderConfig {
   enum class OnSuccess { kKeep, kDelete, kMove } on_success = OnSuccess::kKeep;
   std::string on_success_dir;             // for kMove
   double drain_timeout_s = 10;
+  int upload_concurrency = 1;             // files converted and uploaded at once (0 in the option: one per core)
   std::string log_format = "text";
   std::optional<int> metrics_port;        // serve /metrics and /readyz here (0: any free port)
   std::string metrics_address = "127.0.0.1";

@@ -115,6 +115,12 @@ std::string answer_message(const UploadResponse& r) {
   return why;
 }
 
+UploadTarget upload_target(const SenderConfig& c) {
+  return UploadTarget{c.receiver_scheme,    c.receiver_address, c.receiver_port,
+                      c.receiver_uri,       c.connect_timeout_s, c.io_timeout_s,
+                      c.ca_file,            c.client_cert_file,  c.client_key_file};
+}
+
 }  // namespace
 
 bool is_ignored_name(const std::string& name, const std::vector<std::string>& globs) {
@@ -172,14 +178,12 @@ SenderService::SenderService(const SenderConfig& config, Logger logger, OutboxSt
       logger_(std::move(logger)),
       store_(std::move(store)),
       keys_(std::move(keys)),
-      key_in_use_(keys_->keys()),
       spool_dir_(config.status_db_path + "/spool"),
       watcher_(config.input_dir, config.use_inotify),
-      uploader_(UploadTarget{config.receiver_scheme, config.receiver_address, config.receiver_port,
-                             config.receiver_uri, config.connect_timeout_s, config.io_timeout_s,
-                             config.ca_file, config.client_cert_file, config.client_key_file},
-                cancel_),
-      rng_(std::random_device{}()) {
+      probe_uploader_(upload_target(config), cancel_) {
+  for (int i = 0; i < config_.upload_concurrency; ++i) {
+    uploaders_.push_back(std::make_unique<Uploader>(upload_target(config_), cancel_));
+  }
   remove_spool_leftovers(spool_dir_);
   load_settled();
   if (auto v = store_.data_version(); v) data_version_ = *v;
@@ -208,7 +212,7 @@ void SenderService::notice_operator_changes() {
   rescan();
 }
 
-const FernetKey& SenderService::current_key() {
+FernetKey SenderService::current_key() {
   auto changed = keys_->refresh();
   if (!changed) {
     logger_->error("key file unusable, still encrypting with the key loaded before: {}", changed.error().message);
@@ -216,8 +220,7 @@ const FernetKey& SenderService::current_key() {
     logger_->info("key file reloaded path={} keys={} (the first line encrypts from now on)",
                   log_value(config_.key_path), keys_->keys()->size());
   }
-  key_in_use_ = keys_->keys();
-  return key_in_use_->front();
+  return keys_->keys()->front();
 }
 
 void SenderService::note_receiver_answer(bool answered, const std::string& error) {
@@ -236,7 +239,7 @@ void SenderService::probe_receiver_if_quiet() {
     std::lock_guard lock(readiness_mu_);
     if (wall_now() - last_answer_unix_ < config_.scan_interval_s) return;
   }
-  const auto r = uploader_.probe();
+  const auto r = probe_uploader_.probe();
   note_receiver_answer(r.status != 0, r.error);
 }
 
@@ -282,7 +285,7 @@ void SenderService::stop() {
     logger_->warn("drain timeout after {}s: abandoning the upload in flight (it is retried at the next start)",
                   config_.drain_timeout_s);
     cancel_ = true;
-    uploader_.abort();
+    for (auto& u : uploaders_) u->abort();
   });
 }
 
@@ -343,7 +346,7 @@ void SenderService::rescan() {
 
 ScanSummary SenderService::run() {
   logger_->info("watching input_dir={} receiver={} interval_s={} min_file_age_s={} inotify={}",
-                log_value(config_.input_dir), uploader_.url_for("<name>"), config_.scan_interval_s,
+                log_value(config_.input_dir), probe_uploader_.url_for("<name>"), config_.scan_interval_s,
                 config_.min_file_age_s, watcher_.active() ? "on" : "off");
   if (config_.use_inotify && !watcher_.active()) {
     logger_->warn("inotify unavailable ({}); rescans every {}s only", watcher_.setup_error(),
@@ -354,42 +357,41 @@ ScanSummary SenderService::run() {
   rescan();
   if (!config_.once) probe_receiver_if_quiet();
   auto next_scan = Clock::now() + interval;
+  for (size_t i = 0; i < uploaders_.size(); ++i) workers_.emplace_back([this, i] { worker_loop(i); });
+  std::deque<Finished> done;
   while (!stopping_) {
     update_backlog_metrics();
+    take_finished(done);
+    while (!done.empty()) {  // results taken here or just before the wait below
+      apply(std::move(done.front()));
+      done.pop_front();
+    }
     auto now = Clock::now();
-    for (auto it = candidates_.begin(); it != candidates_.end() && !stopping_;) {
+    // Hand ready files, in name order, to free workers.
+    for (auto it = candidates_.begin(); it != candidates_.end() && !stopping_ &&
+                                        in_flight_.size() < uploaders_.size();
+         ++it) {
       Candidate& c = it->second;
-      if ((config_.once && c.tried_in_once_mode) || now < c.not_before || !is_quiet(c, now)) {
-        ++it;
+      if (in_flight_.count(it->first) || (config_.once && c.tried_in_once_mode) || now < c.not_before ||
+          !is_quiet(c, now)) {
         continue;
       }
-      const StepResult r = process_file(it->first, c);
-      now = Clock::now();
-      switch (r.step) {
-        case Step::kDone:
-        case Step::kGone: it = candidates_.erase(it); break;
-        case Step::kRetryLater:
-          c.not_before = r.retry_at;
-          c.tried_in_once_mode = true;
-          ++it;
-          break;
-        case Step::kChanged: ++it; break;  // its stamp and quiet period restarted
-        case Step::kStopped: break;
-      }
-      if (r.step == Step::kStopped) break;
+      dispatch(it->first, c);
     }
     if (stopping_) break;
     auto wake = config_.once ? now + std::chrono::seconds(60) : next_scan;
-    bool waiting = false;
+    bool waiting = !in_flight_.empty();
+    const bool workers_free = in_flight_.size() < uploaders_.size();
     for (const auto& [name, c] : candidates_) {
-      if (config_.once && c.tried_in_once_mode) continue;
+      if ((config_.once && c.tried_in_once_mode) || in_flight_.count(name)) continue;
       waiting = true;
-      wake = std::min(wake, ready_at(c));
+      if (workers_free) wake = std::min(wake, ready_at(c));
     }
     if (config_.once && !waiting) break;
     update_backlog_metrics();
     if (!config_.once) wake = std::min(wake, Clock::now() + std::chrono::seconds(1));  // operator changes
-    const auto events = watcher_.wait_until(wake);
+    if (take_finished(done)) continue;  // a worker finished while we looked: apply it first
+    const auto events = watcher_.wait_until(wake);  // a finishing worker wakes it
     for (const auto& name : events.names) {
       if (!is_ignored_name(name, config_.ignore_globs)) observe(name);
     }
@@ -398,6 +400,13 @@ ScanSummary SenderService::run() {
       rescan();
       if (!config_.once) probe_receiver_if_quiet();
       next_scan = Clock::now() + interval;
+    }
+  }
+  stop_workers();  // the uploads in flight finish (or the drain deadline cancels them)
+  while (take_finished(done)) {
+    while (!done.empty()) {
+      apply(std::move(done.front()));
+      done.pop_front();
     }
   }
   drain_.finished();
@@ -411,7 +420,87 @@ ScanSummary SenderService::run() {
   return summary_;
 }
 
-SenderService::StepResult SenderService::process_file(const std::string& name, Candidate& c) {
+void SenderService::dispatch(const std::string& name, Candidate& c) {
+  in_flight_.insert(name);
+  {
+    std::lock_guard lock(work_mu_);
+    jobs_.push_back(Job{name, c});
+  }
+  work_ready_.notify_one();
+}
+
+void SenderService::worker_loop(size_t index) {
+  Uploader& uploader = *uploaders_[index];
+  for (;;) {
+    Job job;
+    {
+      std::unique_lock lock(work_mu_);
+      work_ready_.wait(lock, [this] { return !jobs_.empty() || workers_exit_; });
+      if (jobs_.empty()) return;
+      job = std::move(jobs_.front());
+      jobs_.pop_front();
+    }
+    StepResult r = process_file(job.name, job.candidate, uploader);
+    {
+      std::lock_guard lock(work_mu_);
+      finished_.push_back(Finished{std::move(job.name), job.candidate.stamp, std::move(r)});
+    }
+    watcher_.wake();
+  }
+}
+
+bool SenderService::take_finished(std::deque<Finished>& out) {
+  std::lock_guard lock(work_mu_);
+  if (finished_.empty()) return false;
+  for (auto& f : finished_) out.push_back(std::move(f));
+  finished_.clear();
+  return true;
+}
+
+void SenderService::stop_workers() {
+  {
+    std::lock_guard lock(work_mu_);
+    workers_exit_ = true;
+    jobs_.clear();  // handed out but not started: they stay candidates for the next run
+  }
+  work_ready_.notify_all();
+  for (auto& t : workers_) {
+    if (t.joinable()) t.join();
+  }
+  workers_.clear();
+}
+
+void SenderService::apply(Finished&& f) {
+  in_flight_.erase(f.name);
+  StepResult& r = f.result;
+  switch (r.tally) {
+    case Tally::kNone: break;
+    case Tally::kDelivered: ++summary_.delivered; break;
+    case Tally::kAlreadyDelivered: ++summary_.already_delivered; break;
+    case Tally::kFailed: ++summary_.failed; break;
+    case Tally::kQuarantined: ++summary_.quarantined; break;
+  }
+  if (r.settle) settled_[f.name] = *r.settle;
+  auto it = candidates_.find(f.name);
+  // Gone meanwhile, or seen with another stamp while it was being sent: that newer version
+  // stays a candidate of its own.
+  if (it == candidates_.end() || !(it->second.stamp == f.dispatched)) return;
+  Candidate& c = it->second;
+  switch (r.step) {
+    case Step::kDone:
+    case Step::kGone: candidates_.erase(it); break;
+    case Step::kRetryLater:
+      c.not_before = r.retry_at;
+      c.tried_in_once_mode = true;
+      break;
+    case Step::kChanged:
+      if (r.restarted) c = *r.restarted;  // its stamp and quiet period restarted
+      break;
+    case Step::kStopped: break;
+  }
+}
+
+SenderService::StepResult SenderService::process_file(const std::string& name, Candidate c, Uploader& uploader) {
   const std::string path = config_.input_dir + "/" + name;
   const std::string field = log_value(name);
   const auto later = [&] {
@@ -428,8 +517,9 @@ SenderService::StepResult SenderService::process_file(const std::string& name, C
   if (!S_ISREG(st.st_mode)) return {Step::kGone};
   const FileStamp stamp = stamp_of(st);
   if (!(stamp == c.stamp)) {
-    c = Candidate{stamp, Clock::now(), Clock::now(), false, c.waiting_since_unix};
-    return {Step::kChanged};
+    StepResult changed{Step::kChanged};
+    changed.restarted = Candidate{stamp, Clock::now(), Clock::now(), false, c.waiting_since_unix};
+    return changed;
   }
   auto sha = sha256_of_fd(fd.get(), path, [this] { return cancel_.load(); });
   if (sha && ::lseek(fd.get(), 0, SEEK_SET) != 0) sha = errno_error("cannot rewind", path, errno);
@@ -447,18 +537,21 @@ SenderService::StepResult SenderService::process_file(const std::string& name, C
   if (*known) {
     const OutboxEntry& e = **known;
     switch (e.state) {
-      case OutboxState::kDelivered:
-        ++summary_.already_delivered;
+      case OutboxState::kDelivered: {
         if (auto s = store_.record_seen(name, *sha, stamp.size, stamp.mtime_ns); !s) {
           logger_->error("state database: {}", s.error().message);
         }
         after_delivery(name, path);
-        if (config_.on_success == SenderConfig::OnSuccess::kKeep) settled_[name] = stamp;
-        return {Step::kDone};
+        StepResult done{Step::kDone};
+        done.tally = Tally::kAlreadyDelivered;
+        if (config_.on_success == SenderConfig::OnSuccess::kKeep) done.settle = stamp;
+        return done;
+      }
       case OutboxState::kQuarantined:
         if (e.quarantine_path.empty()) {  // stayed in place: not retried until its content changes
-          settled_[name] = stamp;
-          return {Step::kDone};
+          StepResult done{Step::kDone};
+          done.settle = stamp;
+          return done;
         }
         logger_->info("file={} is back from quarantine: retrying it from scratch", field);
         if (auto s = store_.reset(name, *sha); !s) {
@@ -468,10 +561,10 @@ SenderService::StepResult SenderService::process_file(const std::string& name, C
         break;
       case OutboxState::kFailed: {
         const double wait = e.next_attempt_unix - wall_now();
-        if (wait > 0) {  // backoff from an earlier run
-          ++summary_.failed;  // still waiting: not delivered (so --once exits 1)
-          return {Step::kRetryLater, Clock::now() + std::chrono::duration_cast<Clock::duration>(
-                                                        std::chrono::duration<double>(wait))};
+        if (wait > 0) {  // backoff from an earlier run; still waiting, not delivered (--once exits 1)
+          return {Step::kRetryLater,
+                  Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(wait)),
+                  Tally::kFailed};
         }
         break;
       }
@@ -482,15 +575,15 @@ SenderService::StepResult SenderService::process_file(const std::string& name, C
     logger_->error("state database: {} (file={} will be retried)", s.error().message, field);
     return later();
   }
-  const StepResult r = attempt_upload(name, path, fd.get(), stamp, *sha);
-  if (r.step == Step::kChanged) c = Candidate{stamp, Clock::now(), Clock::now(), false, c.waiting_since_unix};
+  StepResult r = attempt_upload(name, path, fd.get(), stamp, *sha, uploader);
+  if (r.step == Step::kChanged) r.restarted = Candidate{stamp, Clock::now(), Clock::now(), false, c.waiting_since_unix};
   return r;
 }
 
 SenderService::StepResult SenderService::attempt_upload(const std::string& name,
                                                         const std::string& path, int fd,
                                                         const FileStamp& stamp,
-                                                        const std::string& sha) {
+                                                        const std::string& sha, Uploader& uploader) {
   const auto started = std::chrono::steady_clock::now();
   const std::string field = log_value(name);
   const std::string transfer_id = new_transfer_id();
@@ -501,6 +594,7 @@ SenderService::StepResult SenderService::attempt_upload(const std::string& name,
   };
   auto transient = [&](const std::string& why, int status = 0, const std::string& body = {},
                        const std::string& retry_after = {}) -> StepResult {
+    thread_local std::mt19937_64 rng{std::random_device{}()};
     const double now = wall_now();
     auto entry = store_.find(name, sha);
     const int64_t attempts = (entry && *entry ? (*entry)->attempts : 0) + 1;
@@ -512,16 +606,16 @@ SenderService::StepResult SenderService::attempt_upload(const std::string& name,
       return quarantine(name, path, sha, f, attempts);
     }
     const double delay = backoff_delay(attempts, config_.retry,
-                                       std::uniform_real_distribution<double>(0, 1)(rng_),
+                                       std::uniform_real_distribution<double>(0, 1)(rng),
                                        parse_retry_after(retry_after, now));
     f.next_attempt_unix = now + delay;
     if (auto s = store_.mark_failed(name, sha, f); !s) logger_->error("state database: {}", s.error().message);
     logger_->warn("failed file={} error={} attempt={} retry_in_s={:.2f} transfer_id={}", field,
                   log_value(why), attempts, delay, transfer_id);
-    ++summary_.failed;
     metrics_.failures.add();
-    return {Step::kRetryLater, Clock::now() + std::chrono::duration_cast<Clock::duration>(
-                                                  std::chrono::duration<double>(delay))};
+    return {Step::kRetryLater,
+            Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(delay)),
+            Tally::kFailed};
   };
 
   const std::string upload_name = upload_name_for_file(name);
@@ -547,7 +641,7 @@ SenderService::StepResult SenderService::attempt_upload(const std::string& name,
   }
   const std::string xml_sha = spool.sha256();
   const auto upload_started = std::chrono::steady_clock::now();
-  const auto response = uploader_.upload(upload_name, spool.path(), converted->xml_bytes,
+  const auto response = uploader.upload(upload_name, spool.path(), converted->xml_bytes,
                                          UploadIdentity{idempotency_key(name, sha), xml_sha, transfer_id},
                                          current_key());
   if (response.cancelled) return {Step::kStopped};
@@ -578,15 +672,16 @@ SenderService::StepResult SenderService::attempt_upload(const std::string& name,
     logger_->error("state database: {} (file={} was delivered)", s.error().message, field);
     return {Step::kRetryLater, Clock::now() + std::chrono::seconds(1)};
   }
-  ++summary_.delivered;
   metrics_.delivered.add();
   metrics_.last_success.set(wall_now());
   logger_->info("delivered file={} name={} transfer_id={} json_bytes={} xml_bytes={} ms={:.1f} status=201{}", field,
                 log_value(upload_name), transfer_id, converted->json_bytes, converted->xml_bytes, ms,
                 duplicate ? " duplicate=true" : "");
   after_delivery(name, path);
-  if (config_.on_success == SenderConfig::OnSuccess::kKeep) settled_[name] = stamp;
-  return {Step::kDone};
+  StepResult delivered{Step::kDone};
+  delivered.tally = Tally::kDelivered;
+  if (config_.on_success == SenderConfig::OnSuccess::kKeep) delivered.settle = stamp;
+  return delivered;
 }
 
 SenderService::StepResult SenderService::quarantine(const std::string& name, const std::string& path,
@@ -614,11 +709,12 @@ SenderService::StepResult SenderService::quarantine(const std::string& name, con
   if (auto s = store_.mark_quarantined(name, sha, failure, moved_to); !s) {
     logger_->error("state database: {}", s.error().message);
   }
-  ++summary_.quarantined;
   metrics_.quarantined.add();
+  StepResult done{Step::kDone};
+  done.tally = Tally::kQuarantined;
   if (moved_to.empty()) {
     struct stat now_st {};
-    if (::stat(path.c_str(), &now_st) == 0) settled_[name] = stamp_of(now_st);
+    if (::stat(path.c_str(), &now_st) == 0) done.settle = stamp_of(now_st);
     logger_->error("quarantined file={} error={} attempts={} (cannot move it: {}; it stays in place and "
                    "is not retried until its content changes)",
                    log_value(name), log_value(failure.error), attempts, move_error);
@@ -626,7 +722,7 @@ SenderService::StepResult SenderService::quarantine(const std::string& name, con
     logger_->error("quarantined file={} error={} attempts={} moved_to={}", log_value(name),
                    log_value(failure.error), attempts, log_value(moved_to));
   }
-  return {Step::kDone};
+  return done;
 }
 
 void SenderService::after_delivery(const std::string& name, const std::string& path) {

@@ -5,13 +5,22 @@
 // records every step in sender.db. A file counts as delivered only after a 201 whose SHA-256
 // matches what was sent. Transient failures are retried with backoff that survives restarts;
 // permanent ones (and files past MAX_ATTEMPTS / MAX_AGE) are quarantined with a .reason file.
-// One thread does the work; stop() may be called from another (the signal thread).
+// The run() thread owns the candidates and hands files, in name order, to UPLOAD_CONCURRENCY
+// workers; each converts and uploads one file at a time over its own keep-alive connection, so
+// the next files are converted while others are on the wire. A worker touches only the (locked)
+// state database, its own connection and the metrics; what it decided comes back to run() as
+// a StepResult. stop() may be called from another thread (the signal thread).
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
+#include <deque>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
+#include <thread>
+#include <vector>
 #include <optional>
 #include <random>
 #include <string>
@@ -78,9 +87,24 @@ class SenderService {
     double waiting_since_unix = 0;   // first seen (for the oldest-pending metric)
   };
   enum class Step { kDone, kRetryLater, kChanged, kGone, kStopped };
+  enum class Tally { kNone, kDelivered, kAlreadyDelivered, kFailed, kQuarantined };
   struct StepResult {
+    StepResult(Step s = Step::kDone, Clock::time_point at = {}, Tally t = Tally::kNone)  // NOLINT
+        : step(s), retry_at(at), tally(t) {}
     Step step = Step::kDone;
     Clock::time_point retry_at{};
+    Tally tally = Tally::kNone;
+    std::optional<FileStamp> settle;      // leave this version alone from now on
+    std::optional<Candidate> restarted;   // kChanged: the candidate with its new stamp
+  };
+  struct Job {
+    std::string name;
+    Candidate candidate;
+  };
+  struct Finished {
+    std::string name;
+    FileStamp dispatched;
+    StepResult result;
   };
 
   SenderService(const SenderConfig& config, Logger logger, OutboxStore store, std::shared_ptr<KeyRing> keys);
@@ -89,14 +113,19 @@ class SenderService {
   void probe_receiver_if_quiet();
   void note_receiver_answer(bool answered, const std::string& error);
   void update_backlog_metrics();
-  const FernetKey& current_key();
+  FernetKey current_key();
+  void worker_loop(size_t index);
+  void dispatch(const std::string& name, Candidate& candidate);
+  void apply(Finished&& finished);
+  bool take_finished(std::deque<Finished>& out);
+  void stop_workers();
   void rescan();
   void observe(const std::string& name);
   bool is_quiet(const Candidate& c, Clock::time_point now) const;
   Clock::time_point ready_at(const Candidate& c) const;
-  StepResult process_file(const std::string& name, Candidate& candidate);
+  StepResult process_file(const std::string& name, Candidate candidate, Uploader& uploader);
   StepResult attempt_upload(const std::string& name, const std::string& path, int fd,
-                            const FileStamp& stamp, const std::string& sha);
+                            const FileStamp& stamp, const std::string& sha, Uploader& uploader);
   StepResult quarantine(const std::string& name, const std::string& path, const std::string& sha,
                         const FailureRecord& failure, int64_t attempts);
   void after_delivery(const std::string& name, const std::string& path);
@@ -105,7 +134,6 @@ class SenderService {
   Logger logger_;
   OutboxStore store_;
   std::shared_ptr<KeyRing> keys_;
-  KeySet key_in_use_;
   int64_t data_version_ = 0;
   SenderMetrics metrics_;
   std::mutex readiness_mu_;                  // guards the three below
@@ -116,11 +144,18 @@ class SenderService {
   InputWatcher watcher_;
   std::atomic<bool> stopping_{false};
   std::atomic<bool> cancel_{false};  // the in-flight upload must end now
-  Uploader uploader_;
+  Uploader probe_uploader_;                        // run()'s own: GET / when idle
+  std::vector<std::unique_ptr<Uploader>> uploaders_;  // one per worker
+  std::vector<std::thread> workers_;
+  std::mutex work_mu_;                              // guards the four below
+  std::condition_variable work_ready_;
+  std::deque<Job> jobs_;
+  std::deque<Finished> finished_;
+  bool workers_exit_ = false;
+  std::set<std::string> in_flight_;                 // run()'s: names handed to a worker
   std::map<std::string, Candidate> candidates_;            // sorted: files go in name order
   std::unordered_map<std::string, FileStamp> settled_;     // delivered / quarantined in place
   ScanSummary summary_;
-  std::mt19937_64 rng_;
   DrainDeadline drain_;
   std::unique_ptr<StatusServer> status_server_;  // last: stopped before the rest goes
 };

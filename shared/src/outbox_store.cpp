@@ -134,6 +134,7 @@ Result<std::vector<OutboxEntry>> OutboxStore::select(const std::string& where_an
 
 Result<std::optional<OutboxEntry>> OutboxStore::find(const std::string& name,
                                                      const std::string& sha256) {
+  std::lock_guard lock(mu_);
   auto q = db_.prepare("SELECT " + std::string(kColumns) + " FROM files WHERE name=?1 AND sha256=?2");
   if (!q) return q.error();
   q->bind(1, name).bind(2, sha256);
@@ -145,6 +146,7 @@ Result<std::optional<OutboxEntry>> OutboxStore::find(const std::string& name,
 
 Status OutboxStore::record_seen(const std::string& name, const std::string& sha256, int64_t size,
                                 int64_t mtime_ns) {
+  std::lock_guard lock(mu_);
   auto q = db_.prepare(
       "INSERT INTO files (name, sha256, size, mtime_ns, state) VALUES (?1, ?2, ?3, ?4, 'pending') "
       "ON CONFLICT (name, sha256) DO UPDATE SET mtime_ns=excluded.mtime_ns, size=excluded.size");
@@ -154,6 +156,7 @@ Status OutboxStore::record_seen(const std::string& name, const std::string& sha2
 
 Status OutboxStore::mark_delivered(const std::string& name, const std::string& sha256,
                                    int receiver_status, const std::string& receiver_answer) {
+  std::lock_guard lock(mu_);
   auto q = db_.prepare("UPDATE files SET state='delivered', attempts=attempts+1, last_error=NULL, "
                        "receiver_status=?3, receiver_answer=nullif(?4,''), next_attempt_at=0, "
                        "updated_at=" + std::string(kNow) + ", delivered_at=" + std::string(kNow) +
@@ -164,6 +167,7 @@ Status OutboxStore::mark_delivered(const std::string& name, const std::string& s
 
 Status OutboxStore::mark_failed(const std::string& name, const std::string& sha256,
                                 const FailureRecord& f) {
+  std::lock_guard lock(mu_);
   auto q = db_.prepare("UPDATE files SET state='failed', attempts=attempts+1, last_error=?3, "
                        "receiver_status=nullif(?4,0), receiver_answer=nullif(?5,''), "
                        "first_failure_at=coalesce(first_failure_at, ?6), next_attempt_at=?7, "
@@ -181,6 +185,7 @@ Status OutboxStore::mark_failed(const std::string& name, const std::string& sha2
 
 Status OutboxStore::mark_quarantined(const std::string& name, const std::string& sha256,
                                      const FailureRecord& f, const std::string& quarantine_path) {
+  std::lock_guard lock(mu_);
   auto q = db_.prepare("UPDATE files SET state='quarantined', last_error=?3, "
                        "receiver_status=nullif(?4,0), receiver_answer=nullif(?5,''), "
                        "first_failure_at=coalesce(first_failure_at, ?6), next_attempt_at=0, "
@@ -198,6 +203,7 @@ Status OutboxStore::mark_quarantined(const std::string& name, const std::string&
 }
 
 Status OutboxStore::reset(const std::string& name, const std::string& sha256) {
+  std::lock_guard lock(mu_);
   auto q = db_.prepare("UPDATE files SET state='pending', attempts=0, last_error=NULL, "
                        "first_failure_at=NULL, next_attempt_at=0, quarantine_path=NULL, "
                        "updated_at=" + std::string(kNow) + " WHERE name=?1 AND sha256=?2");
@@ -206,12 +212,17 @@ Status OutboxStore::reset(const std::string& name, const std::string& sha256) {
 }
 
 Result<std::vector<OutboxEntry>> OutboxStore::settled() {
+  std::lock_guard lock(mu_);
   return select("WHERE state IN ('delivered','quarantined') ORDER BY name, updated_at");
 }
 
-Result<std::vector<OutboxEntry>> OutboxStore::all() { return select("ORDER BY name, first_seen_at"); }
+Result<std::vector<OutboxEntry>> OutboxStore::all() {
+  std::lock_guard lock(mu_);
+  return select("ORDER BY name, first_seen_at");
+}
 
 Result<std::vector<OutboxEntry>> OutboxStore::by_name(const std::string& name) {
+  std::lock_guard lock(mu_);
   auto q = db_.prepare("SELECT " + std::string(kColumns) + " FROM files WHERE name=?1 ORDER BY first_seen_at");
   if (!q) return q.error();
   q->bind(1, name);
@@ -226,10 +237,12 @@ Result<std::vector<OutboxEntry>> OutboxStore::by_name(const std::string& name) {
 }
 
 Result<std::vector<OutboxEntry>> OutboxStore::in_state(OutboxState state) {
+  std::lock_guard lock(mu_);
   return select("WHERE state='" + std::string(to_string(state)) + "' ORDER BY updated_at");
 }
 
 Result<std::vector<std::pair<OutboxState, int64_t>>> OutboxStore::counts() {
+  std::lock_guard lock(mu_);
   std::vector<std::pair<OutboxState, int64_t>> out;
   for (const auto state : {OutboxState::kPending, OutboxState::kFailed, OutboxState::kDelivered,
                            OutboxState::kQuarantined}) {
@@ -244,11 +257,13 @@ Result<std::vector<std::pair<OutboxState, int64_t>>> OutboxStore::counts() {
 }
 
 Result<std::vector<OutboxEntry>> OutboxStore::recent_errors(int64_t limit) {
+  std::lock_guard lock(mu_);
   return select("WHERE state IN ('failed','quarantined') ORDER BY updated_at DESC LIMIT " +
                 std::to_string(std::max<int64_t>(0, limit)));
 }
 
 Result<int64_t> OutboxStore::forget(const std::string& name) {
+  std::lock_guard lock(mu_);
   int64_t count = 0;
   auto st = db_.transaction([&]() -> Status {
     auto q = db_.prepare("SELECT count(*) FROM files WHERE name=?1");
@@ -266,6 +281,7 @@ Result<int64_t> OutboxStore::forget(const std::string& name) {
 }
 
 Result<std::vector<std::string>> OutboxStore::integrity_check() {
+  std::lock_guard lock(mu_);
   auto q = db_.prepare("PRAGMA integrity_check");
   if (!q) return q.error();
   std::vector<std::string> out;

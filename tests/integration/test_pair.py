@@ -176,6 +176,24 @@ class PairTest(unittest.TestCase):
         os.rename(self.w.path("input-gone"), self.w.path("input"))
         self.assertEqual(stop(sender), 0)
 
+    def test_eight_uploads_in_flight_deliver_each_file_once(self):
+        rng = random.Random(8)
+        docs = {"c%03d" % i: random_doc(rng, i) for i in range(200)}
+        for name, doc in docs.items():
+            write_json(self.w.path("input", name + ".json"), doc)
+        self.w.start_receiver(env={"THREADS": "8"})
+        r = self.w.run_sender_once(UPLOAD_CONCURRENCY="8", MIN_FILE_AGE="0")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.outputs(), sorted(n + ".xml" for n in docs))
+        for name, doc in docs.items():
+            self.assertEqual(open(self.w.path("output", name + ".xml"), "rb").read(), expected_xml(doc), name)
+        con = sqlite3.connect(self.w.path("rstate", "receiver.db"))
+        self.assertEqual(con.execute("select count(*), count(distinct name) from uploads").fetchone(), (200, 200))
+        con.close()
+        self.assertIn(b"delivered=200 ", r.stderr)
+        r = self.w.run_sender_once(UPLOAD_CONCURRENCY="8", MIN_FILE_AGE="0")  # nothing is sent twice
+        self.assertIn(b"delivered=0 already_delivered=0", r.stderr)
+
     def test_fsync_switch(self):
         """FSYNC=on (the default) syncs each upload's file and then the directory before the 201;
         FSYNC=off syncs neither. Counted with strace on the real receiver."""

@@ -5,9 +5,10 @@
 //   pending -> delivered                      (only after the receiver answered 201)
 //   pending -> failed -> ... -> delivered      (transient errors, retried with backoff)
 //   pending|failed -> quarantined              (permanent error, or MAX_ATTEMPTS / MAX_AGE)
-// Not thread-safe: one owner.
+// Thread-safe: one mutex around the connection (the sender's upload workers share it).
 
 #include <cstdint>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -51,6 +52,7 @@ class OutboxStore {
  public:
   // Opens (creating or migrating) the database; kCorruptDatabase when it is damaged.
   static Result<OutboxStore> open(const std::string& path);
+  OutboxStore(OutboxStore&& other) noexcept : db_(std::move(other.db_)) {}
 
   Result<std::optional<OutboxEntry>> find(const std::string& name, const std::string& sha256);
   // Records a file version as seen (pending) unless it is already known; refreshes size and mtime.
@@ -81,12 +83,19 @@ class OutboxStore {
   // PRAGMA integrity_check: "ok", or the problems found.
   Result<std::vector<std::string>> integrity_check();
   // For a second connection (readiness, operator commands): see SqliteDb.
-  Status probe_write(int timeout_ms) { return db_.probe_write(timeout_ms); }
-  Result<int64_t> data_version() { return db_.data_version(); }
+  Status probe_write(int timeout_ms) {
+    std::lock_guard lock(mu_);
+    return db_.probe_write(timeout_ms);
+  }
+  Result<int64_t> data_version() {
+    std::lock_guard lock(mu_);
+    return db_.data_version();
+  }
 
  private:
   explicit OutboxStore(SqliteDb db) : db_(std::move(db)) {}
-  Result<std::vector<OutboxEntry>> select(const std::string& where_and_order);
+  Result<std::vector<OutboxEntry>> select(const std::string& where_and_order);  // caller holds mu_
+  std::mutex mu_;
   SqliteDb db_;
 };
 
