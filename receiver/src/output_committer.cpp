@@ -34,13 +34,11 @@ Result<ConflictPolicy> parse_conflict_policy(const std::string& text) {
 CommitResult OutputCommitter::commit(const VerifiedUpload& upload, const std::string& peer) {
   CommitResult r;
   {
-    std::lock_guard lock(mu_);
+    std::lock_guard lock(*mu_);
     r = place(upload, peer);
+    if (r.status != 201 || r.duplicate) ::unlink(upload.temp_path.c_str());
   }
-  if (r.status != 201 || r.duplicate) {
-    ::unlink(upload.temp_path.c_str());
-    return r;
-  }
+  if (r.status != 201 || r.duplicate) return r;
   if (fsync_) {
     // The rename must be durable before the 201; the file itself was fsynced before.
     if (auto st = fsync_directory(output_dir_); !st) {

@@ -8,6 +8,7 @@
 // A file renamed into place just before a crash (so missing from the ledger) is recognised by
 // hashing it when a retry arrives, so a retry never makes a second copy.
 
+#include <memory>
 #include <mutex>
 #include <string>
 
@@ -39,8 +40,12 @@ struct CommitResult {
 
 class OutputCommitter {
  public:
-  OutputCommitter(std::string output_dir, ConflictPolicy policy, bool fsync, UploadLedger& ledger)
-      : output_dir_(std::move(output_dir)), policy_(policy), fsync_(fsync), ledger_(ledger) {}
+  // `directory_lock` is also held by uploads while they create their temporary file in the
+  // output directory (UploadSettings::create_lock): one change to the directory at a time.
+  OutputCommitter(std::string output_dir, ConflictPolicy policy, bool fsync, UploadLedger& ledger,
+                  std::shared_ptr<std::mutex> directory_lock = std::make_shared<std::mutex>())
+      : output_dir_(std::move(output_dir)), policy_(policy), fsync_(fsync), ledger_(ledger),
+        mu_(std::move(directory_lock)) {}
 
   // Moves upload.temp_path into place or removes it; never leaves it behind.
   CommitResult commit(const VerifiedUpload& upload, const std::string& peer);
@@ -55,7 +60,7 @@ class OutputCommitter {
   ConflictPolicy policy_;
   bool fsync_;
   UploadLedger& ledger_;
-  std::mutex mu_;
+  std::shared_ptr<std::mutex> mu_;
 };
 
 }  // namespace transfer::receiver

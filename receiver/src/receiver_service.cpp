@@ -69,7 +69,7 @@ ReceiverService::ReceiverService(const ReceiverConfig& config, Logger logger, Up
       logger_(std::move(logger)),
       ledger_(std::move(ledger)),
       settings_(std::move(settings)),
-      committer_(settings_.output_dir, policy, settings_.fsync, ledger_),
+      committer_(settings_.output_dir, policy, settings_.fsync, ledger_, settings_.create_lock),
       metrics_([this] { return static_cast<double>(server_.uploads_in_flight()); },
                [this] {
                  auto free = free_bytes(config_.output_dir);

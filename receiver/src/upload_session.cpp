@@ -136,7 +136,10 @@ Status UploadSession::on_part_end() {
 Status UploadSession::write_plaintext(size_t key_index, const char* data, size_t size) {
   auto& out = outputs_[key_index];
   if (!out) {
-    auto temp = create_temp_file(settings_.output_dir, "upload", 0644);
+    auto temp = [&] {
+      std::lock_guard lock(*settings_.create_lock);
+      return create_temp_file(settings_.output_dir, "upload", 0644);
+    }();
     if (!temp) return temp.error();
     out.emplace();
     out->temp = std::move(*temp);

@@ -72,6 +72,66 @@ class SpoolSink : public XmlSink {
   Sha256 hash_;
 };
 
+// A small input read once into memory (hashed as it was read), converted from there.
+class MemoryJsonSource : public JsonSource {
+ public:
+  explicit MemoryJsonSource(const std::string& text) : text_(text) {}
+  Result<size_t> read(char* buf, size_t cap) override {
+    const size_t n = std::min(cap, text_.size() - pos_);
+    std::memcpy(buf, text_.data() + pos_, n);
+    pos_ += n;
+    return n;
+  }
+  Status rewind() override {
+    pos_ = 0;
+    return ok_status();
+  }
+
+ private:
+  const std::string& text_;
+  size_t pos_ = 0;
+};
+
+// The XML of a small input, kept in memory and hashed as it is written: no spool file to create
+// and remove (on ext4, creating files where many were just removed is what costs most).
+class MemoryXmlSink : public XmlSink {
+ public:
+  Status write(const char* data, size_t size) override {
+    hash_.update(data, size);
+    xml.append(data, size);
+    return ok_status();
+  }
+  Status reset() override {
+    xml.clear();
+    hash_ = Sha256();
+    return ok_status();
+  }
+  std::string sha256() { return hash_.hex_digest(); }
+  std::string xml;
+
+ private:
+  Sha256 hash_;
+};
+
+// Inputs up to this size are read once into memory and converted there; larger ones stream
+// through a spool file, so memory stays bounded whatever the size (the XML is ~2.6x the JSON).
+constexpr int64_t kInMemoryInputLimit = 256 * 1024;
+
+// Reads the whole of a small file; its size is known from fstat.
+Result<std::string> read_small_file(int fd, const std::string& path, int64_t size) {
+  std::string text(static_cast<size_t>(size) + 1, '\0');  // one more: to see a file that grew
+  size_t got = 0;
+  while (got < text.size()) {
+    const ssize_t n = ::read(fd, text.data() + got, text.size() - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return errno_error("cannot read", path, errno);
+    if (n == 0) break;
+    got += static_cast<size_t>(n);
+  }
+  text.resize(got);
+  return text;
+}
+
 FileStamp stamp_of(const struct stat& st) {
   return FileStamp{static_cast<int64_t>(st.st_size),
                    static_cast<int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec,
@@ -521,8 +581,29 @@ SenderService::StepResult SenderService::process_file(const std::string& name, C
     changed.restarted = Candidate{stamp, Clock::now(), Clock::now(), false, c.waiting_since_unix};
     return changed;
   }
-  auto sha = sha256_of_fd(fd.get(), path, [this] { return cancel_.load(); });
-  if (sha && ::lseek(fd.get(), 0, SEEK_SET) != 0) sha = errno_error("cannot rewind", path, errno);
+  std::optional<std::string> content;  // small files: read once, here
+  Result<std::string> sha = std::string();
+  if (stamp.size <= kInMemoryInputLimit) {
+    auto text = read_small_file(fd.get(), path, stamp.size);
+    struct stat after {};
+    if (text && (::fstat(fd.get(), &after) != 0 || !(stamp_of(after) == stamp) ||
+                 static_cast<int64_t>(text->size()) != stamp.size)) {
+      StepResult changed{Step::kChanged};  // written to while we read it
+      changed.restarted = Candidate{stamp_of(after), Clock::now(), Clock::now(), false, c.waiting_since_unix};
+      return changed;
+    }
+    if (text) {
+      Sha256 h;
+      h.update(text->data(), text->size());
+      sha = h.hex_digest();
+      content = std::move(*text);
+    } else {
+      sha = text.error();
+    }
+  } else {
+    sha = sha256_of_fd(fd.get(), path, [this] { return cancel_.load(); });
+    if (sha && ::lseek(fd.get(), 0, SEEK_SET) != 0) sha = errno_error("cannot rewind", path, errno);
+  }
   if (!sha) {
     if (sha.error().code == ErrorCode::kCancelled) return {Step::kStopped};
     logger_->warn("cannot read file={} error={} (will retry)", field, log_value(sha.error().message));
@@ -575,7 +656,7 @@ SenderService::StepResult SenderService::process_file(const std::string& name, C
     logger_->error("state database: {} (file={} will be retried)", s.error().message, field);
     return later();
   }
-  StepResult r = attempt_upload(name, path, fd.get(), stamp, *sha, uploader);
+  StepResult r = attempt_upload(name, path, fd.get(), stamp, *sha, content ? &*content : nullptr, uploader);
   if (r.step == Step::kChanged) r.restarted = Candidate{stamp, Clock::now(), Clock::now(), false, c.waiting_since_unix};
   return r;
 }
@@ -583,7 +664,8 @@ SenderService::StepResult SenderService::process_file(const std::string& name, C
 SenderService::StepResult SenderService::attempt_upload(const std::string& name,
                                                         const std::string& path, int fd,
                                                         const FileStamp& stamp,
-                                                        const std::string& sha, Uploader& uploader) {
+                                                        const std::string& sha, const std::string* content,
+                                                        Uploader& uploader) {
   const auto started = std::chrono::steady_clock::now();
   const std::string field = log_value(name);
   const std::string transfer_id = new_transfer_id();
@@ -621,13 +703,23 @@ SenderService::StepResult SenderService::attempt_upload(const std::string& name,
   const std::string upload_name = upload_name_for_file(name);
   if (auto valid = validate_upload_name(upload_name); !valid) return permanent(valid.error().message);
 
-  auto temp = create_temp_file(spool_dir_, "xml");
-  if (!temp) return transient(temp.error().message);
-  SpoolSink spool(std::move(*temp));
-  FileJsonSource source(fd, path, cancel_);
   JsonToXmlOptions options;
   options.max_depth = config_.max_depth;
-  auto converted = convert_json_to_xml(source, spool, options, name);
+  std::optional<SpoolSink> spool;
+  std::optional<FileJsonSource> file_source;
+  std::optional<MemoryJsonSource> memory_source;
+  MemoryXmlSink memory;
+  if (content) {
+    memory_source.emplace(*content);
+  } else {
+    auto temp = create_temp_file(spool_dir_, "xml");
+    if (!temp) return transient(temp.error().message);
+    spool.emplace(std::move(*temp));
+    file_source.emplace(fd, path, cancel_);
+  }
+  JsonSource& source = content ? static_cast<JsonSource&>(*memory_source) : *file_source;
+  XmlSink& sink = content ? static_cast<XmlSink&>(memory) : *spool;
+  auto converted = convert_json_to_xml(source, sink, options, name);
   if (!converted) {
     const auto code = converted.error().code;
     if (code == ErrorCode::kCancelled) return {Step::kStopped};
@@ -635,15 +727,16 @@ SenderService::StepResult SenderService::attempt_upload(const std::string& name,
     return transient(converted.error().message);
   }
   struct stat after {};
-  if (source.sha256() != sha || ::fstat(fd, &after) != 0 || !(stamp_of(after) == stamp)) {
+  if ((file_source && file_source->sha256() != sha) || ::fstat(fd, &after) != 0 || !(stamp_of(after) == stamp)) {
     logger_->info("file={} changed while it was read: waiting for it to settle", field);
     return {Step::kChanged};
   }
-  const std::string xml_sha = spool.sha256();
+  const std::string xml_sha = content ? memory.sha256() : spool->sha256();
   const auto upload_started = std::chrono::steady_clock::now();
-  const auto response = uploader.upload(upload_name, spool.path(), converted->xml_bytes,
-                                         UploadIdentity{idempotency_key(name, sha), xml_sha, transfer_id},
-                                         current_key());
+  const UploadIdentity identity{idempotency_key(name, sha), xml_sha, transfer_id};
+  const auto response = content ? uploader.upload_buffer(upload_name, memory.xml, identity, current_key())
+                                : uploader.upload(upload_name, spool->path(), converted->xml_bytes, identity,
+                                                  current_key());
   if (response.cancelled) return {Step::kStopped};
   note_receiver_answer(response.status != 0, response.error);
   if (response.status != 0) {

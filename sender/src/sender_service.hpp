@@ -125,7 +125,8 @@ class SenderService {
   Clock::time_point ready_at(const Candidate& c) const;
   StepResult process_file(const std::string& name, Candidate candidate, Uploader& uploader);
   StepResult attempt_upload(const std::string& name, const std::string& path, int fd,
-                            const FileStamp& stamp, const std::string& sha, Uploader& uploader);
+                            const FileStamp& stamp, const std::string& sha, const std::string* content,
+                            Uploader& uploader);
   StepResult quarantine(const std::string& name, const std::string& path, const std::string& sha,
                         const FailureRecord& failure, int64_t attempts);
   void after_delivery(const std::string& name, const std::string& path);

@@ -5,6 +5,9 @@
 #include <openssl/rand.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cstring>
+
 #include "transfer/config.hpp"
 #include "transfer/fernet.hpp"
 #include "transfer/file_util.hpp"
@@ -119,12 +122,35 @@ void Uploader::abort() { client_->stop(); }
 UploadResponse Uploader::upload(const std::string& name, const std::string& xml_path,
                                 uint64_t xml_size, const UploadIdentity& identity,
                                 const FernetKey& key) {
-  UploadResponse response;
   UniqueFd fd(::open(xml_path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd) {
+    UploadResponse response;
     response.error = errno_error("cannot open", xml_path, errno).message;
     return response;
   }
+  return send(name, xml_size, identity, key, [&](char* buf, size_t cap) -> Result<size_t> {
+    for (;;) {
+      const ssize_t n = ::read(fd.get(), buf, cap);
+      if (n >= 0) return static_cast<size_t>(n);
+      if (errno != EINTR) return errno_error("cannot read", xml_path, errno);
+    }
+  });
+}
+
+UploadResponse Uploader::upload_buffer(const std::string& name, std::string_view xml,
+                                       const UploadIdentity& identity, const FernetKey& key) {
+  size_t pos = 0;
+  return send(name, xml.size(), identity, key, [&](char* buf, size_t cap) -> Result<size_t> {
+    const size_t n = std::min(cap, xml.size() - pos);
+    std::memcpy(buf, xml.data() + pos, n);
+    pos += n;
+    return n;
+  });
+}
+
+UploadResponse Uploader::send(const std::string& name, uint64_t xml_size, const UploadIdentity& identity,
+                              const FernetKey& key, const std::function<Result<size_t>(char*, size_t)>& read) {
+  UploadResponse response;
   auto enc = FernetStreamEncryptor::create(key);
   if (!enc) {
     response.error = enc.error().message;
@@ -149,16 +175,16 @@ UploadResponse Uploader::upload(const std::string& name, const std::string& xml_
     if (cancel_.load()) return false;
     while (pending.empty() && !tail_sent) {
       if (!file_done) {
-        const ssize_t n = ::read(fd.get(), buf.data(), buf.size());
-        if (n < 0) {
-          read_error = errno_error("cannot read", xml_path, errno).message;
+        auto n = read(buf.data(), buf.size());
+        if (!n) {
+          read_error = n.error().message;
           return false;
         }
-        if (n == 0) {
+        if (*n == 0) {
           enc->finish(pending);
           file_done = true;
         } else {
-          enc->update(buf.data(), static_cast<size_t>(n), pending);
+          enc->update(buf.data(), *n, pending);
         }
       } else {
         pending = tail;

@@ -4,8 +4,10 @@
 // between uploads. The HTTP library stays behind this interface.
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "transfer/key_file.hpp"
 #include "transfer/result.hpp"
@@ -53,6 +55,9 @@ class Uploader {
   // Streams `xml_path` (`xml_size` bytes) to <uri_prefix>/<name>, encrypted with `key`.
   UploadResponse upload(const std::string& name, const std::string& xml_path, uint64_t xml_size,
                         const UploadIdentity& identity, const FernetKey& key);
+  // The same from memory (the XML of a small file).
+  UploadResponse upload_buffer(const std::string& name, std::string_view xml, const UploadIdentity& identity,
+                               const FernetKey& key);
   // GET / on the receiver (is it there?): the status, or 0 with the error.
   UploadResponse probe();
   // From another thread: ends an upload in progress now (its socket is shut down).
@@ -61,6 +66,10 @@ class Uploader {
 
  private:
   std::string describe(int error) const;  // an httplib::Error, in operator's words
+  // The body is produced in order: multipart head, the token (encrypted as `read` gives
+  // plaintext; 0 bytes means the end), tail; with an exact Content-Length.
+  UploadResponse send(const std::string& name, uint64_t xml_size, const UploadIdentity& identity,
+                      const FernetKey& key, const std::function<Result<size_t>(char*, size_t)>& read);
   UploadTarget target_;
   const std::atomic<bool>& cancel_;
   std::unique_ptr<httplib::Client> client_;
