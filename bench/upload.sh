@@ -17,7 +17,8 @@ DURATION=${DURATION:-10s}; PAYLOAD=${PAYLOAD:-2048}; CASE_TAG=${CASE_TAG:-}
 RESULTS_DIR=${RESULTS_DIR:-$here/results}; mkdir -p "$RESULTS_DIR"
 RES="$RESULTS_DIR/upload-new.jsonl"
 BENCH_WORK=${BENCH_WORK:-/tmp/bench-work}
-RUN="$BENCH_WORK/run/$IMPL_NAME/upload-new"; rm -rf "$RUN"; mkdir -p "$RUN"/{output,state,input}
+# A new directory per call, left in place (see the note below); compare.sh removes them all at the end.
+RUN="$BENCH_WORK/run/$IMPL_NAME/upload-new-$(date +%s%N)"; mkdir -p "$RUN"/{output,state,input}
 export OUTPUT_DIR="$RUN/output" INPUT_DIR="$RUN/input" STATE_DIR="$RUN/state" KEY_FILE="$RUN/key"
 make_key "$KEY_FILE"
 BOUNDARY=$($PY "$PEER_BENCH/make_upload_body.py" "$KEY_FILE" "$PAYLOAD" "$RUN/body")
@@ -57,4 +58,4 @@ PYEOF
   done
   stop_pid "$RECV_PID"
 done
-rm -rf "$RUN"
+[[ "${KEEP:-1}" == 1 ]] || rm -rf "$RUN"
