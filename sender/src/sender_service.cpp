@@ -383,6 +383,7 @@ void SenderService::observe(const std::string& name) {
 }
 
 void SenderService::rescan() {
+  const auto started = Clock::now();
   std::error_code ec;
   std::vector<std::string> present;
   for (const auto& e : std::filesystem::directory_iterator(config_.input_dir, ec)) {
@@ -402,6 +403,8 @@ void SenderService::rescan() {
     it = std::binary_search(present.begin(), present.end(), it->first) ? std::next(it) : settled_.erase(it);
   }
   for (const auto& name : present) observe(name);
+  logger_->debug("rescan listed={} candidates={} settled={} ms={:.1f}", present.size(), candidates_.size(),
+                 settled_.size(), std::chrono::duration<double, std::milli>(Clock::now() - started).count());
 }
 
 ScanSummary SenderService::run() {
