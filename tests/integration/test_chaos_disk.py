@@ -36,7 +36,7 @@ class ChaosDiskTest(unittest.TestCase):
         receiver = self.w.start_receiver()
         sender = self.w.start_sender(MIN_FILE_AGE="0", RETRY_BASE_DELAY="0.1", RETRY_MAX_DELAY="0.5")
         wait_until(lambda: "status=507" in self.w.read("receiver.log"), what="a 507 once the disk is full")
-        self.assertIn("receiver answered 507", self.w.read("sender.log"))
+        wait_until(lambda: "receiver answered 507" in self.w.read("sender.log"), what="the sender told of the 507")
         taken = self.w.path("taken")
         os.makedirs(taken)
 
