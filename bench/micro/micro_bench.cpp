@@ -7,6 +7,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <string>
 
 #include "transfer/fernet.hpp"
@@ -79,6 +81,29 @@ void BM_JsonToXml(benchmark::State& state) {
   state.counters["xml_per_json"] = static_cast<double>(xml) / static_cast<double>(json.size());
 }
 BENCHMARK(BM_JsonToXml)->Arg(2 << 10)->Arg(1 << 20)->Unit(benchmark::kMillisecond);
+
+// The same on a real file, for instance one of the harness's corpus (gen_json.py): set
+// BENCH_JSON_FILE. Skipped without it.
+void BM_JsonToXmlFile(benchmark::State& state) {
+  const char* path = std::getenv("BENCH_JSON_FILE");
+  if (path == nullptr) {
+    state.SkipWithError("BENCH_JSON_FILE is not set");
+    return;
+  }
+  std::ifstream file(path, std::ios::binary);
+  const std::string json((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+  uint64_t xml = 0;
+  for (auto _ : state) {
+    StringSource in(json);
+    CountingSink out;
+    auto r = convert_json_to_xml(in, out, {}, "bench");
+    if (!r) state.SkipWithError(r.error().message.c_str());
+    xml = out.bytes;
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * json.size()));
+  state.counters["xml_per_json"] = static_cast<double>(xml) / static_cast<double>(json.size());
+}
+BENCHMARK(BM_JsonToXmlFile)->Unit(benchmark::kMillisecond);
 
 void BM_FernetEncrypt(benchmark::State& state) {
   const std::string plain(static_cast<size_t>(state.range(0)), 'x');

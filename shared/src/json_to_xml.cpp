@@ -4,6 +4,7 @@
 #include <array>
 #include <charconv>
 #include <cmath>
+#include <cstring>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <unordered_map>
@@ -96,89 +97,82 @@ struct ConversionAbort {
 };
 struct DuplicateKeysFound {};
 
-// Pulls bytes from a JsonSource for nlohmann, one at a time, and
-//  - refuses a raw NUL byte (nlohmann would take it for the end of input),
+// Pulls bytes from a JsonSource for nlohmann and, a whole chunk at a time (the per-byte path is a
+// bounds check and a load),
+//  - refuses a raw NUL byte (nlohmann would take it for the end of input): bytes are handed out
+//    up to it and the parser reaching it gets the error,
 //  - rewrites a lone UTF-16 surrogate escape (\uD800..\uDFFF without its partner), which Python's
 //    json accepts and nlohmann refuses, to \uFFFD: the character the mapping turns it into
-//    anyway. The rewrite keeps the length, so byte offsets stay true.
+//    anyway. The rewrite is in place and keeps the length, so byte offsets stay true.
+// A backslash too close to the end of the chunk to decide (a pair needs 12 bytes) waits for the
+// next read. A backslash outside a string is a syntax error wherever it is, so only the escape
+// parity matters here, not where strings begin and end.
 class FilteredInput {
  public:
   FilteredInput(JsonSource& src, const std::string& origin) : src_(src), origin_(origin) {}
 
   int next() {
-    if (queue_pos_ < queue_.size()) return static_cast<unsigned char>(queue_[queue_pos_++]);
-    const int c = raw_next();
-    if (c < 0) return c;
-    switch (state_) {
-      case State::kOutside:
-        if (c == '"') state_ = State::kString;
-        return c;
-      case State::kString:
-        if (c == '"') state_ = State::kOutside;
-        if (c == '\\') state_ = State::kEscape;
-        return c;
-      case State::kEscape:
-        state_ = State::kString;
-        if (c == 'u') return unicode_escape();
-        return c;
-    }
-    return c;
+    if (pos_ < ready_) return static_cast<unsigned char>(buf_[pos_++]);
+    return slow_next();
   }
 
-  uint64_t bytes_read() const { return consumed_; }
+  // Bytes handed to the parser so far.
+  uint64_t bytes_read() const { return base_ + pos_; }
 
  private:
-  enum class State { kOutside, kString, kEscape };
+  static constexpr size_t kLookahead = 12;  // "\uD83D\uDE80"
 
-  int raw_next() {
-    if (!pushback_.empty()) {
-      const char c = pushback_.back();
-      pushback_.pop_back();
-      ++consumed_;
-      return static_cast<unsigned char>(c);
-    }
-    if (pos_ == len_) {
-      if (eof_) return -1;
-      auto n = src_.read(buf_.data(), buf_.size());
-      if (!n) throw ConversionAbort{n.error()};
-      pos_ = 0;
-      len_ = *n;
-      if (len_ == 0) {
-        eof_ = true;
-        return -1;
+  int slow_next() {
+    while (pos_ == ready_) {
+      if (nul_at_ready_) {
+        throw ConversionAbort{make_error(ErrorCode::kInvalidJson,
+                                         origin_ + ": invalid JSON at byte offset " +
+                                             std::to_string(base_ + pos_) + ": raw NUL byte")};
       }
+      if (eof_) return -1;
+      refill();
     }
-    const auto c = static_cast<unsigned char>(buf_[pos_++]);
-    ++consumed_;
-    if (c == 0) {
-      throw ConversionAbort{make_error(
-          ErrorCode::kInvalidJson, origin_ + ": invalid JSON at byte offset " +
-                                       std::to_string(consumed_ - 1) + ": raw NUL byte")};
-    }
-    return c;
+    return static_cast<unsigned char>(buf_[pos_++]);
   }
 
-  void unread(const std::string& bytes) {
-    for (auto it = bytes.rbegin(); it != bytes.rend(); ++it) pushback_.push_back(*it);
-    consumed_ -= bytes.size();
+  // Keeps the undecided tail, reads after it and filters what can be decided.
+  void refill() {
+    const size_t tail = len_ - pos_;
+    std::memmove(buf_.data(), buf_.data() + pos_, tail);
+    base_ += pos_;
+    pos_ = 0;
+    len_ = tail;
+    auto n = src_.read(buf_.data() + len_, buf_.size() - len_);
+    if (!n) throw ConversionAbort{n.error()};
+    if (*n == 0) eof_ = true;
+    len_ += *n;
+    filter();
   }
 
-  // Reads up to `n` raw bytes (fewer at end of input).
-  std::string take(size_t n) {
-    std::string s;
-    for (size_t k = 0; k < n; ++k) {
-      const int c = raw_next();
-      if (c < 0) break;
-      s.push_back(static_cast<char>(c));
+  void filter() {
+    const void* nul = std::memchr(buf_.data(), 0, len_);
+    const size_t limit = nul ? static_cast<size_t>(static_cast<const char*>(nul) - buf_.data()) : len_;
+    const bool final = eof_ || nul != nullptr;  // nothing after `limit` can matter
+    size_t i = 0;
+    ready_ = limit;
+    while (i < limit) {
+      const void* bs = std::memchr(buf_.data() + i, '\\', limit - i);
+      if (bs == nullptr) break;
+      const size_t j = static_cast<size_t>(static_cast<const char*>(bs) - buf_.data());
+      if (!final && j + kLookahead > len_) {
+        ready_ = j;
+        break;
+      }
+      i = (j + 1 < limit && buf_[j + 1] == 'u') ? unicode_escape(j, limit) : j + 2;
     }
-    return s;
+    nul_at_ready_ = nul != nullptr && ready_ == limit;
   }
 
-  static int hex4(const std::string& s, size_t at) {
-    if (s.size() < at + 4) return -1;
+  int hex4(size_t at, size_t limit) const {
+    if (at + 4 > limit) return -1;
     int v = 0;
     for (size_t k = at; k < at + 4; ++k) {
-      const char c = s[k];
+      const char c = buf_[k];
       int d = -1;
       if (c >= '0' && c <= '9') d = c - '0';
       if (c >= 'a' && c <= 'f') d = c - 'a' + 10;
@@ -189,72 +183,187 @@ class FilteredInput {
     return v;
   }
 
-  // After "\u": returns 'u' and queues what follows it.
-  int unicode_escape() {
-    std::string hex = take(4);
-    const int v = hex4(hex, 0);
-    queue_.clear();
-    queue_pos_ = 0;
-    if (v >= 0xD800 && v <= 0xDBFF) {
-      std::string low = take(6);
-      const bool paired = low.size() == 6 && low[0] == '\\' && low[1] == 'u' &&
-                          hex4(low, 2) >= 0xDC00 && hex4(low, 2) <= 0xDFFF;
-      if (paired) {
-        queue_ = hex + low;
-        return 'u';
-      }
-      unread(low);
-      queue_ = "FFFD";
-      return 'u';
+  // At `j` a backslash, then 'u': rewrites a lone surrogate; returns where scanning goes on.
+  size_t unicode_escape(size_t j, size_t limit) {
+    const int v = hex4(j + 2, limit);
+    if (v < 0xD800 || v > 0xDFFF) return j + 2;  // not a surrogate (or bad hex: nlohmann says so)
+    if (v <= 0xDBFF && j + kLookahead <= limit && buf_[j + 6] == '\\' && buf_[j + 7] == 'u') {
+      const int low = hex4(j + 8, limit);
+      if (low >= 0xDC00 && low <= 0xDFFF) return j + kLookahead;  // a proper pair
     }
-    queue_ = (v >= 0xDC00 && v <= 0xDFFF) ? std::string("FFFD") : hex;
-    return 'u';
+    std::memcpy(buf_.data() + j + 2, "FFFD", 4);
+    return j + 6;
   }
 
   JsonSource& src_;
   const std::string& origin_;
   std::array<char, 1 << 16> buf_{};
-  size_t pos_ = 0;
-  size_t len_ = 0;
+  size_t pos_ = 0;    // next byte for the parser
+  size_t ready_ = 0;  // bytes [pos_, ready_) are filtered
+  size_t len_ = 0;    // bytes [ready_, len_) wait for more input
+  uint64_t base_ = 0;  // stream offset of buf_[0]
   bool eof_ = false;
-  uint64_t consumed_ = 0;
-  std::string pushback_;  // a stack: back() is the next byte
-  std::string queue_;
-  size_t queue_pos_ = 0;
-  State state_ = State::kOutside;
+  bool nul_at_ready_ = false;
 };
 
-// A single-pass input iterator over FilteredInput, the shape nlohmann's iterator adapter takes.
-class FilteredIterator {
+// FilteredInput in the shape of an nlohmann input adapter (char_type, get_character()). The
+// public sax_parse() takes iterators only, and its iterator adapter cost about 30 instructions per
+// byte here (callgrind); the parser class it wraps takes any adapter. nlohmann is pinned to
+// Debian 12's 3.11.2, and a change in that interface fails the build, not a run.
+class FilteredAdapter {
  public:
-  using iterator_category = std::input_iterator_tag;
-  using value_type = char;
-  using difference_type = std::ptrdiff_t;
-  using pointer = const char*;
-  using reference = const char&;
-
-  FilteredIterator() = default;
-  explicit FilteredIterator(FilteredInput* in) : in_(in) { current_ = in_->next(); }
-
-  const char& operator*() const {
-    ch_ = static_cast<char>(current_);
-    return ch_;
+  using char_type = char;
+  explicit FilteredAdapter(FilteredInput* in) : in_(in) {}
+  std::char_traits<char>::int_type get_character() {
+    const int c = in_->next();
+    return c < 0 ? std::char_traits<char>::eof() : c;
   }
-  FilteredIterator& operator++() {
-    current_ = in_->next();
-    return *this;
-  }
-  bool operator==(const FilteredIterator& other) const { return at_end() == other.at_end(); }
-  bool operator!=(const FilteredIterator& other) const { return !(*this == other); }
 
  private:
-  bool at_end() const { return in_ == nullptr || current_ < 0; }
-  FilteredInput* in_ = nullptr;
-  int current_ = -1;
-  mutable char ch_ = 0;
+  FilteredInput* in_;
 };
 
 // ------------------------------------------------------------------------------------------
+// Python's repr() of a double into `out` (kFloatReprMax bytes); returns the length.
+constexpr size_t kFloatReprMax = 48;  // "-2.2250738585072014e-308" is 24
+
+size_t float_repr(double value, char* out) {
+  char* o = out;
+  auto put = [&o](std::string_view s) {
+    std::memcpy(o, s.data(), s.size());
+    o += s.size();
+  };
+  if (std::isinf(value)) {
+    put(value < 0 ? "-inf" : "inf");
+    return static_cast<size_t>(o - out);
+  }
+  if (std::isnan(value)) {
+    put("nan");
+    return static_cast<size_t>(o - out);
+  }
+  char sci_buf[40];
+  const auto r = std::to_chars(sci_buf, sci_buf + sizeof sci_buf, value, std::chars_format::scientific);
+  std::string_view sci(sci_buf, static_cast<size_t>(r.ptr - sci_buf));  // "-1.2345e+17", "5e-324"
+  if (sci.front() == '-') {
+    *o++ = '-';
+    sci.remove_prefix(1);
+  }
+  const size_t e = sci.find('e');
+  char digits[20];  // shortest round-trip: at most 17 significant digits
+  int n = 0;
+  for (const char c : sci.substr(0, e)) {
+    if (c != '.') digits[n++] = c;
+  }
+  int exp10 = 0;
+  std::from_chars(sci.data() + e + 1 + (sci[e + 1] == '+' ? 1 : 0), sci.data() + sci.size(), exp10);
+  const int decpt = exp10 + 1;  // value = 0.DIGITS x 10^decpt
+  const std::string_view all(digits, static_cast<size_t>(n));
+  if (decpt <= -4 || decpt > 16) {
+    *o++ = digits[0];
+    if (n > 1) {
+      *o++ = '.';
+      put(all.substr(1));
+    }
+    *o++ = 'e';
+    const int x = decpt - 1;
+    *o++ = x < 0 ? '-' : '+';
+    const int ax = std::abs(x);
+    if (ax < 10) *o++ = '0';
+    o = std::to_chars(o, o + 4, ax).ptr;
+  } else if (decpt <= 0) {
+    put("0.");
+    for (int k = 0; k < -decpt; ++k) *o++ = '0';
+    put(all);
+  } else if (decpt >= n) {
+    put(all);
+    for (int k = 0; k < decpt - n; ++k) *o++ = '0';
+    put(".0");
+  } else {
+    put(all.substr(0, static_cast<size_t>(decpt)));
+    *o++ = '.';
+    put(all.substr(static_cast<size_t>(decpt)));
+  }
+  return static_cast<size_t>(o - out);
+}
+
+// Does clean_xml_chars() have anything to change? (Most strings: no, and then no copy.)
+bool needs_xml_clean(std::string_view s) {
+  for (size_t i = 0; i < s.size(); ++i) {
+    const auto c = static_cast<uint8_t>(s[i]);
+    if (c < 0x20 && c != '\t' && c != '\n' && c != '\r') return true;
+    if (c == 0xEF && i + 2 < s.size() && static_cast<uint8_t>(s[i + 1]) == 0xBF &&
+        (static_cast<uint8_t>(s[i + 2]) == 0xBE || static_cast<uint8_t>(s[i + 2]) == 0xBF)) {
+      return true;
+    }
+  }
+  return false;
+}
+
+using ByteSet = std::array<bool, 256>;
+constexpr ByteSet byte_set(std::string_view bytes) {
+  ByteSet set{};
+  for (const char c : bytes) set[static_cast<unsigned char>(c)] = true;
+  return set;
+}
+constexpr ByteSet kTextSpecial = byte_set("&<>\"\r");
+constexpr ByteSet kAttributeSpecial = byte_set("&<>\"\r\n\t");
+
+// Text as minidom writes what expat parsed: CR and CRLF become LF (and, in attribute values,
+// TAB/LF become a space); & < > " are escaped. Invalid characters were cleaned earlier.
+void append_escaped(std::string& buf_, std::string_view s, bool attribute) {
+const auto& special = attribute ? kAttributeSpecial : kTextSpecial;
+  for (size_t i = 0; i < s.size(); ++i) {
+    size_t run = i;
+    while (run < s.size() && !special[static_cast<unsigned char>(s[run])]) ++run;
+    buf_.append(s.data() + i, run - i);
+    if (run == s.size()) return;
+    i = run;
+    const char c = s[i];
+    switch (c) {
+      case '&': buf_ += "&amp;"; break;
+      case '<': buf_ += "&lt;"; break;
+      case '>': buf_ += "&gt;"; break;
+      case '"': buf_ += "&quot;"; break;
+      case '\r':
+        if (i + 1 < s.size() && s[i + 1] == '\n') ++i;
+        buf_ += attribute ? ' ' : '\n';
+        break;
+      case '\n':
+      case '\t':
+        buf_ += attribute ? ' ' : c;
+        break;
+      default: buf_ += c;
+    }
+  }
+}
+
+// An element's opening "<name" (or `<key name="original"`) and its closing "</name>", escaped
+// once per distinct key.
+struct Tag {
+  std::string open;
+  std::string close;
+};
+
+Tag make_tag(const ElementName& name) {
+  Tag t;
+  t.open = "<" + name.tag;
+  if (name.has_name_attr) {
+    t.open += " name=\"";
+    append_escaped(t.open, name.name_attr, true);
+    t.open += '"';
+  }
+  t.close = "</" + name.tag + ">";
+  return t;
+}
+
+constexpr std::string_view kTypeNull = " type=\"null\"";
+constexpr std::string_view kTypeBool = " type=\"bool\"";
+constexpr std::string_view kTypeInt = " type=\"int\"";
+constexpr std::string_view kTypeFloat = " type=\"float\"";
+constexpr std::string_view kTypeStr = " type=\"str\"";
+constexpr std::string_view kTypeDict = " type=\"dict\"";
+constexpr std::string_view kTypeList = " type=\"list\"";
+
 // Writes XML text the way minidom.toprettyxml() lays it out, buffered, into an XmlSink.
 class XmlEmitter {
  public:
@@ -276,9 +385,9 @@ class XmlEmitter {
   }
 
   // Starts an element that will hold children (dict or list).
-  void open_container(const ElementName& name, std::string_view type) {
-    start_tag(name, type);
-    closing_names_.push_back(name.tag);
+  void open_container(const Tag& tag, std::string_view type) {
+    start_tag(tag, type);
+    closing_names_.push_back(tag.close);
     open_has_children_.push_back(false);
     ++depth_;
   }
@@ -289,9 +398,7 @@ class XmlEmitter {
     open_has_children_.pop_back();
     if (had_children) {
       newline_indent(1);
-      buf_ += "</";
       buf_ += closing_names_.back();
-      buf_ += '>';
     } else {
       buf_ += "/>";
     }
@@ -300,20 +407,18 @@ class XmlEmitter {
   }
 
   // A leaf element; `text` is already final (numbers, True/False) unless `escape` is set.
-  void leaf(const ElementName& name, std::string_view type, std::string_view text, bool escape) {
-    start_tag(name, type);
+  void leaf(const Tag& tag, std::string_view type, std::string_view text, bool escape) {
+    start_tag(tag, type);
     if (text.empty()) {
       buf_ += "/>";
     } else {
       buf_ += '>';
       if (escape) {
-        append_text(text, false);
+        append_escaped(buf_, text, false);
       } else {
         buf_ += text;
       }
-      buf_ += "</";
-      buf_ += name.tag;
-      buf_ += '>';
+      buf_ += tag.close;
     }
     maybe_flush();
   }
@@ -323,50 +428,19 @@ class XmlEmitter {
  private:
   static constexpr size_t kFlushAt = 1 << 16;
 
-  void start_tag(const ElementName& name, std::string_view type) {
+  void start_tag(const Tag& tag, std::string_view type) {
     if (!open_has_children_.back()) {
       buf_ += '>';
       open_has_children_.back() = true;
     }
     newline_indent(1);
-    buf_ += '<';
-    buf_ += name.tag;
-    if (name.has_name_attr) {
-      buf_ += " name=\"";
-      append_text(name.name_attr, true);
-      buf_ += '"';
-    }
-    buf_ += " type=\"";
+    buf_ += tag.open;
     buf_ += type;
-    buf_ += '"';
   }
 
   void newline_indent(size_t extra) {
     buf_ += '\n';
     buf_.append(depth_ + extra, '\t');
-  }
-
-  // Text as minidom writes what expat parsed: CR and CRLF become LF (and, in attribute values,
-  // TAB/LF become a space); & < > " are escaped. Invalid characters were cleaned earlier.
-  void append_text(std::string_view s, bool attribute) {
-    for (size_t i = 0; i < s.size(); ++i) {
-      const char c = s[i];
-      switch (c) {
-        case '&': buf_ += "&amp;"; break;
-        case '<': buf_ += "&lt;"; break;
-        case '>': buf_ += "&gt;"; break;
-        case '"': buf_ += "&quot;"; break;
-        case '\r':
-          if (i + 1 < s.size() && s[i + 1] == '\n') ++i;
-          buf_ += attribute ? ' ' : '\n';
-          break;
-        case '\n':
-        case '\t':
-          buf_ += attribute ? ' ' : c;
-          break;
-        default: buf_ += c;
-      }
-    }
   }
 
   void maybe_flush() {
@@ -385,7 +459,7 @@ class XmlEmitter {
   std::string buf_;
   uint64_t written_ = 0;
   size_t depth_ = 0;
-  std::vector<std::string> closing_names_;
+  std::vector<std::string> closing_names_;  // "</name>"
   std::vector<bool> open_has_children_;
 };
 
@@ -398,8 +472,8 @@ bool raw_is_integer(const std::string& raw) {
   return raw.find_first_of(".eE") == std::string::npos;
 }
 
-const ElementName& item_name() {
-  static const ElementName kItem{"item", false, {}};
+const Tag& item_tag() {
+  static const Tag kItem = make_tag(ElementName{"item", false, {}});
   return kItem;
 }
 
@@ -471,15 +545,19 @@ class StreamingSax : public SaxBase {
   StreamingSax(XmlEmitter& xml, const JsonToXmlOptions& options, const std::string& origin)
       : SaxBase(options, origin), xml_(xml) {}
 
-  bool null() { return leaf("null", "", false); }
-  bool boolean(bool v) { return leaf("bool", v ? "True" : "False", false); }
-  bool number_integer(int64_t v) { return leaf("int", to_text(v), false); }
-  bool number_unsigned(uint64_t v) { return leaf("int", to_text(v), false); }
+  bool null() { return leaf(kTypeNull, "", false); }
+  bool boolean(bool v) { return leaf(kTypeBool, v ? "True" : "False", false); }
+  bool number_integer(int64_t v) { return integer(v); }
+  bool number_unsigned(uint64_t v) { return integer(v); }
   bool number_float(double v, const std::string& raw) {
-    if (raw_is_integer(raw)) return leaf("int", format_integer_text(raw), false);
-    return leaf("float", python_float_repr(v), false);
+    if (raw_is_integer(raw)) return leaf(kTypeInt, format_integer_text(raw), false);
+    char buf[kFloatReprMax];
+    return leaf(kTypeFloat, std::string_view(buf, float_repr(v, buf)), false);
   }
-  bool string(std::string& v) { return leaf("str", clean_xml_chars(v), true); }
+  bool string(std::string& v) {
+    if (needs_xml_clean(v)) return leaf(kTypeStr, clean_xml_chars(v), true);
+    return leaf(kTypeStr, v, true);
+  }
 
   bool start_object(std::size_t /*unused*/) { return open(Frame::kObject); }
   bool start_array(std::size_t /*unused*/) { return open(Frame::kArray); }
@@ -501,12 +579,13 @@ class StreamingSax : public SaxBase {
         key_hashes_.resize(f.hashes_from);
       }
     }
-    pending_name_ = element_name_for_key(clean_xml_chars(k));
+    pending_name_ = &name_for(k);
     return true;
   }
 
  private:
   static constexpr size_t kLinearKeys = 32;
+  static constexpr size_t kNameCacheSize = 4096;  // distinct keys remembered
   struct Frame {
     enum Kind { kObject, kArray } kind;
     size_t hashes_from = 0;
@@ -514,19 +593,28 @@ class StreamingSax : public SaxBase {
   };
 
   template <typename T>
-  static std::string to_text(T v) {
-    char buf[32];
-    auto r = std::to_chars(buf, buf + sizeof buf, v);
-    return std::string(buf, r.ptr);
+  bool integer(T v) {
+    char buf[24];
+    const auto r = std::to_chars(buf, buf + sizeof buf, v);
+    return leaf(kTypeInt, std::string_view(buf, static_cast<size_t>(r.ptr - buf)), false);
+  }
+
+  // Keys repeat (records in a list): each distinct key's element name is worked out once.
+  const Tag& name_for(const std::string& key) {
+    if (const auto it = names_.find(key); it != names_.end()) return it->second;
+    Tag tag = make_tag(element_name_for_key(clean_xml_chars(key)));
+    if (names_.size() < kNameCacheSize) return names_.emplace(key, std::move(tag)).first->second;
+    uncached_name_ = std::move(tag);
+    return uncached_name_;
   }
 
   // The name of the next element: the pending key in an object, `item` in an array or at the
   // top level (a scalar document becomes <all><item>..</item></all>).
-  const ElementName& next_name() const {
-    return (!frames_.empty() && frames_.back().kind == Frame::kObject) ? pending_name_ : item_name();
+  const Tag& next_name() const {
+    return (!frames_.empty() && frames_.back().kind == Frame::kObject) ? *pending_name_ : item_tag();
   }
 
-  bool leaf(std::string_view type, const std::string& text, bool escape) {
+  bool leaf(std::string_view type, std::string_view text, bool escape) {
     xml_.leaf(next_name(), type, text, escape);
     return true;
   }
@@ -536,7 +624,7 @@ class StreamingSax : public SaxBase {
     if (!root_opened_) {
       root_opened_ = true;  // the top-level container is <all> itself
     } else {
-      xml_.open_container(next_name(), kind == Frame::kObject ? "dict" : "list");
+      xml_.open_container(next_name(), kind == Frame::kObject ? kTypeDict : kTypeList);
     }
     frames_.push_back(Frame{kind, key_hashes_.size(), nullptr});
     return true;
@@ -553,7 +641,9 @@ class StreamingSax : public SaxBase {
   XmlEmitter& xml_;
   std::vector<Frame> frames_;
   std::vector<uint64_t> key_hashes_;
-  ElementName pending_name_;
+  const Tag* pending_name_ = &item_tag();
+  std::unordered_map<std::string, Tag> names_;  // node-based: references stay valid
+  Tag uncached_name_;
   bool root_opened_ = false;
 };
 
@@ -635,18 +725,20 @@ class TreeSax : public SaxBase {
   std::string pending_key_;
 };
 
-void emit_node(XmlEmitter& xml, const ElementName& name, const Node& node) {
+Tag key_tag(const std::string& key) { return make_tag(element_name_for_key(clean_xml_chars(key))); }
+
+void emit_node(XmlEmitter& xml, const Tag& tag, const Node& node) {
   switch (node.kind) {
-    case Node::kNull: xml.leaf(name, "null", "", false); return;
-    case Node::kBool: xml.leaf(name, "bool", node.text, false); return;
-    case Node::kInt: xml.leaf(name, "int", node.text, false); return;
-    case Node::kFloat: xml.leaf(name, "float", node.text, false); return;
-    case Node::kString: xml.leaf(name, "str", node.text, true); return;
+    case Node::kNull: xml.leaf(tag, kTypeNull, "", false); return;
+    case Node::kBool: xml.leaf(tag, kTypeBool, node.text, false); return;
+    case Node::kInt: xml.leaf(tag, kTypeInt, node.text, false); return;
+    case Node::kFloat: xml.leaf(tag, kTypeFloat, node.text, false); return;
+    case Node::kString: xml.leaf(tag, kTypeStr, node.text, true); return;
     case Node::kObject:
     case Node::kArray:
-      xml.open_container(name, node.kind == Node::kObject ? "dict" : "list");
+      xml.open_container(tag, node.kind == Node::kObject ? kTypeDict : kTypeList);
       for (const auto& [key, child] : node.children) {
-        emit_node(xml, node.kind == Node::kObject ? element_name_for_key(clean_xml_chars(key)) : item_name(), child);
+        emit_node(xml, node.kind == Node::kObject ? key_tag(key) : item_tag(), child);
       }
       xml.close_container();
       return;
@@ -657,10 +749,10 @@ void emit_document(XmlEmitter& xml, const Node& root) {
   xml.begin_document();
   if (root.kind == Node::kObject || root.kind == Node::kArray) {
     for (const auto& [key, child] : root.children) {
-      emit_node(xml, root.kind == Node::kObject ? element_name_for_key(clean_xml_chars(key)) : item_name(), child);
+      emit_node(xml, root.kind == Node::kObject ? key_tag(key) : item_tag(), child);
     }
   } else {
-    emit_node(xml, item_name(), root);
+    emit_node(xml, item_tag(), root);
   }
   xml.end_document();
 }
@@ -668,10 +760,9 @@ void emit_document(XmlEmitter& xml, const Node& root) {
 template <typename Sax>
 Status run_parse(JsonSource& in, Sax& sax, const std::string& origin, uint64_t& bytes_read) {
   FilteredInput input(in, origin);
-  FilteredIterator first(&input);
-  const FilteredIterator last;
-  const bool ok = nlohmann::json::sax_parse(first, last, &sax, nlohmann::json::input_format_t::json,
-                                            /*strict=*/true);
+  nlohmann::detail::parser<nlohmann::json, FilteredAdapter> parser(
+      FilteredAdapter(&input), /*cb=*/nullptr, /*allow_exceptions=*/true, /*skip_comments=*/false);
+  const bool ok = parser.sax_parse(&sax, /*strict=*/true);
   bytes_read = input.bytes_read();
   if (!ok) {
     if (sax.error()) return *sax.error();
@@ -718,51 +809,8 @@ std::string clean_xml_chars(std::string_view s) {
 }
 
 std::string python_float_repr(double value) {
-  if (std::isinf(value)) return value < 0 ? "-inf" : "inf";
-  if (std::isnan(value)) return "nan";
-  char buf[64];
-  const auto r = std::to_chars(buf, buf + sizeof buf, value, std::chars_format::scientific);
-  std::string_view sci(buf, static_cast<size_t>(r.ptr - buf));  // "-1.2345e+17", "5e-324"
-  std::string out;
-  if (sci.front() == '-') {
-    out += '-';
-    sci.remove_prefix(1);
-  }
-  const size_t e = sci.find('e');
-  std::string digits;
-  for (const char c : sci.substr(0, e)) {
-    if (c != '.') digits += c;
-  }
-  int exp10 = 0;
-  std::from_chars(sci.data() + e + 1 + (sci[e + 1] == '+' ? 1 : 0), sci.data() + sci.size(), exp10);
-  const int decpt = exp10 + 1;  // value = 0.DIGITS x 10^decpt
-  const int n = static_cast<int>(digits.size());
-  if (decpt <= -4 || decpt > 16) {
-    out += digits[0];
-    if (n > 1) {
-      out += '.';
-      out += digits.substr(1);
-    }
-    out += 'e';
-    const int x = decpt - 1;
-    out += x < 0 ? '-' : '+';
-    const std::string xs = std::to_string(std::abs(x));
-    if (xs.size() < 2) out += '0';
-    out += xs;
-  } else if (decpt <= 0) {
-    out += "0.";
-    out.append(static_cast<size_t>(-decpt), '0');
-    out += digits;
-  } else if (decpt >= n) {
-    out += digits;
-    out.append(static_cast<size_t>(decpt - n), '0');
-    out += ".0";
-  } else {
-    out += digits.substr(0, static_cast<size_t>(decpt));
-    out += '.';
-    out += digits.substr(static_cast<size_t>(decpt));
-  }
-  return out;
+  char buf[kFloatReprMax];
+  return std::string(buf, float_repr(value, buf));
 }
 
 Result<JsonToXmlStats> convert_json_to_xml(JsonSource& in, XmlSink& out,

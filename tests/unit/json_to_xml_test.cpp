@@ -173,6 +173,41 @@ TEST(JsonToXml, LoneSurrogatesBecomeReplacementCharacter) {
             "<?xml version=\"1.0\" ?>\n<all>\n\t<key name=\"" + fffd + "\" type=\"int\">1</key>\n</all>\n");
 }
 
+// The input filter works on whole chunks: an escape or a NUL on any chunk boundary (including
+// the filter's own 64 KiB buffer) gives what the whole document gives, errors at the same offset.
+TEST(JsonToXml, EscapesAndNulsOnEveryChunkBoundary) {
+  const std::vector<std::string> escapes = {R"(\ud800)", R"(\ud83d\ude80)", R"(\\ud800)", R"(\ud800\ud800)",
+                                            R"(\udbff\u0041)", R"(\\\ud800x)", R"(\u00e9\udfff)"};
+  for (size_t pad : {size_t{0}, size_t{1}, size_t{65530}, size_t{65531}, size_t{65535}, size_t{65536}}) {
+    for (const auto& esc : escapes) {
+      const std::string json = "[\"" + std::string(pad, 'p') + esc + "\"]";
+      const auto whole = json_to_xml(json);
+      ASSERT_TRUE(whole.ok()) << esc << ": " << whole.error().message;
+      for (size_t chunk : {size_t{1}, size_t{5}, size_t{11}, size_t{4096}}) {
+        if (pad > 100 && chunk < 4096) continue;
+        ChunkedSource src(json, chunk);
+        StringSink sink;
+        ASSERT_TRUE(convert_json_to_xml(src, sink, {}, "x").ok()) << esc << " chunk " << chunk;
+        EXPECT_EQ(sink.out, *whole) << esc << " pad " << pad << " chunk " << chunk;
+      }
+    }
+    const std::string with_nul = "[\"" + std::string(pad, 'p') + R"(\ud800)" + std::string(1, '\0') + "\"]";
+    for (size_t chunk : {size_t{3}, size_t{4096}}) {
+      if (pad > 100 && chunk < 4096) continue;
+      ChunkedSource src(with_nul, chunk);
+      StringSink sink;
+      auto r = convert_json_to_xml(src, sink, {}, "x");
+      ASSERT_FALSE(r.ok());
+      EXPECT_NE(r.error().message.find("at byte offset " + std::to_string(pad + 8) + ": raw NUL byte"),
+                std::string::npos) << r.error().message;
+    }
+  }
+  const std::string fffd = "\xEF\xBF\xBD";
+  EXPECT_EQ(*json_to_xml(R"(["\\ud800", "\ud800\ud800", "\udbff\u0041"])"),
+            "<?xml version=\"1.0\" ?>\n<all>\n\t<item type=\"str\">\\ud800</item>\n\t<item type=\"str\">" + fffd +
+                fffd + "</item>\n\t<item type=\"str\">" + fffd + "A</item>\n</all>\n");
+}
+
 TEST(JsonToXml, ScalarTopLevelEmptyString) {
   EXPECT_EQ(*json_to_xml("\"\""), "<?xml version=\"1.0\" ?>\n<all>\n\t<item type=\"str\"/>\n</all>\n");
   EXPECT_EQ(*json_to_xml("\xEF\xBB\xBF{}"), "<?xml version=\"1.0\" ?>\n<all/>\n");  // BOM accepted
