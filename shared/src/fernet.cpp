@@ -86,10 +86,7 @@ class Base64Writer {
     const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data() + at), data,
                                   static_cast<int>(size));
     out.resize(at + static_cast<size_t>(n));
-    for (size_t i = at; i < out.size(); ++i) {
-      if (out[i] == '+') out[i] = '-';
-      if (out[i] == '/') out[i] = '_';
-    }
+    to_url_safe_alphabet(out.data() + at, static_cast<size_t>(n));
   }
   uint8_t carry_[3] = {};
   size_t carry_len_ = 0;

@@ -3,6 +3,7 @@
 #include <openssl/evp.h>
 
 #include <array>
+#include <cstring>
 
 namespace transfer {
 namespace {
@@ -24,10 +25,31 @@ constexpr auto kTable = make_table();
 }  // namespace
 
 // Mirrors CPython 3.11 binascii.a2b_base64(strict_mode=False), the decoder behind
-// base64.urlsafe_b64decode() that Fernet uses.
+// base64.urlsafe_b64decode() that Fernet uses. Whole quanta of four alphabet characters (nearly
+// all of a token) take a fast path; anything else goes one character at a time.
 void PythonBase64Decoder::update(const char* data, size_t size, std::string& out) {
-  for (size_t i = 0; i < size && !done_; ++i) {
-    const auto ch = static_cast<uint8_t>(data[i]);
+  const auto* d = reinterpret_cast<const uint8_t*>(data);
+  const size_t at = out.size();
+  out.resize(at + (size + 3) / 4 * 3 + 3);  // at most 3 bytes per 4 characters, plus a carry
+  auto* o = reinterpret_cast<uint8_t*>(out.data() + at);
+  size_t i = 0;
+  while (i < size && !done_) {
+    if (quad_pos_ == 0) {
+      const size_t from = i;
+      while (i + 4 <= size) {
+        const uint8_t a = kTable[d[i]], b = kTable[d[i + 1]], c = kTable[d[i + 2]], e = kTable[d[i + 3]];
+        if ((a | b | c | e) & 0x80) break;  // '=' or outside the alphabet: the careful path
+        const uint32_t v = (uint32_t{a} << 18) | (uint32_t{b} << 12) | (uint32_t{c} << 6) | e;
+        o[0] = static_cast<uint8_t>(v >> 16);
+        o[1] = static_cast<uint8_t>(v >> 8);
+        o[2] = static_cast<uint8_t>(v);
+        o += 3;
+        i += 4;
+      }
+      if (i != from) pads_ = 0;
+      if (i == size) break;
+    }
+    const uint8_t ch = d[i++];
     if (ch == '=') {
       if (quad_pos_ >= 2 && quad_pos_ + ++pads_ >= 4) done_ = true;
       continue;
@@ -42,20 +64,44 @@ void PythonBase64Decoder::update(const char* data, size_t size, std::string& out
         break;
       case 1:
         quad_pos_ = 2;
-        out.push_back(static_cast<char>((left_ << 2) | (v >> 4)));
+        *o++ = static_cast<uint8_t>((left_ << 2) | (v >> 4));
         left_ = v & 0x0F;
         break;
       case 2:
         quad_pos_ = 3;
-        out.push_back(static_cast<char>((left_ << 4) | (v >> 2)));
+        *o++ = static_cast<uint8_t>((left_ << 4) | (v >> 2));
         left_ = v & 0x03;
         break;
       default:
         quad_pos_ = 0;
-        out.push_back(static_cast<char>((left_ << 6) | v));
+        *o++ = static_cast<uint8_t>((left_ << 6) | v);
         left_ = 0;
         break;
     }
+  }
+  out.resize(static_cast<size_t>(reinterpret_cast<char*>(o) - out.data()));
+}
+
+namespace {
+// Which bytes of `w` equal `c`: 0x01 in each such byte, 0 elsewhere (exact, no carries).
+uint64_t bytes_equal(uint64_t w, char c) {
+  constexpr uint64_t kLow7 = 0x7F7F7F7F7F7F7F7FULL;
+  const uint64_t x = w ^ (0x0101010101010101ULL * static_cast<uint8_t>(c));
+  return (~(((x & kLow7) + kLow7) | x | kLow7)) >> 7;
+}
+}  // namespace
+
+void to_url_safe_alphabet(char* p, size_t n) {
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    uint64_t w;
+    std::memcpy(&w, p + i, 8);
+    w += bytes_equal(w, '+') * ('-' - '+') + bytes_equal(w, '/') * ('_' - '/');
+    std::memcpy(p + i, &w, 8);
+  }
+  for (; i < n; ++i) {
+    if (p[i] == '+') p[i] = '-';
+    if (p[i] == '/') p[i] = '_';
   }
 }
 
@@ -64,10 +110,7 @@ std::string urlsafe_b64encode(const uint8_t* data, size_t size) {
   const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()), data,
                                 static_cast<int>(size));
   out.resize(static_cast<size_t>(n));
-  for (char& c : out) {
-    if (c == '+') c = '-';
-    if (c == '/') c = '_';
-  }
+  to_url_safe_alphabet(out.data(), out.size());
   return out;
 }
 
