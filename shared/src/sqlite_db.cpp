@@ -15,16 +15,28 @@ constexpr int kBusyTimeoutMs = 5000;  // how long a statement waits for another 
 }  // namespace
 
 SqliteStatement::SqliteStatement(SqliteStatement&& o) noexcept
-    : db_(o.db_), stmt_(std::exchange(o.stmt_, nullptr)) {}
+    : db_(o.db_), stmt_(std::exchange(o.stmt_, nullptr)), in_use_(std::exchange(o.in_use_, nullptr)) {}
 SqliteStatement& SqliteStatement::operator=(SqliteStatement&& o) noexcept {
   if (this != &o) {
-    sqlite3_finalize(stmt_);
+    release();
     db_ = o.db_;
     stmt_ = std::exchange(o.stmt_, nullptr);
+    in_use_ = std::exchange(o.in_use_, nullptr);
   }
   return *this;
 }
-SqliteStatement::~SqliteStatement() { sqlite3_finalize(stmt_); }
+SqliteStatement::~SqliteStatement() { release(); }
+
+void SqliteStatement::release() {
+  if (stmt_ == nullptr) return;
+  if (in_use_ != nullptr) {
+    reset();
+    *in_use_ = false;
+  } else {
+    sqlite3_finalize(stmt_);
+  }
+  stmt_ = nullptr;
+}
 
 SqliteStatement& SqliteStatement::bind(int index, std::string_view text) {
   sqlite3_bind_text(stmt_, index, text.data(), static_cast<int>(text.size()), SQLITE_TRANSIENT);
@@ -80,6 +92,7 @@ std::string SqliteStatement::column_text(int col) const {
 bool SqliteStatement::column_is_null(int col) const { return sqlite3_column_type(stmt_, col) == SQLITE_NULL; }
 
 void SqliteDb::Close::operator()(sqlite3* db) const { sqlite3_close_v2(db); }
+void SqliteDb::Finalize::operator()(sqlite3_stmt* stmt) const { sqlite3_finalize(stmt); }
 
 SqliteDb::SqliteDb(SqliteDb&&) noexcept = default;
 SqliteDb& SqliteDb::operator=(SqliteDb&&) noexcept = default;
@@ -173,12 +186,27 @@ Result<SqliteDb> SqliteDb::open(const std::string& path, const std::vector<std::
 }
 
 Result<SqliteStatement> SqliteDb::prepare(std::string_view sql) {
+  std::string key(sql);
+  if (auto it = cache_.find(key); it != cache_.end() && !it->second.in_use) {
+    it->second.in_use = true;
+    return SqliteStatement(db_.get(), it->second.stmt.get(), &it->second.in_use);
+  }
   sqlite3_stmt* stmt = nullptr;
   if (sqlite3_prepare_v2(db_.get(), sql.data(), static_cast<int>(sql.size()), &stmt, nullptr) !=
       SQLITE_OK) {
     return make_error(ErrorCode::kDatabase, "SQLite prepare: " + last_error());
   }
-  return SqliteStatement(db_.get(), stmt);
+  if (cache_.size() >= kCacheSize || cache_.count(key) != 0) return SqliteStatement(db_.get(), stmt);
+  Cached& c = cache_[std::move(key)];
+  c.stmt.reset(stmt);
+  c.in_use = true;
+  return SqliteStatement(db_.get(), stmt, &c.in_use);
+}
+
+Status SqliteDb::run(std::string_view sql) {
+  auto stmt = prepare(sql);
+  if (!stmt) return stmt.error();
+  return stmt->run();
 }
 
 Status SqliteDb::exec(const std::string& sql) {

@@ -5,6 +5,7 @@
 #include <fstream>
 
 #include "transfer/outbox_store.hpp"
+#include "transfer/sqlite_db.hpp"
 #include "transfer/upload_ledger.hpp"
 
 namespace transfer {
@@ -155,6 +156,41 @@ TEST(SqliteDb, ADamagedDatabaseIsMovedAsideNeverReset) {
   EXPECT_TRUE(fs::exists(heard[1])) << heard[1];           // the old file is kept for inspection
   EXPECT_NE(heard[1].find("sender.db.corrupt-"), std::string::npos);
   EXPECT_TRUE(store->all()->empty());                      // and a new one is in its place
+}
+
+// Statements are compiled once per connection and reused: a reused one starts clean (no old
+// bindings, no half-read rows), and the same SQL run again while it is open gets its own copy.
+TEST(SqliteDb, CachedStatementsStartCleanAndNest) {
+  TempDir dir;
+  auto db = SqliteDb::open(dir / "t.db", {"CREATE TABLE t(v INTEGER)"});
+  ASSERT_TRUE(db.ok()) << db.error().message;
+  for (int64_t v = 1; v <= 3; ++v) {
+    auto ins = db->prepare("INSERT INTO t(v) VALUES(?1)");
+    ASSERT_TRUE(ins.ok());
+    ASSERT_TRUE(ins->bind(1, v).run().ok());
+  }
+  {
+    auto q = db->prepare("SELECT ?1");
+    ASSERT_TRUE(q->bind(1, int64_t{5}).step().value());
+    EXPECT_EQ(q->column_int(0), 5);
+  }
+  {
+    auto q = db->prepare("SELECT ?1");  // the same statement again: the binding is gone
+    ASSERT_TRUE(q->step().value());
+    EXPECT_TRUE(q->column_is_null(0));
+  }
+  int64_t pairs = 0;
+  auto outer = db->prepare("SELECT v FROM t ORDER BY v");
+  while (outer->step().value()) {
+    auto inner = db->prepare("SELECT v FROM t ORDER BY v");
+    while (inner->step().value()) pairs += outer->column_int(0) * 10 + inner->column_int(0);
+  }
+  EXPECT_EQ(pairs, (10 + 20 + 30) * 3 + (1 + 2 + 3) * 3);
+  ASSERT_TRUE(db->transaction([&] { return db->exec("INSERT INTO t(v) VALUES(4)"); }).ok());
+  ASSERT_FALSE(db->transaction([&] { return db->exec("INSERT INTO nowhere VALUES(1)"); }).ok());
+  auto n = db->prepare("SELECT count(*) FROM t");
+  ASSERT_TRUE(n->step().value());
+  EXPECT_EQ(n->column_int(0), 4);  // the failed transaction was rolled back, the good one kept
 }
 
 TEST(UploadLedger, RecordsDeliveriesDuplicatesAndRejections) {
