@@ -5,11 +5,16 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <condition_variable>
 #include <cstring>
 #include <ctime>
+#include <deque>
+#include <mutex>
+#include <thread>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
+#include "transfer/fernet.hpp"
 #include "transfer/file_util.hpp"
 #include "transfer/json_to_xml.hpp"
 #include "transfer/sha256.hpp"
@@ -48,28 +53,147 @@ class FileJsonSource : public JsonSource {
   Sha256 hash_;
 };
 
-// The spooled XML: a temporary file in the state directory, hashed as it is written.
-class SpoolSink : public XmlSink {
+// The spooled upload: the converter's XML is hashed and Fernet-encrypted as it is written, and
+// the token text goes to a temporary file in the state directory, so the upload only copies
+// bytes. With `threaded` a second thread hashes, encrypts and writes while the converter goes on
+// (for a large input the conversion is the bound, and the other core is free until the upload).
+class TokenSpoolSink : public XmlSink {
  public:
-  explicit SpoolSink(TempFile file) : file_(std::move(file)) {}
-  ~SpoolSink() override { ::unlink(file_.path.c_str()); }
-  Status write(const char* data, size_t size) override {
-    hash_.update(data, size);
-    return write_all(file_.fd.get(), data, size, file_.path);
+  TokenSpoolSink(TempFile file, FernetKey key, bool threaded)
+      : file_(std::move(file)), key_(std::move(key)), threaded_(threaded) {}
+  ~TokenSpoolSink() override {
+    stop_worker();
+    ::unlink(file_.path.c_str());
   }
+
+  Status write(const char* data, size_t size) override {
+    if (!threaded_) return consume(data, size);
+    if (!worker_.joinable()) {
+      if (auto st = start(); !st) return st;
+    }
+    std::unique_lock lock(mu_);
+    space_.wait(lock, [this] { return queue_.size() < kQueueDepth || failed_; });
+    if (failed_) return *error_;
+    queue_.emplace_back(data, size);
+    ready_.notify_one();
+    return ok_status();
+  }
+
+  // The duplicate-key path starts the XML again: so does the token.
   Status reset() override {
+    stop_worker();
     if (::ftruncate(file_.fd.get(), 0) != 0 || ::lseek(file_.fd.get(), 0, SEEK_SET) != 0) {
       return errno_error("cannot truncate", file_.path, errno);
     }
+    enc_.reset();
     hash_ = Sha256();
+    xml_bytes_ = token_bytes_ = 0;
+    error_.reset();
+    failed_ = false;
     return ok_status();
   }
+
+  // After the conversion: the token's last block and MAC.
+  Status finish() {
+    if (threaded_ && worker_.joinable()) {
+      stop_worker();
+      if (error_) return *error_;
+    }
+    if (!enc_) {
+      if (auto st = start_encryptor(); !st) return st;
+    }
+    std::string tail;
+    enc_->finish(tail);
+    return put(tail);
+  }
+
   const std::string& path() const { return file_.path; }
   std::string sha256() { return hash_.hex_digest(); }
+  uint64_t xml_bytes() const { return xml_bytes_; }
+  uint64_t token_bytes() const { return token_bytes_; }
 
  private:
+  static constexpr size_t kQueueDepth = 8;  // pieces of up to 64 KiB between the two threads
+
+  Status start_encryptor() {
+    auto enc = FernetStreamEncryptor::create(key_);
+    if (!enc) return enc.error();
+    enc_.emplace(std::move(*enc));
+    return ok_status();
+  }
+
+  Status start() {
+    if (!enc_) {
+      if (auto st = start_encryptor(); !st) return st;
+    }
+    closing_ = false;
+    worker_ = std::thread([this] { work(); });
+    return ok_status();
+  }
+
+  Status consume(const char* data, size_t size) {
+    if (!enc_) {
+      if (auto st = start_encryptor(); !st) return st;
+    }
+    hash_.update(data, size);
+    xml_bytes_ += size;
+    out_.clear();
+    enc_->update(data, size, out_);
+    return put(out_);
+  }
+
+  Status put(const std::string& token_text) {
+    token_bytes_ += token_text.size();
+    return write_all(file_.fd.get(), token_text.data(), token_text.size(), file_.path);
+  }
+
+  void work() {
+    for (;;) {
+      std::string piece;
+      {
+        std::unique_lock lock(mu_);
+        ready_.wait(lock, [this] { return !queue_.empty() || closing_; });
+        if (queue_.empty()) return;
+        piece = std::move(queue_.front());
+        queue_.pop_front();
+        space_.notify_one();
+      }
+      if (failed_) continue;  // drain: the writer learns of the error on its next write
+      if (auto st = consume(piece.data(), piece.size()); !st) {
+        std::lock_guard lock(mu_);
+        error_ = st.error();
+        failed_ = true;
+        space_.notify_all();
+      }
+    }
+  }
+
+  void stop_worker() {
+    if (!worker_.joinable()) return;
+    {
+      std::lock_guard lock(mu_);
+      closing_ = true;
+    }
+    ready_.notify_all();
+    worker_.join();
+  }
+
   TempFile file_;
+  FernetKey key_;
+  bool threaded_;
+  std::optional<FernetStreamEncryptor> enc_;
   Sha256 hash_;
+  uint64_t xml_bytes_ = 0;
+  uint64_t token_bytes_ = 0;
+  std::string out_;
+  std::thread worker_;
+  std::mutex mu_;
+  std::condition_variable ready_;
+  std::condition_variable space_;
+  std::deque<std::string> queue_;
+  bool closing_ = false;
+  std::atomic<bool> failed_{false};
+  std::optional<Error> error_;
 };
 
 // A small input read once into memory (hashed as it was read), converted from there.
@@ -116,6 +240,8 @@ class MemoryXmlSink : public XmlSink {
 // Inputs up to this size are read once into memory and converted there; larger ones stream
 // through a spool file, so memory stays bounded whatever the size (the XML is ~2.6x the JSON).
 constexpr int64_t kInMemoryInputLimit = 256 * 1024;
+// Inputs from this size are encrypted on a second thread while they are converted.
+constexpr int64_t kEncryptBesideInputSize = 8 << 20;
 
 // Reads the whole of a small file; its size is known from fstat.
 Result<std::string> read_small_file(int fd, const std::string& path, int64_t size) {
@@ -708,7 +834,7 @@ SenderService::StepResult SenderService::attempt_upload(const std::string& name,
 
   JsonToXmlOptions options;
   options.max_depth = config_.max_depth;
-  std::optional<SpoolSink> spool;
+  std::optional<TokenSpoolSink> spool;
   std::optional<FileJsonSource> file_source;
   std::optional<MemoryJsonSource> memory_source;
   MemoryXmlSink memory;
@@ -717,12 +843,15 @@ SenderService::StepResult SenderService::attempt_upload(const std::string& name,
   } else {
     auto temp = create_temp_file(spool_dir_, "xml");
     if (!temp) return transient(temp.error().message);
-    spool.emplace(std::move(*temp));
+    spool.emplace(std::move(*temp), current_key(), stamp.size >= kEncryptBesideInputSize);
     file_source.emplace(fd, path, cancel_);
   }
   JsonSource& source = content ? static_cast<JsonSource&>(*memory_source) : *file_source;
   XmlSink& sink = content ? static_cast<XmlSink&>(memory) : *spool;
   auto converted = convert_json_to_xml(source, sink, options, name);
+  if (converted && spool) {
+    if (auto st = spool->finish(); !st) converted = st.error();
+  }
   if (!converted) {
     const auto code = converted.error().code;
     if (code == ErrorCode::kCancelled) return {Step::kStopped};
@@ -737,9 +866,13 @@ SenderService::StepResult SenderService::attempt_upload(const std::string& name,
   const std::string xml_sha = content ? memory.sha256() : spool->sha256();
   const auto upload_started = std::chrono::steady_clock::now();
   const UploadIdentity identity{idempotency_key(name, sha), xml_sha, transfer_id};
+  if (spool && (spool->xml_bytes() != converted->xml_bytes ||
+                spool->token_bytes() != fernet_token_length(converted->xml_bytes))) {
+    return transient("spooled token of " + std::to_string(spool->token_bytes()) + " bytes for " +
+                     std::to_string(converted->xml_bytes) + " bytes of XML: not the Fernet length");
+  }
   const auto response = content ? uploader.upload_buffer(upload_name, memory.xml, identity, current_key())
-                                : uploader.upload(upload_name, spool->path(), converted->xml_bytes, identity,
-                                                  current_key());
+                                : uploader.upload_token_file(upload_name, spool->path(), spool->token_bytes(), identity);
   if (response.cancelled) return {Step::kStopped};
   note_receiver_answer(response.status != 0, response.error);
   if (response.status != 0) {

@@ -21,6 +21,8 @@ void set_timeout(httplib::Client& c, void (httplib::Client::*setter)(time_t, tim
   (c.*setter)(split.sec, split.usec);
 }
 
+constexpr size_t kChunk = 1 << 16;
+
 std::string safe_filename(const std::string& name) {
   std::string out;
   for (const char c : name) out += (c == '"' || c == '\\' || static_cast<unsigned char>(c) < 0x20) ? '_' : c;
@@ -119,43 +121,55 @@ std::string Uploader::url_for(const std::string& name) const {
 
 void Uploader::abort() { client_->stop(); }
 
-UploadResponse Uploader::upload(const std::string& name, const std::string& xml_path,
-                                uint64_t xml_size, const UploadIdentity& identity,
-                                const FernetKey& key) {
-  UniqueFd fd(::open(xml_path.c_str(), O_RDONLY | O_CLOEXEC));
+UploadResponse Uploader::upload_token_file(const std::string& name, const std::string& token_path,
+                                           uint64_t token_size, const UploadIdentity& identity) {
+  UniqueFd fd(::open(token_path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd) {
     UploadResponse response;
-    response.error = errno_error("cannot open", xml_path, errno).message;
+    response.error = errno_error("cannot open", token_path, errno).message;
     return response;
   }
-  return send(name, xml_size, identity, key, [&](char* buf, size_t cap) -> Result<size_t> {
-    for (;;) {
-      const ssize_t n = ::read(fd.get(), buf, cap);
-      if (n >= 0) return static_cast<size_t>(n);
-      if (errno != EINTR) return errno_error("cannot read", xml_path, errno);
+  uint64_t left = token_size;
+  return send(name, token_size, identity, [&](std::string& out) -> Result<bool> {
+    const size_t want = static_cast<size_t>(std::min<uint64_t>(left, kChunk));
+    out.resize(want);
+    size_t got = 0;
+    while (got < want) {
+      const ssize_t n = ::read(fd.get(), out.data() + got, want - got);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return errno_error("cannot read", token_path, errno);
+      if (n == 0) return make_error(ErrorCode::kIo, token_path + ": shorter than its token (" + std::to_string(token_size) + " bytes)");
+      got += static_cast<size_t>(n);
     }
+    left -= want;
+    return left == 0;
   });
 }
 
 UploadResponse Uploader::upload_buffer(const std::string& name, std::string_view xml,
                                        const UploadIdentity& identity, const FernetKey& key) {
-  size_t pos = 0;
-  return send(name, xml.size(), identity, key, [&](char* buf, size_t cap) -> Result<size_t> {
-    const size_t n = std::min(cap, xml.size() - pos);
-    std::memcpy(buf, xml.data() + pos, n);
-    pos += n;
-    return n;
-  });
-}
-
-UploadResponse Uploader::send(const std::string& name, uint64_t xml_size, const UploadIdentity& identity,
-                              const FernetKey& key, const std::function<Result<size_t>(char*, size_t)>& read) {
-  UploadResponse response;
   auto enc = FernetStreamEncryptor::create(key);
   if (!enc) {
+    UploadResponse response;
     response.error = enc.error().message;
     return response;
   }
+  size_t pos = 0;
+  return send(name, fernet_token_length(xml.size()), identity, [&](std::string& out) -> Result<bool> {
+    const size_t n = std::min(kChunk, xml.size() - pos);
+    if (n == 0) {
+      enc->finish(out);
+      return true;
+    }
+    enc->update(xml.data() + pos, n, out);
+    pos += n;
+    return false;
+  });
+}
+
+UploadResponse Uploader::send(const std::string& name, uint64_t token_size, const UploadIdentity& identity,
+                              const TokenProducer& produce) {
+  UploadResponse response;
   uint8_t rnd[16];
   RAND_bytes(rnd, sizeof rnd);
   const std::string boundary = to_hex(rnd, sizeof rnd);  // like requests: 32 hex digits
@@ -163,29 +177,23 @@ UploadResponse Uploader::send(const std::string& name, uint64_t xml_size, const 
                            "\r\nContent-Disposition: form-data; name=\"file\"; filename=\"" +
                            safe_filename(name) + ".xml.enc\"\r\n\r\n";
   const std::string tail = "\r\n--" + boundary + "--\r\n";
-  const uint64_t length = head.size() + fernet_token_length(xml_size) + tail.size();
+  const uint64_t length = head.size() + token_size + tail.size();
 
-  // The body is produced in order: head, token (encrypted from the file as it is read), tail.
+  // The body is produced in order: head, token, tail.
   std::string pending = head;
-  bool file_done = false;
+  bool token_done = false;
   bool tail_sent = false;
-  std::vector<char> buf(1 << 16);
   std::string read_error;
   auto provider = [&](size_t /*offset*/, size_t /*length*/, httplib::DataSink& sink) {
     if (cancel_.load()) return false;
     while (pending.empty() && !tail_sent) {
-      if (!file_done) {
-        auto n = read(buf.data(), buf.size());
-        if (!n) {
-          read_error = n.error().message;
+      if (!token_done) {
+        auto done = produce(pending);
+        if (!done) {
+          read_error = done.error().message;
           return false;
         }
-        if (*n == 0) {
-          enc->finish(pending);
-          file_done = true;
-        } else {
-          enc->update(buf.data(), *n, pending);
-        }
+        token_done = *done;
       } else {
         pending = tail;
         tail_sent = true;

@@ -1,6 +1,7 @@
 #pragma once
-// Uploads one spooled XML file: multipart/form-data with one part `file` holding the Fernet
-// token, encrypted while it is sent, with an exact Content-Length. Keeps its connection alive
+// Uploads one file: multipart/form-data with one part `file` holding the Fernet token, with an
+// exact Content-Length: either a token already spooled to a file (large inputs: encrypted while
+// they were converted) or XML in memory, encrypted while it is sent. Keeps its connection alive
 // between uploads. The HTTP library stays behind this interface.
 
 #include <atomic>
@@ -52,9 +53,10 @@ class Uploader {
  public:
   Uploader(UploadTarget target, const std::atomic<bool>& cancel);
   ~Uploader();
-  // Streams `xml_path` (`xml_size` bytes) to <uri_prefix>/<name>, encrypted with `key`.
-  UploadResponse upload(const std::string& name, const std::string& xml_path, uint64_t xml_size,
-                        const UploadIdentity& identity, const FernetKey& key);
+  // Streams the Fernet token in `token_path` (`token_size` bytes of token text) to
+  // <uri_prefix>/<name> as it is.
+  UploadResponse upload_token_file(const std::string& name, const std::string& token_path, uint64_t token_size,
+                                   const UploadIdentity& identity);
   // The same from memory (the XML of a small file).
   UploadResponse upload_buffer(const std::string& name, std::string_view xml, const UploadIdentity& identity,
                                const FernetKey& key);
@@ -66,10 +68,12 @@ class Uploader {
 
  private:
   std::string describe(int error) const;  // an httplib::Error, in operator's words
-  // The body is produced in order: multipart head, the token (encrypted as `read` gives
-  // plaintext; 0 bytes means the end), tail; with an exact Content-Length.
-  UploadResponse send(const std::string& name, uint64_t xml_size, const UploadIdentity& identity,
-                      const FernetKey& key, const std::function<Result<size_t>(char*, size_t)>& read);
+  // Appends the next piece of token text to `out`; true once the token is complete.
+  using TokenProducer = std::function<Result<bool>(std::string& out)>;
+  // The body is produced in order: multipart head, the token (`token_size` bytes from
+  // `produce`), tail; with an exact Content-Length.
+  UploadResponse send(const std::string& name, uint64_t token_size, const UploadIdentity& identity,
+                      const TokenProducer& produce);
   UploadTarget target_;
   const std::atomic<bool>& cancel_;
   std::unique_ptr<httplib::Client> client_;

@@ -1,10 +1,19 @@
 """Interoperability with the Python reference pair, both ways."""
+import json
 import os
+import shutil
 import subprocess
 import sys
 import unittest
 
-from harness import PEER, Workdir, assert_corpus_outputs, copy_corpus, get, stop, wait_until, write_json
+from harness import PEER, Workdir, assert_corpus_outputs, copy_corpus, expected_xml, get, stop, wait_until, write_json
+
+
+def _split_repeated(xml, item_start):
+    """A document whose list holds one record: (text before it, its block, text after)."""
+    i = xml.index(item_start)
+    j = xml.index("\n\t</rows>", i)
+    return xml[:i], xml[i:j + 1], xml[j + 1:]
 
 
 def free_port():
@@ -58,6 +67,50 @@ class InteropTest(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr.decode())
         assert_corpus_outputs(self, names, self.w.path("output"))
         stop(gunicorn)
+
+    def test_large_files_both_receivers(self):
+        """Inputs too large for memory go through the spool, their token encrypted while they are
+        converted (on a second thread from 8 MiB): Python's Fernet and our receiver both take
+        them, and the XML is dicttoxml's. The oracle converts one record and repeats it, so
+        multi-megabyte files need no slow reference run."""
+        rec = {"id": 7, "name": "x \u00e9 <&> \U0001F680", "vals": [1.5, None, True, "a\tb"], "nested": {"k": "v", "2": []}}
+        cases = {"mid": (3000, None), "big": (110000, None), "bigdup": (110000, 2)}  # ~0.3, ~11 MB
+        expected = {}
+        for name, (n, dup) in cases.items():
+            record = json.dumps(rec, ensure_ascii=False)
+            with open(self.w.path("input", name + ".json"), "w", encoding="utf-8") as fh:
+                fh.write('{"a": 1, "rows": [' + ",".join([record] * n) + "]" + (', "a": %d' % dup if dup else "") + "}")
+            one = expected_xml({"a": dup or 1, "rows": [rec]}).decode()
+            head, block, tail = _split_repeated(one, "\t\t<item ")
+            expected[name] = (head + block * n + tail).encode()
+        self.assertGreater(os.path.getsize(self.w.path("input", "big.json")), 8 << 20)
+        self.assertGreater(os.path.getsize(self.w.path("input", "mid.json")), 256 << 10)
+        port = free_port()
+        env = dict(os.environ, OUTPUT_DIR=self.w.path("output"), DECRYPTION_KEY=self.w.key,
+                   SERVER_IP="127.0.0.1", SERVER_PORT=str(port))
+        log = open(self.w.path("gunicorn.log"), "wb")
+        gunicorn = subprocess.Popen(["/usr/bin/python3", "/usr/bin/gunicorn", "-c", "gunicorn.conf.py", "receiver:app"],
+                                    cwd=os.path.join(PEER, "app"), env=env, stdout=log, stderr=log)
+        log.close()
+        self.w.procs.append(gunicorn)
+        self.w.port = port
+        wait_until(lambda: self._healthy(), what="gunicorn health")
+        r = self.w.run_sender_once(port=port, timeout=300)
+        self.assertEqual(r.returncode, 0, r.stderr.decode())
+        stop(gunicorn)
+        for name, want in expected.items():
+            with open(self.w.path("output", name + ".xml"), "rb") as fh:
+                self.assertTrue(fh.read() == want, name + ": not dicttoxml's XML (Python receiver)")
+            os.unlink(self.w.path("output", name + ".xml"))
+        # The same files again, to our receiver (the sender's state is per receiver run: fresh).
+        shutil.rmtree(self.w.path("sstate"))
+        os.makedirs(self.w.path("sstate"))
+        self.w.start_receiver()
+        r = self.w.run_sender_once(timeout=300)
+        self.assertEqual(r.returncode, 0, r.stderr.decode())
+        for name, want in expected.items():
+            with open(self.w.path("output", name + ".xml"), "rb") as fh:
+                self.assertTrue(fh.read() == want, name + ": not dicttoxml's XML (our receiver)")
 
     def _healthy(self):
         try:
