@@ -1,5 +1,8 @@
 #include "receiver_config.hpp"
 
+#include <algorithm>
+#include <thread>
+
 #include "output_committer.hpp"
 #include "transfer/logging.hpp"
 #include "transfer/tls_files.hpp"
@@ -15,7 +18,7 @@ const std::vector<OptionSpec>& receiver_options() {
       {"status-db-path", "STATUS_DB_PATH", "/usr/src/app-receiver/status-db", "Directory of the upload ledger receiver.db"},
       {"log-level", "LOG_LEVEL", "info", "debug, info, warning, error or critical"},
       {"max-upload-bytes", "MAX_UPLOAD_BYTES", "16G", "Largest upload body accepted (413 above it); suffixes K, M, G"},
-      {"threads", "THREADS", "8", "Uploads handled concurrently"},
+      {"threads", "THREADS", "0", "Uploads and connections handled concurrently (0: four per core, at least 16)"},
       {"token-ttl", "TOKEN_TTL", "0", "Refuse tokens older than this many seconds (0: no limit, as the old pair)"},
       {"read-timeout", "READ_TIMEOUT", "30", "Seconds a client may stall while sending"},
       {"ready-file", "READY_FILE", "", "Write the listening port to this file once ready"},
@@ -57,9 +60,12 @@ std::variant<ReceiverConfig, EarlyExit> load_receiver_config(const std::vector<s
   auto max = parse_size(v.get("max-upload-bytes"), "MAX_UPLOAD_BYTES");
   if (!max) return bad(max.error());
   c.max_upload_bytes = *max;
-  auto threads = parse_integer(v.get("threads"), "THREADS", 1, 1024);
+  auto threads = parse_integer(v.get("threads"), "THREADS", 0, 1024);
   if (!threads) return bad(threads.error());
-  c.threads = static_cast<int>(*threads);
+  // 0: four per core, at least 16. cpp-httplib gives each keep-alive connection a thread for as
+  // long as it stays open, so fewer threads than busy clients makes the others queue.
+  c.threads = *threads > 0 ? static_cast<int>(*threads)
+                           : std::max(16, 4 * static_cast<int>(std::thread::hardware_concurrency()));
   auto ttl = parse_integer(v.get("token-ttl"), "TOKEN_TTL", 0, 1LL << 40);
   if (!ttl) return bad(ttl.error());
   if (*ttl > 0) c.token_ttl = static_cast<uint64_t>(*ttl);

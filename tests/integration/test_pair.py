@@ -221,6 +221,14 @@ class PairTest(unittest.TestCase):
                                  expected_xml({"i": i}))
         self.assertIn("FSYNC=off: files answered 201 may be lost", self.w.read("receiver.log"))
 
+    def test_thread_pool_sized_for_the_machine(self):
+        self.w.start_receiver()
+        want = max(16, 4 * os.cpu_count())
+        self.assertIn("threads=%d" % want, self.w.read("receiver.log"))
+        stop(self.w.procs[-1])
+        self.w.start_receiver(env={"THREADS": "3"})
+        self.assertIn("threads=3", self.w.read("receiver.log"))
+
     def test_help_and_version(self):
         for prog, names in (("receiver", ["OUTPUT_DIR", "DECRYPTION_KEY", "SERVER_IP", "SERVER_PORT", "LOG_LEVEL", "STATUS_DB_PATH", "/usr/src/app-receiver/output"]),
                             ("sender", ["INPUT_DIR", "ENCRYPTION_KEY", "SCAN_INTERVAL", "STATUS_DB_PATH", "RECEIVER_ADDRESS", "RECEIVER_PORT", "RECEIVER_URI", "LOG_LEVEL", "/usr/src/app-sender/input"])):
