@@ -132,10 +132,11 @@ UploadResponse Uploader::upload_token_file(const std::string& name, const std::s
   uint64_t left = token_size;
   return send(name, token_size, identity, [&](std::string& out) -> Result<bool> {
     const size_t want = static_cast<size_t>(std::min<uint64_t>(left, kChunk));
-    out.resize(want);
+    const size_t at = out.size();  // appended after what is pending
+    out.resize(at + want);
     size_t got = 0;
     while (got < want) {
-      const ssize_t n = ::read(fd.get(), out.data() + got, want - got);
+      const ssize_t n = ::read(fd.get(), out.data() + at + got, want - got);
       if (n < 0 && errno == EINTR) continue;
       if (n < 0) return errno_error("cannot read", token_path, errno);
       if (n == 0) return make_error(ErrorCode::kIo, token_path + ": shorter than its token (" + std::to_string(token_size) + " bytes)");
@@ -184,9 +185,11 @@ UploadResponse Uploader::send(const std::string& name, uint64_t token_size, cons
   bool token_done = false;
   bool tail_sent = false;
   std::string read_error;
+  // Pieces are gathered up to kChunk before each write: a small upload's whole body goes out in
+  // one send (each write is a poll and a send in cpp-httplib).
   auto provider = [&](size_t /*offset*/, size_t /*length*/, httplib::DataSink& sink) {
     if (cancel_.load()) return false;
-    while (pending.empty() && !tail_sent) {
+    while (pending.size() < kChunk && !tail_sent) {
       if (!token_done) {
         auto done = produce(pending);
         if (!done) {
@@ -195,7 +198,7 @@ UploadResponse Uploader::send(const std::string& name, uint64_t token_size, cons
         }
         token_done = *done;
       } else {
-        pending = tail;
+        pending += tail;
         tail_sent = true;
       }
     }
