@@ -108,7 +108,7 @@ def main():
         groups.setdefault((x["impl"], x["tag"], x["workers"]), []).append(x)
     for (impl, tag, w), rs in groups.items():
         print("| %s | %s | %s | %d | %s | %s | %s | %d | %d | %s | %s |" % (
-            impl, tag, w if impl != "cpp" else "8 threads", len(rs), fmt(med([x["upload_rps"] for x in rs])),
+            impl, tag, w if impl != "cpp" else "THREADS default", len(rs), fmt(med([x["upload_rps"] for x in rs])),
             fmt(med([x["upload_p50_ms"] for x in rs]), 2), fmt(med([x["upload_p99_ms"] for x in rs]), 2),
             sum(x["upload_non2xx"] for x in rs), sum(x["files_written"] for x in rs),
             fmt(med([x["health_rps"] for x in rs]), 0), fmt(med([x["health_p99_ms"] for x in rs]), 2)))
