@@ -68,9 +68,7 @@ class TokenSpoolSink : public XmlSink {
 
   Status write(const char* data, size_t size) override {
     if (!threaded_) return consume(data, size);
-    if (!worker_.joinable()) {
-      if (auto st = start(); !st) return st;
-    }
+    if (!worker_.joinable()) start();
     std::unique_lock lock(mu_);
     space_.wait(lock, [this] { return queue_.size() < kQueueDepth || failed_; });
     if (failed_) return *error_;
@@ -87,7 +85,7 @@ class TokenSpoolSink : public XmlSink {
     }
     enc_.reset();
     hash_ = Sha256();
-    xml_bytes_ = token_bytes_ = 0;
+    token_bytes_ = 0;
     error_.reset();
     failed_ = false;
     return ok_status();
@@ -99,9 +97,7 @@ class TokenSpoolSink : public XmlSink {
       stop_worker();
       if (error_) return *error_;
     }
-    if (!enc_) {
-      if (auto st = start_encryptor(); !st) return st;
-    }
+    if (auto st = ensure_encryptor(); !st) return st;
     std::string tail;
     enc_->finish(tail);
     return put(tail);
@@ -109,34 +105,28 @@ class TokenSpoolSink : public XmlSink {
 
   const std::string& path() const { return file_.path; }
   std::string sha256() { return hash_.hex_digest(); }
-  uint64_t xml_bytes() const { return xml_bytes_; }
   uint64_t token_bytes() const { return token_bytes_; }
 
  private:
   static constexpr size_t kQueueDepth = 8;  // pieces of up to 64 KiB between the two threads
 
-  Status start_encryptor() {
+  // Made on first use (again after reset()), on the thread that encrypts.
+  Status ensure_encryptor() {
+    if (enc_) return ok_status();
     auto enc = FernetStreamEncryptor::create(key_);
     if (!enc) return enc.error();
     enc_.emplace(std::move(*enc));
     return ok_status();
   }
 
-  Status start() {
-    if (!enc_) {
-      if (auto st = start_encryptor(); !st) return st;
-    }
+  void start() {
     closing_ = false;
     worker_ = std::thread([this] { work(); });
-    return ok_status();
   }
 
   Status consume(const char* data, size_t size) {
-    if (!enc_) {
-      if (auto st = start_encryptor(); !st) return st;
-    }
+    if (auto st = ensure_encryptor(); !st) return st;
     hash_.update(data, size);
-    xml_bytes_ += size;
     out_.clear();
     enc_->update(data, size, out_);
     return put(out_);
@@ -183,7 +173,6 @@ class TokenSpoolSink : public XmlSink {
   bool threaded_;
   std::optional<FernetStreamEncryptor> enc_;
   Sha256 hash_;
-  uint64_t xml_bytes_ = 0;
   uint64_t token_bytes_ = 0;
   std::string out_;
   std::thread worker_;
@@ -194,26 +183,6 @@ class TokenSpoolSink : public XmlSink {
   bool closing_ = false;
   std::atomic<bool> failed_{false};
   std::optional<Error> error_;
-};
-
-// A small input read once into memory (hashed as it was read), converted from there.
-class MemoryJsonSource : public JsonSource {
- public:
-  explicit MemoryJsonSource(const std::string& text) : text_(text) {}
-  Result<size_t> read(char* buf, size_t cap) override {
-    const size_t n = std::min(cap, text_.size() - pos_);
-    std::memcpy(buf, text_.data() + pos_, n);
-    pos_ += n;
-    return n;
-  }
-  Status rewind() override {
-    pos_ = 0;
-    return ok_status();
-  }
-
- private:
-  const std::string& text_;
-  size_t pos_ = 0;
 };
 
 // The XML of a small input, kept in memory and hashed as it is written: no spool file to create
@@ -866,8 +835,7 @@ SenderService::StepResult SenderService::attempt_upload(const std::string& name,
   const std::string xml_sha = content ? memory.sha256() : spool->sha256();
   const auto upload_started = std::chrono::steady_clock::now();
   const UploadIdentity identity{idempotency_key(name, sha), xml_sha, transfer_id};
-  if (spool && (spool->xml_bytes() != converted->xml_bytes ||
-                spool->token_bytes() != fernet_token_length(converted->xml_bytes))) {
+  if (spool && spool->token_bytes() != fernet_token_length(converted->xml_bytes)) {
     return transient("spooled token of " + std::to_string(spool->token_bytes()) + " bytes for " +
                      std::to_string(converted->xml_bytes) + " bytes of XML: not the Fernet length");
   }

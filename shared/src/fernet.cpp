@@ -67,27 +67,19 @@ class Base64Writer {
       --size;
     }
     if (carry_len_ == 3) {
-      emit(carry_, 3, out);
+      append_urlsafe_b64(carry_, 3, out);
       carry_len_ = 0;
     }
     const size_t whole = size - size % 3;
-    if (whole > 0) emit(data, whole, out);
+    if (whole > 0) append_urlsafe_b64(data, whole, out);
     for (size_t i = whole; i < size; ++i) carry_[carry_len_++] = data[i];
   }
   void finish(std::string& out) {
-    if (carry_len_ > 0) emit(carry_, carry_len_, out);
+    if (carry_len_ > 0) append_urlsafe_b64(carry_, carry_len_, out);
     carry_len_ = 0;
   }
 
  private:
-  static void emit(const uint8_t* data, size_t size, std::string& out) {
-    const size_t at = out.size();
-    out.resize(at + 4 * ((size + 2) / 3) + 1);
-    const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data() + at), data,
-                                  static_cast<int>(size));
-    out.resize(at + static_cast<size_t>(n));
-    to_url_safe_alphabet(out.data() + at, static_cast<size_t>(n));
-  }
   uint8_t carry_[3] = {};
   size_t carry_len_ = 0;
 };

@@ -286,15 +286,22 @@ size_t float_repr(double value, char* out) {
   return static_cast<size_t>(o - out);
 }
 
+// The length of a character XML 1.0 cannot carry at `s[i]` (a C0 control other than TAB, LF,
+// CR: 1 byte; U+FFFE or U+FFFF: 3 bytes), or 0.
+size_t invalid_xml_char_at(std::string_view s, size_t i) {
+  const auto c = static_cast<uint8_t>(s[i]);
+  if (c < 0x20 && c != '\t' && c != '\n' && c != '\r') return 1;
+  if (c == 0xEF && i + 2 < s.size() && static_cast<uint8_t>(s[i + 1]) == 0xBF &&
+      (static_cast<uint8_t>(s[i + 2]) == 0xBE || static_cast<uint8_t>(s[i + 2]) == 0xBF)) {
+    return 3;
+  }
+  return 0;
+}
+
 // Does clean_xml_chars() have anything to change? (Most strings: no, and then no copy.)
 bool needs_xml_clean(std::string_view s) {
   for (size_t i = 0; i < s.size(); ++i) {
-    const auto c = static_cast<uint8_t>(s[i]);
-    if (c < 0x20 && c != '\t' && c != '\n' && c != '\r') return true;
-    if (c == 0xEF && i + 2 < s.size() && static_cast<uint8_t>(s[i + 1]) == 0xBF &&
-        (static_cast<uint8_t>(s[i + 2]) == 0xBE || static_cast<uint8_t>(s[i + 2]) == 0xBF)) {
-      return true;
-    }
+    if (invalid_xml_char_at(s, i) != 0) return true;
   }
   return false;
 }
@@ -792,17 +799,11 @@ std::string clean_xml_chars(std::string_view s) {
   std::string out;
   out.reserve(s.size());
   for (size_t i = 0; i < s.size();) {
-    const auto c = static_cast<uint8_t>(s[i]);
-    if (c < 0x20 && c != '\t' && c != '\n' && c != '\r') {
+    if (const size_t bad = invalid_xml_char_at(s, i); bad != 0) {
       out += kReplacement;
-      ++i;
-    } else if (c == 0xEF && i + 2 < s.size() && static_cast<uint8_t>(s[i + 1]) == 0xBF &&
-               (static_cast<uint8_t>(s[i + 2]) == 0xBE || static_cast<uint8_t>(s[i + 2]) == 0xBF)) {
-      out += kReplacement;  // U+FFFE, U+FFFF
-      i += 3;
+      i += bad;
     } else {
-      out += static_cast<char>(c);
-      ++i;
+      out += s[i++];
     }
   }
   return out;
@@ -848,43 +849,32 @@ Result<JsonToXmlStats> convert_json_to_xml(JsonSource& in, XmlSink& out,
   }
 }
 
-namespace {
-class StringSource : public JsonSource {
- public:
-  explicit StringSource(std::string_view s) : s_(s) {}
-  Result<size_t> read(char* buf, size_t cap) override {
-    const size_t n = std::min(cap, s_.size() - pos_);
-    std::copy_n(s_.data() + pos_, n, buf);
-    pos_ += n;
-    return n;
-  }
-  Status rewind() override {
-    pos_ = 0;
-    return ok_status();
-  }
+Result<size_t> MemoryJsonSource::read(char* buf, size_t cap) {
+  const size_t n = std::min({cap, chunk_, json_.size() - pos_});
+  std::memcpy(buf, json_.data() + pos_, n);
+  pos_ += n;
+  return n;
+}
 
- private:
-  std::string_view s_;
-  size_t pos_ = 0;
-};
-class StringSink : public XmlSink {
- public:
-  Status write(const char* data, size_t size) override {
-    out.append(data, size);
-    return ok_status();
-  }
-  Status reset() override {
-    out.clear();
-    return ok_status();
-  }
-  std::string out;
-};
-}  // namespace
+Status MemoryJsonSource::rewind() {
+  pos_ = 0;
+  return ok_status();
+}
+
+Status StringXmlSink::write(const char* data, size_t size) {
+  out.append(data, size);
+  return ok_status();
+}
+
+Status StringXmlSink::reset() {
+  out.clear();
+  return ok_status();
+}
 
 Result<std::string> json_to_xml(std::string_view json, const JsonToXmlOptions& options,
                                 const std::string& origin) {
-  StringSource src(json);
-  StringSink sink;
+  MemoryJsonSource src(json);
+  StringXmlSink sink;
   auto r = convert_json_to_xml(src, sink, options, origin);
   if (!r) return r.error();
   return std::move(sink.out);

@@ -105,12 +105,18 @@ void to_url_safe_alphabet(char* p, size_t n) {
   }
 }
 
-std::string urlsafe_b64encode(const uint8_t* data, size_t size) {
-  std::string out(4 * ((size + 2) / 3) + 1, '\0');
-  const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()), data,
+void append_urlsafe_b64(const uint8_t* data, size_t size, std::string& out) {
+  const size_t at = out.size();
+  out.resize(at + 4 * ((size + 2) / 3) + 1);
+  const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data() + at), data,
                                 static_cast<int>(size));
-  out.resize(static_cast<size_t>(n));
-  to_url_safe_alphabet(out.data(), out.size());
+  out.resize(at + static_cast<size_t>(n));
+  to_url_safe_alphabet(out.data() + at, static_cast<size_t>(n));
+}
+
+std::string urlsafe_b64encode(const uint8_t* data, size_t size) {
+  std::string out;
+  append_urlsafe_b64(data, size, out);
   return out;
 }
 

@@ -186,8 +186,8 @@ Result<SqliteDb> SqliteDb::open(const std::string& path, const std::vector<std::
 }
 
 Result<SqliteStatement> SqliteDb::prepare(std::string_view sql) {
-  std::string key(sql);
-  if (auto it = cache_.find(key); it != cache_.end() && !it->second.in_use) {
+  const auto it = cache_.find(sql);
+  if (it != cache_.end() && !it->second.in_use) {
     it->second.in_use = true;
     return SqliteStatement(db_.get(), it->second.stmt.get(), &it->second.in_use);
   }
@@ -196,8 +196,9 @@ Result<SqliteStatement> SqliteDb::prepare(std::string_view sql) {
       SQLITE_OK) {
     return make_error(ErrorCode::kDatabase, "SQLite prepare: " + last_error());
   }
-  if (cache_.size() >= kCacheSize || cache_.count(key) != 0) return SqliteStatement(db_.get(), stmt);
-  Cached& c = cache_[std::move(key)];
+  // Already cached (and in use), or the cache is full: this copy is the caller's alone.
+  if (it != cache_.end() || cache_.size() >= kCacheSize) return SqliteStatement(db_.get(), stmt);
+  Cached& c = cache_[std::string(sql)];
   c.stmt.reset(stmt);
   c.in_use = true;
   return SqliteStatement(db_.get(), stmt, &c.in_use);

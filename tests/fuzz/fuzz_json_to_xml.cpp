@@ -3,7 +3,6 @@
 // at a time it must give the same XML or the same error (the input filter works on chunks).
 #include <libxml/parser.h>
 
-#include <algorithm>
 #include <cstdint>
 #include <cstdlib>
 #include <cstdio>
@@ -15,39 +14,6 @@ using namespace transfer;
 
 namespace {
 void quiet(void*, const char*, ...) {}
-
-class ChunkedSource : public JsonSource {
- public:
-  ChunkedSource(std::string_view data, size_t chunk) : data_(data), chunk_(chunk) {}
-  Result<size_t> read(char* buf, size_t cap) override {
-    const size_t n = std::min({cap, chunk_, data_.size() - pos_});
-    std::copy_n(data_.data() + pos_, n, buf);
-    pos_ += n;
-    return n;
-  }
-  Status rewind() override {
-    pos_ = 0;
-    return ok_status();
-  }
-
- private:
-  std::string_view data_;
-  size_t chunk_;
-  size_t pos_ = 0;
-};
-
-class StringSink : public XmlSink {
- public:
-  Status write(const char* d, size_t n) override {
-    out.append(d, n);
-    return ok_status();
-  }
-  Status reset() override {
-    out.clear();
-    return ok_status();
-  }
-  std::string out;
-};
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -61,8 +27,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   options.max_depth = 64;
   const std::string_view json(reinterpret_cast<const char*>(data), size);
   auto xml = json_to_xml(json, options, "fuzz");
-  ChunkedSource chunked(json, 1 + size % 13);
-  StringSink sink;
+  MemoryJsonSource chunked(json, 1 + size % 13);
+  StringXmlSink sink;
   auto again = convert_json_to_xml(chunked, sink, options, "fuzz");
   if (xml.ok() != again.ok() || (xml.ok() ? *xml != sink.out : xml.error().message != again.error().message)) {
     std::fprintf(stderr, "chunked input converted differently\n");

@@ -53,17 +53,8 @@ class InteropTest(unittest.TestCase):
 
     def test_our_sender_to_python_receiver(self):
         names = copy_corpus(self.w.path("input"))
-        port = free_port()
-        env = dict(os.environ, OUTPUT_DIR=self.w.path("output"), DECRYPTION_KEY=self.w.key,
-                   SERVER_IP="127.0.0.1", SERVER_PORT=str(port))
-        log = open(self.w.path("gunicorn.log"), "wb")
-        gunicorn = subprocess.Popen(["/usr/bin/python3", "/usr/bin/gunicorn", "-c", "gunicorn.conf.py", "receiver:app"],
-                                    cwd=os.path.join(PEER, "app"), env=env, stdout=log, stderr=log)
-        log.close()
-        self.w.procs.append(gunicorn)
-        self.w.port = port
-        wait_until(lambda: self._healthy(), what="gunicorn health")
-        r = self.w.run_sender_once(port=port)
+        gunicorn = self._start_python_receiver()
+        r = self.w.run_sender_once()
         self.assertEqual(r.returncode, 0, r.stderr.decode())
         assert_corpus_outputs(self, names, self.w.path("output"))
         stop(gunicorn)
@@ -85,17 +76,8 @@ class InteropTest(unittest.TestCase):
             expected[name] = (head + block * n + tail).encode()
         self.assertGreater(os.path.getsize(self.w.path("input", "big.json")), 8 << 20)
         self.assertGreater(os.path.getsize(self.w.path("input", "mid.json")), 256 << 10)
-        port = free_port()
-        env = dict(os.environ, OUTPUT_DIR=self.w.path("output"), DECRYPTION_KEY=self.w.key,
-                   SERVER_IP="127.0.0.1", SERVER_PORT=str(port))
-        log = open(self.w.path("gunicorn.log"), "wb")
-        gunicorn = subprocess.Popen(["/usr/bin/python3", "/usr/bin/gunicorn", "-c", "gunicorn.conf.py", "receiver:app"],
-                                    cwd=os.path.join(PEER, "app"), env=env, stdout=log, stderr=log)
-        log.close()
-        self.w.procs.append(gunicorn)
-        self.w.port = port
-        wait_until(lambda: self._healthy(), what="gunicorn health")
-        r = self.w.run_sender_once(port=port, timeout=300)
+        gunicorn = self._start_python_receiver()
+        r = self.w.run_sender_once(timeout=300)
         self.assertEqual(r.returncode, 0, r.stderr.decode())
         stop(gunicorn)
         for name, want in expected.items():
@@ -111,6 +93,20 @@ class InteropTest(unittest.TestCase):
         for name, want in expected.items():
             with open(self.w.path("output", name + ".xml"), "rb") as fh:
                 self.assertTrue(fh.read() == want, name + ": not dicttoxml's XML (our receiver)")
+
+    def _start_python_receiver(self):
+        """The reference receiver under gunicorn on a free port, healthy; self.w.port points at it."""
+        port = free_port()
+        env = dict(os.environ, OUTPUT_DIR=self.w.path("output"), DECRYPTION_KEY=self.w.key,
+                   SERVER_IP="127.0.0.1", SERVER_PORT=str(port))
+        log = open(self.w.path("gunicorn.log"), "wb")
+        gunicorn = subprocess.Popen(["/usr/bin/python3", "/usr/bin/gunicorn", "-c", "gunicorn.conf.py", "receiver:app"],
+                                    cwd=os.path.join(PEER, "app"), env=env, stdout=log, stderr=log)
+        log.close()
+        self.w.procs.append(gunicorn)
+        self.w.port = port
+        wait_until(lambda: self._healthy(), what="gunicorn health")
+        return gunicorn
 
     def _healthy(self):
         try:

@@ -40,6 +40,28 @@ class XmlSink {
   virtual Status reset() = 0;
 };
 
+// JSON bytes already in memory (not owned), handed out at most `chunk` bytes per read (tests
+// use small chunks to cross every boundary).
+class MemoryJsonSource : public JsonSource {
+ public:
+  explicit MemoryJsonSource(std::string_view json, size_t chunk = SIZE_MAX) : json_(json), chunk_(chunk) {}
+  Result<size_t> read(char* buf, size_t cap) override;
+  Status rewind() override;
+
+ private:
+  std::string_view json_;
+  size_t chunk_;
+  size_t pos_ = 0;
+};
+
+// XML collected in a string.
+class StringXmlSink : public XmlSink {
+ public:
+  Status write(const char* data, size_t size) override;
+  Status reset() override;
+  std::string out;
+};
+
 struct JsonToXmlOptions {
   size_t max_depth = 512;  // deepest nesting of objects/arrays accepted
 };

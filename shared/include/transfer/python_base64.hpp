@@ -28,7 +28,9 @@ class PythonBase64Decoder {
 // per step (as two tests per byte it was a quarter of the encryptor's instructions).
 void to_url_safe_alphabet(char* text, size_t size);
 
-// Encodes with the URL-safe alphabet and '=' padding (OpenSSL underneath).
+// Encodes with the URL-safe alphabet and '=' padding (OpenSSL underneath), appending to `out`.
+void append_urlsafe_b64(const uint8_t* data, size_t size, std::string& out);
+// The same into a new string.
 std::string urlsafe_b64encode(const uint8_t* data, size_t size);
 
 }  // namespace transfer

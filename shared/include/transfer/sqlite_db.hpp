@@ -3,6 +3,7 @@
 // schema migrations through PRAGMA user_version. Not thread-safe: callers serialise access.
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -103,7 +104,11 @@ class SqliteDb {
   std::string path_;
   // After db_: destroyed (statements finalised) before the connection closes. Node-based, so
   // the in_use flags handed out stay put.
-  std::unordered_map<std::string, Cached> cache_;
+  struct SqlHash {  // looks statements up by string_view, no copy of the SQL per call
+    using is_transparent = void;
+    size_t operator()(std::string_view sql) const { return std::hash<std::string_view>{}(sql); }
+  };
+  std::unordered_map<std::string, Cached, SqlHash, std::equal_to<>> cache_;
 };
 
 // Renames a damaged database (and its -wal and -shm files) to "<path>.corrupt-<UTC time>" so a
