@@ -423,6 +423,10 @@ Readiness SenderService::readiness() {
 }
 
 void SenderService::update_backlog_metrics() {
+  // A walk over every candidate: at most ten times a second, not once per file, while busy.
+  const auto now = Clock::now();
+  if (!in_flight_.empty() && now < next_backlog_update_) return;
+  next_backlog_update_ = now + std::chrono::milliseconds(100);
   double oldest = 0;
   for (const auto& [name, c] : candidates_) {
     if (oldest == 0 || c.waiting_since_unix < oldest) oldest = c.waiting_since_unix;
@@ -518,16 +522,17 @@ ScanSummary SenderService::run() {
   for (size_t i = 0; i < uploaders_.size(); ++i) workers_.emplace_back([this, i] { worker_loop(i); });
   std::deque<Finished> done;
   while (!stopping_) {
-    update_backlog_metrics();
     take_finished(done);
     while (!done.empty()) {  // results taken here or just before the wait below
       apply(std::move(done.front()));
       done.pop_front();
     }
     auto now = Clock::now();
-    // Hand ready files, in name order, to free workers.
+    // Hand ready files, in name order, to the workers: one queued behind each running one, so a
+    // worker that finishes starts its next file without waiting for this thread.
+    const size_t max_in_flight = 2 * uploaders_.size();
     for (auto it = candidates_.begin(); it != candidates_.end() && !stopping_ &&
-                                        in_flight_.size() < uploaders_.size();
+                                        in_flight_.size() < max_in_flight;
          ++it) {
       Candidate& c = it->second;
       if (in_flight_.count(it->first) || (config_.once && c.tried_in_once_mode) || now < c.not_before ||
@@ -539,11 +544,14 @@ ScanSummary SenderService::run() {
     if (stopping_) break;
     auto wake = config_.once ? now + std::chrono::seconds(60) : next_scan;
     bool waiting = !in_flight_.empty();
-    const bool workers_free = in_flight_.size() < uploaders_.size();
-    for (const auto& [name, c] : candidates_) {
-      if ((config_.once && c.tried_in_once_mode) || in_flight_.count(name)) continue;
-      waiting = true;
-      if (workers_free) wake = std::min(wake, ready_at(c));
+    // With the queue full a finishing worker wakes this thread: the earliest ready time of the
+    // others matters only when there is room (and a full walk per file would be quadratic).
+    if (in_flight_.size() < max_in_flight) {
+      for (const auto& [name, c] : candidates_) {
+        if ((config_.once && c.tried_in_once_mode) || in_flight_.count(name)) continue;
+        waiting = true;
+        wake = std::min(wake, ready_at(c));
+      }
     }
     if (config_.once && !waiting) break;
     update_backlog_metrics();

@@ -154,6 +154,7 @@ class SenderService {
   std::deque<Finished> finished_;
   bool workers_exit_ = false;
   std::set<std::string> in_flight_;                 // run()'s: names handed to a worker
+  Clock::time_point next_backlog_update_{};         // update_backlog_metrics()'s throttle
   std::map<std::string, Candidate> candidates_;            // sorted: files go in name order
   std::unordered_map<std::string, FileStamp> settled_;     // delivered / quarantined in place
   ScanSummary summary_;
