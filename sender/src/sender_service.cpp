@@ -211,6 +211,8 @@ class MemoryXmlSink : public XmlSink {
 constexpr int64_t kInMemoryInputLimit = 256 * 1024;
 // Inputs from this size are encrypted on a second thread while they are converted.
 constexpr int64_t kEncryptBesideInputSize = 8 << 20;
+// The state writes of this long are committed together (OutboxStore's group commit).
+constexpr std::chrono::milliseconds kStateCommitWindow{25};
 
 // Reads the whole of a small file; its size is known from fstat.
 Result<std::string> read_small_file(int fd, const std::string& path, int64_t size) {
@@ -340,6 +342,7 @@ SenderService::SenderService(const SenderConfig& config, Logger logger, OutboxSt
     uploaders_.push_back(std::make_unique<Uploader>(upload_target(config_), cancel_));
   }
   remove_spool_leftovers(spool_dir_);
+  store_.set_group_commit(kStateCommitWindow);
   load_settled();
   if (auto v = store_.data_version(); v) data_version_ = *v;
 }
@@ -556,6 +559,13 @@ ScanSummary SenderService::run() {
     if (config_.once && !waiting) break;
     update_backlog_metrics();
     if (!config_.once) wake = std::min(wake, Clock::now() + std::chrono::seconds(1));  // operator changes
+    // The workers' state writes are committed in groups: at most one window late while they
+    // work, at once when they are all idle.
+    if (auto st = in_flight_.empty() ? store_.flush() : store_.flush_if_due(); !st) {
+      logger_->error("state database: {} (the steps of the last {} ms are redone)", st.error().message,
+                     kStateCommitWindow.count());
+    }
+    if (!in_flight_.empty()) wake = std::min(wake, Clock::now() + kStateCommitWindow);
     if (take_finished(done)) continue;  // a worker finished while we looked: apply it first
     const auto events = watcher_.wait_until(wake);  // a finishing worker wakes it
     for (const auto& name : events.names) {
@@ -575,6 +585,7 @@ ScanSummary SenderService::run() {
       done.pop_front();
     }
   }
+  if (auto st = store_.flush(); !st) logger_->error("state database: {}", st.error().message);
   drain_.finished();
   if (summary_.delivered + summary_.failed + summary_.quarantined > 0 || config_.once) {
     logger_->info("{} delivered={} already_delivered={} failed={} quarantined={}",
@@ -931,6 +942,14 @@ SenderService::StepResult SenderService::quarantine(const std::string& name, con
 }
 
 void SenderService::after_delivery(const std::string& name, const std::string& path) {
+  if (config_.on_success == SenderConfig::OnSuccess::kKeep) return;
+  // The delivered mark is committed before the input goes: the state never names a pending
+  // file that is no longer there.
+  if (auto st = store_.flush(); !st) {
+    logger_->error("state database: {} (delivered file={} stays in place; the next scan resends it)",
+                   st.error().message, log_value(name));
+    return;
+  }
   switch (config_.on_success) {
     case SenderConfig::OnSuccess::kKeep: return;
     case SenderConfig::OnSuccess::kDelete:

@@ -119,6 +119,55 @@ Result<OutboxStore> OutboxStore::open(const std::string& path) {
   return OutboxStore(std::move(*db));
 }
 
+OutboxStore::~OutboxStore() {
+  std::lock_guard lock(mu_);
+  (void)commit_batch();
+}
+
+void OutboxStore::set_group_commit(std::chrono::milliseconds window) {
+  std::lock_guard lock(mu_);
+  window_ = window;
+}
+
+Status OutboxStore::commit_batch() {
+  if (!db_.in_transaction()) return ok_status();
+  return db_.commit();
+}
+
+Status OutboxStore::flush() {
+  std::lock_guard lock(mu_);
+  return commit_batch();
+}
+
+Status OutboxStore::flush_if_due() {
+  std::lock_guard lock(mu_);
+  if (!db_.in_transaction() || std::chrono::steady_clock::now() - batch_started_ < window_) return ok_status();
+  return commit_batch();
+}
+
+Status OutboxStore::write_now(std::string_view sql, const std::function<void(SqliteStatement&)>& bind) {
+  if (auto st = commit_batch(); !st) return st;
+  auto q = db_.prepare(sql);
+  if (!q) return q.error();
+  bind(*q);
+  return q->run();
+}
+
+Status OutboxStore::write_batched(std::string_view sql, const std::function<void(SqliteStatement&)>& bind) {
+  if (window_.count() <= 0) return write_now(sql, bind);
+  const auto now = std::chrono::steady_clock::now();
+  if (!db_.in_transaction()) {
+    if (auto st = db_.begin(); !st) return st;
+    batch_started_ = now;
+  }
+  auto q = db_.prepare(sql);
+  if (!q) return q.error();
+  bind(*q);
+  if (auto st = q->run(); !st) return st;
+  if (now - batch_started_ >= window_) return commit_batch();
+  return ok_status();
+}
+
 Result<std::vector<OutboxEntry>> OutboxStore::select(const std::string& where_and_order) {
   auto q = db_.prepare("SELECT " + std::string(kColumns) + " FROM files " + where_and_order);
   if (!q) return q.error();
@@ -147,68 +196,69 @@ Result<std::optional<OutboxEntry>> OutboxStore::find(const std::string& name,
 Status OutboxStore::record_seen(const std::string& name, const std::string& sha256, int64_t size,
                                 int64_t mtime_ns) {
   std::lock_guard lock(mu_);
-  auto q = db_.prepare(
+  return write_batched(
       "INSERT INTO files (name, sha256, size, mtime_ns, state) VALUES (?1, ?2, ?3, ?4, 'pending') "
-      "ON CONFLICT (name, sha256) DO UPDATE SET mtime_ns=excluded.mtime_ns, size=excluded.size");
-  if (!q) return q.error();
-  return q->bind(1, name).bind(2, sha256).bind(3, size).bind(4, mtime_ns).run();
+      "ON CONFLICT (name, sha256) DO UPDATE SET mtime_ns=excluded.mtime_ns, size=excluded.size",
+      [&](SqliteStatement& q) { q.bind(1, name).bind(2, sha256).bind(3, size).bind(4, mtime_ns); });
 }
 
 Status OutboxStore::mark_delivered(const std::string& name, const std::string& sha256,
                                    int receiver_status, const std::string& receiver_answer) {
   std::lock_guard lock(mu_);
-  auto q = db_.prepare("UPDATE files SET state='delivered', attempts=attempts+1, last_error=NULL, "
-                       "receiver_status=?3, receiver_answer=nullif(?4,''), next_attempt_at=0, "
-                       "updated_at=" + std::string(kNow) + ", delivered_at=" + std::string(kNow) +
-                       " WHERE name=?1 AND sha256=?2");
-  if (!q) return q.error();
-  return q->bind(1, name).bind(2, sha256).bind(3, int64_t{receiver_status}).bind(4, receiver_answer).run();
+  static const std::string kSql =
+      "UPDATE files SET state='delivered', attempts=attempts+1, last_error=NULL, receiver_status=?3, "
+      "receiver_answer=nullif(?4,''), next_attempt_at=0, updated_at=" + std::string(kNow) +
+      ", delivered_at=" + std::string(kNow) + " WHERE name=?1 AND sha256=?2";
+  return write_batched(kSql, [&](SqliteStatement& q) {
+    q.bind(1, name).bind(2, sha256).bind(3, int64_t{receiver_status}).bind(4, receiver_answer);
+  });
 }
 
 Status OutboxStore::mark_failed(const std::string& name, const std::string& sha256,
                                 const FailureRecord& f) {
   std::lock_guard lock(mu_);
-  auto q = db_.prepare("UPDATE files SET state='failed', attempts=attempts+1, last_error=?3, "
-                       "receiver_status=nullif(?4,0), receiver_answer=nullif(?5,''), "
-                       "first_failure_at=coalesce(first_failure_at, ?6), next_attempt_at=?7, "
-                       "updated_at=" + std::string(kNow) + " WHERE name=?1 AND sha256=?2");
-  if (!q) return q.error();
-  return q->bind(1, name)
-      .bind(2, sha256)
-      .bind(3, f.error)
-      .bind(4, int64_t{f.receiver_status})
-      .bind(5, f.receiver_answer)
-      .bind(6, f.now_unix)
-      .bind(7, f.next_attempt_unix)
-      .run();
+  static const std::string kSql =
+      "UPDATE files SET state='failed', attempts=attempts+1, last_error=?3, "
+      "receiver_status=nullif(?4,0), receiver_answer=nullif(?5,''), "
+      "first_failure_at=coalesce(first_failure_at, ?6), next_attempt_at=?7, updated_at=" +
+      std::string(kNow) + " WHERE name=?1 AND sha256=?2";
+  return write_batched(kSql, [&](SqliteStatement& q) {
+    q.bind(1, name)
+        .bind(2, sha256)
+        .bind(3, f.error)
+        .bind(4, int64_t{f.receiver_status})
+        .bind(5, f.receiver_answer)
+        .bind(6, f.now_unix)
+        .bind(7, f.next_attempt_unix);
+  });
 }
 
 Status OutboxStore::mark_quarantined(const std::string& name, const std::string& sha256,
                                      const FailureRecord& f, const std::string& quarantine_path) {
   std::lock_guard lock(mu_);
-  auto q = db_.prepare("UPDATE files SET state='quarantined', last_error=?3, "
-                       "receiver_status=nullif(?4,0), receiver_answer=nullif(?5,''), "
-                       "first_failure_at=coalesce(first_failure_at, ?6), next_attempt_at=0, "
-                       "quarantine_path=nullif(?7,''), updated_at=" + std::string(kNow) +
-                       " WHERE name=?1 AND sha256=?2");
-  if (!q) return q.error();
-  return q->bind(1, name)
-      .bind(2, sha256)
-      .bind(3, f.error)
-      .bind(4, int64_t{f.receiver_status})
-      .bind(5, f.receiver_answer)
-      .bind(6, f.now_unix)
-      .bind(7, quarantine_path)
-      .run();
+  static const std::string kSql =
+      "UPDATE files SET state='quarantined', last_error=?3, receiver_status=nullif(?4,0), "
+      "receiver_answer=nullif(?5,''), first_failure_at=coalesce(first_failure_at, ?6), "
+      "next_attempt_at=0, quarantine_path=nullif(?7,''), updated_at=" + std::string(kNow) +
+      " WHERE name=?1 AND sha256=?2";
+  return write_now(kSql, [&](SqliteStatement& q) {
+    q.bind(1, name)
+        .bind(2, sha256)
+        .bind(3, f.error)
+        .bind(4, int64_t{f.receiver_status})
+        .bind(5, f.receiver_answer)
+        .bind(6, f.now_unix)
+        .bind(7, quarantine_path);
+  });
 }
 
 Status OutboxStore::reset(const std::string& name, const std::string& sha256) {
   std::lock_guard lock(mu_);
-  auto q = db_.prepare("UPDATE files SET state='pending', attempts=0, last_error=NULL, "
-                       "first_failure_at=NULL, next_attempt_at=0, quarantine_path=NULL, "
-                       "updated_at=" + std::string(kNow) + " WHERE name=?1 AND sha256=?2");
-  if (!q) return q.error();
-  return q->bind(1, name).bind(2, sha256).run();
+  static const std::string kSql =
+      "UPDATE files SET state='pending', attempts=0, last_error=NULL, first_failure_at=NULL, "
+      "next_attempt_at=0, quarantine_path=NULL, updated_at=" + std::string(kNow) +
+      " WHERE name=?1 AND sha256=?2";
+  return write_now(kSql, [&](SqliteStatement& q) { q.bind(1, name).bind(2, sha256); });
 }
 
 Result<std::vector<OutboxEntry>> OutboxStore::settled() {
@@ -264,6 +314,7 @@ Result<std::vector<OutboxEntry>> OutboxStore::recent_errors(int64_t limit) {
 
 Result<int64_t> OutboxStore::forget(const std::string& name) {
   std::lock_guard lock(mu_);
+  if (auto st = commit_batch(); !st) return st.error();
   int64_t count = 0;
   auto st = db_.transaction([&]() -> Status {
     auto q = db_.prepare("SELECT count(*) FROM files WHERE name=?1");

@@ -1,6 +1,10 @@
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 
@@ -62,6 +66,101 @@ TEST(OutboxStore, TracksAFileVersionThroughItsStates) {
   EXPECT_EQ(q.state, OutboxState::kPending);
   EXPECT_EQ(q.attempts, 0);
   EXPECT_TRUE(q.quarantine_path.empty());
+}
+
+// What another process (an operator's command, a restart) sees of a store's rows.
+size_t rows_seen_from_outside(const std::string& db_path) {
+  auto other = SqliteDb::open_read_only(db_path);
+  if (!other.ok()) return SIZE_MAX;
+  auto q = other->prepare("SELECT count(*) FROM files");
+  if (!q.ok() || !q->step().ok()) return SIZE_MAX;
+  return static_cast<size_t>(q->column_int(0));
+}
+
+TEST(OutboxStore, GroupCommitHoldsStepsUntilTheWindowOrAFlush) {
+  TempDir dir;
+  const std::string db = dir / "sender.db";
+  {
+    auto store = OutboxStore::open(db);
+    ASSERT_TRUE(store.ok()) << store.error().message;
+    store->set_group_commit(std::chrono::hours(1));
+    ASSERT_TRUE(store->record_seen("a.json", "h1", 1, 1).ok());
+    ASSERT_TRUE(store->record_seen("b.json", "h2", 1, 1).ok());
+    ASSERT_TRUE(store->mark_delivered("a.json", "h1", 201, "{}").ok());
+    ASSERT_TRUE(store->mark_failed("b.json", "h2", FailureRecord{"refused", 0, "", 1, 2}).ok());
+    // The store reads its own batch; nobody else does yet.
+    EXPECT_EQ((*store->find("a.json", "h1"))->state, OutboxState::kDelivered);
+    EXPECT_EQ((*store->find("b.json", "h2"))->state, OutboxState::kFailed);
+    EXPECT_EQ(rows_seen_from_outside(db), 0U);
+    ASSERT_TRUE(store->flush_if_due().ok());  // an hour has not passed
+    EXPECT_EQ(rows_seen_from_outside(db), 0U);
+    ASSERT_TRUE(store->flush().ok());
+    EXPECT_EQ(rows_seen_from_outside(db), 2U);
+    ASSERT_TRUE(store->flush().ok());  // nothing open: a no-op
+
+    // A write that commits at once takes the open batch with it.
+    ASSERT_TRUE(store->record_seen("c.json", "h3", 1, 1).ok());
+    EXPECT_EQ(rows_seen_from_outside(db), 2U);
+    ASSERT_TRUE(store->mark_quarantined("c.json", "h3", FailureRecord{"bad", 0, "", 1, 0}, "").ok());
+    EXPECT_EQ(rows_seen_from_outside(db), 3U);
+    // So does forget, and closing the store.
+    ASSERT_TRUE(store->record_seen("d.json", "h4", 1, 1).ok());
+    ASSERT_EQ(*store->forget("a.json"), 1);
+    EXPECT_EQ(rows_seen_from_outside(db), 3U);  // d in, a out
+    ASSERT_TRUE(store->record_seen("e.json", "h5", 1, 1).ok());
+  }  // the store closes
+  EXPECT_EQ(rows_seen_from_outside(db), 4U);
+
+  // A zero window (the default, operator commands) commits every write; a window that has
+  // passed commits at the next write.
+  auto again = OutboxStore::open(db);
+  ASSERT_TRUE(again.ok());
+  ASSERT_TRUE(again->record_seen("f.json", "h6", 1, 1).ok());
+  EXPECT_EQ(rows_seen_from_outside(db), 5U);
+  again->set_group_commit(std::chrono::milliseconds(1));
+  ASSERT_TRUE(again->record_seen("g.json", "h7", 1, 1).ok());
+  const auto opened = std::chrono::steady_clock::now();
+  while (std::chrono::steady_clock::now() - opened < std::chrono::milliseconds(2)) {
+  }
+  EXPECT_EQ(rows_seen_from_outside(db), 5U);
+  ASSERT_TRUE(again->record_seen("h.json", "h8", 1, 1).ok());  // the batch is 2 ms old: it goes
+  EXPECT_EQ(rows_seen_from_outside(db), 7U);
+  ASSERT_TRUE(again->record_seen("i.json", "h9", 1, 1).ok());
+  while (std::chrono::steady_clock::now() - opened < std::chrono::milliseconds(4)) {
+  }
+  ASSERT_TRUE(again->flush_if_due().ok());
+  EXPECT_EQ(rows_seen_from_outside(db), 8U);
+}
+
+TEST(OutboxStore, ACrashInsideABatchLosesOnlyThatBatch) {
+  TempDir dir;
+  const std::string db = dir / "sender.db";
+  {
+    auto store = OutboxStore::open(db);
+    ASSERT_TRUE(store.ok());
+    ASSERT_TRUE(store->record_seen("kept.json", "h1", 1, 1).ok());
+  }
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {  // writes a batch and dies without committing it
+    auto store = OutboxStore::open(db);
+    if (!store.ok()) ::_exit(3);
+    store->set_group_commit(std::chrono::hours(1));
+    for (int i = 0; i < 50; ++i) {
+      if (!store->record_seen("lost" + std::to_string(i), "h", 1, 1).ok()) ::_exit(4);
+    }
+    if (!store->mark_delivered("kept.json", "h1", 201, "{}").ok()) ::_exit(5);
+    ::_exit(0);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status));
+  ASSERT_EQ(WEXITSTATUS(status), 0);
+  auto store = OutboxStore::open(db);  // opens cleanly (quick_check) with the committed state
+  ASSERT_TRUE(store.ok()) << store.error().message;
+  EXPECT_EQ(store->all()->size(), 1U);
+  EXPECT_EQ((*store->find("kept.json", "h1"))->state, OutboxState::kPending);  // sent again: safe
+  EXPECT_EQ(*store->integrity_check(), std::vector<std::string>{"ok"});
 }
 
 TEST(OutboxStore, IdempotencyKeyDependsOnNameAndContent) {

@@ -1,13 +1,23 @@
 #pragma once
 // The sender's state: $STATUS_DB_PATH/sender.db, one row per (file name, SHA-256 of content).
-// Each step of a file's life is one committed statement, so a crash at any instant leaves a
-// state a restart can continue from:
+// Each step of a file's life is one statement, so a crash at any instant leaves a state a
+// restart can continue from:
 //   pending -> delivered                      (only after the receiver answered 201)
 //   pending -> failed -> ... -> delivered      (transient errors, retried with backoff)
 //   pending|failed -> quarantined              (permanent error, or MAX_ATTEMPTS / MAX_AGE)
 // Thread-safe: one mutex around the connection (the sender's upload workers share it).
+//
+// Group commit (set_group_commit, the daemon): record_seen, mark_delivered and mark_failed join
+// one open transaction, committed once it is `window` old (at the next write or flush_if_due)
+// or by flush(). A crash then loses at most the last window's steps, and redoing any of them is
+// safe: a file seen again is pending again, a lost delivered mark means one more upload, which
+// the receiver answers as a duplicate from its ledger, and a lost failure an earlier retry. The
+// caller flushes before acting on a step outside the database (removing a delivered input).
+// Every other write commits at once, together with the open batch.
 
+#include <chrono>
 #include <cstdint>
+#include <functional>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -52,7 +62,12 @@ class OutboxStore {
  public:
   // Opens (creating or migrating) the database; kCorruptDatabase when it is damaged.
   static Result<OutboxStore> open(const std::string& path);
-  OutboxStore(OutboxStore&& other) noexcept : db_(std::move(other.db_)) {}
+  OutboxStore(OutboxStore&& other) noexcept : db_(std::move(other.db_)), window_(other.window_) {}
+  ~OutboxStore();  // commits an open batch
+
+  void set_group_commit(std::chrono::milliseconds window);
+  Status flush();           // commits the open batch, if any
+  Status flush_if_due();    // the same, once the batch is `window` old
 
   Result<std::optional<OutboxEntry>> find(const std::string& name, const std::string& sha256);
   // Records a file version as seen (pending) unless it is already known; refreshes size and mtime.
@@ -95,8 +110,14 @@ class OutboxStore {
  private:
   explicit OutboxStore(SqliteDb db) : db_(std::move(db)) {}
   Result<std::vector<OutboxEntry>> select(const std::string& where_and_order);  // caller holds mu_
+  // The caller holds mu_ for these three.
+  Status write_batched(std::string_view sql, const std::function<void(SqliteStatement&)>& bind);
+  Status write_now(std::string_view sql, const std::function<void(SqliteStatement&)>& bind);
+  Status commit_batch();
   std::mutex mu_;
   SqliteDb db_;
+  std::chrono::milliseconds window_{0};  // 0: every write commits at once
+  std::chrono::steady_clock::time_point batch_started_{};
 };
 
 // The idempotency key of one file version: hex SHA-256 of "<name>\n<content sha256>".
