@@ -130,8 +130,23 @@ void OutboxStore::set_group_commit(std::chrono::milliseconds window) {
 }
 
 Status OutboxStore::commit_batch() {
-  if (!db_.in_transaction()) return ok_status();
-  return db_.commit();
+  if (pending_.empty()) return ok_status();
+  std::vector<PendingWrite> batch;
+  batch.swap(pending_);  // written or lost (a failed batch rolls back whole; its steps are redone)
+  Status st = db_.transaction([&]() -> Status {
+    for (const auto& step : batch) {
+      auto q = db_.prepare(*step.sql);
+      if (!q) return q.error();
+      step.bind(*q);
+      if (auto done = q->run(); !done) return done;
+    }
+    return ok_status();
+  });
+  if (!st) {
+    return make_error(st.error().code, "cannot write " + std::to_string(batch.size()) +
+                                           " queued state steps: " + st.error().message);
+  }
+  return st;
 }
 
 Status OutboxStore::flush() {
@@ -141,11 +156,11 @@ Status OutboxStore::flush() {
 
 Status OutboxStore::flush_if_due() {
   std::lock_guard lock(mu_);
-  if (!db_.in_transaction() || std::chrono::steady_clock::now() - batch_started_ < window_) return ok_status();
+  if (pending_.empty() || std::chrono::steady_clock::now() - batch_started_ < window_) return ok_status();
   return commit_batch();
 }
 
-Status OutboxStore::write_now(std::string_view sql, const std::function<void(SqliteStatement&)>& bind) {
+Status OutboxStore::write_now(const std::string& sql, const Binder& bind) {
   if (auto st = commit_batch(); !st) return st;
   auto q = db_.prepare(sql);
   if (!q) return q.error();
@@ -153,22 +168,18 @@ Status OutboxStore::write_now(std::string_view sql, const std::function<void(Sql
   return q->run();
 }
 
-Status OutboxStore::write_batched(std::string_view sql, const std::function<void(SqliteStatement&)>& bind) {
-  if (window_.count() <= 0) return write_now(sql, bind);
+Status OutboxStore::write_batched(const std::string& sql, PendingWrite step) {
+  if (window_.count() <= 0) return write_now(sql, step.bind);
   const auto now = std::chrono::steady_clock::now();
-  if (!db_.in_transaction()) {
-    if (auto st = db_.begin(); !st) return st;
-    batch_started_ = now;
-  }
-  auto q = db_.prepare(sql);
-  if (!q) return q.error();
-  bind(*q);
-  if (auto st = q->run(); !st) return st;
+  if (pending_.empty()) batch_started_ = now;
+  step.sql = &sql;
+  pending_.push_back(std::move(step));
   if (now - batch_started_ >= window_) return commit_batch();
   return ok_status();
 }
 
 Result<std::vector<OutboxEntry>> OutboxStore::select(const std::string& where_and_order) {
+  if (auto st = commit_batch(); !st) return st.error();  // reads see the queued steps
   auto q = db_.prepare("SELECT " + std::string(kColumns) + " FROM files " + where_and_order);
   if (!q) return q.error();
   std::vector<OutboxEntry> out;
@@ -184,6 +195,12 @@ Result<std::vector<OutboxEntry>> OutboxStore::select(const std::string& where_an
 Result<std::optional<OutboxEntry>> OutboxStore::find(const std::string& name,
                                                      const std::string& sha256) {
   std::lock_guard lock(mu_);
+  for (const auto& step : pending_) {
+    if (step.name == name && step.sha256 == sha256) {
+      if (auto st = commit_batch(); !st) return st.error();
+      break;
+    }
+  }
   auto q = db_.prepare("SELECT " + std::string(kColumns) + " FROM files WHERE name=?1 AND sha256=?2");
   if (!q) return q.error();
   q->bind(1, name).bind(2, sha256);
@@ -196,10 +213,12 @@ Result<std::optional<OutboxEntry>> OutboxStore::find(const std::string& name,
 Status OutboxStore::record_seen(const std::string& name, const std::string& sha256, int64_t size,
                                 int64_t mtime_ns) {
   std::lock_guard lock(mu_);
-  return write_batched(
+  static const std::string kSql =
       "INSERT INTO files (name, sha256, size, mtime_ns, state) VALUES (?1, ?2, ?3, ?4, 'pending') "
-      "ON CONFLICT (name, sha256) DO UPDATE SET mtime_ns=excluded.mtime_ns, size=excluded.size",
-      [&](SqliteStatement& q) { q.bind(1, name).bind(2, sha256).bind(3, size).bind(4, mtime_ns); });
+      "ON CONFLICT (name, sha256) DO UPDATE SET mtime_ns=excluded.mtime_ns, size=excluded.size";
+  return write_batched(kSql, {nullptr, [=](SqliteStatement& q) {
+                                q.bind(1, name).bind(2, sha256).bind(3, size).bind(4, mtime_ns);
+                              }, name, sha256});
 }
 
 Status OutboxStore::mark_delivered(const std::string& name, const std::string& sha256,
@@ -209,9 +228,9 @@ Status OutboxStore::mark_delivered(const std::string& name, const std::string& s
       "UPDATE files SET state='delivered', attempts=attempts+1, last_error=NULL, receiver_status=?3, "
       "receiver_answer=nullif(?4,''), next_attempt_at=0, updated_at=" + std::string(kNow) +
       ", delivered_at=" + std::string(kNow) + " WHERE name=?1 AND sha256=?2";
-  return write_batched(kSql, [&](SqliteStatement& q) {
-    q.bind(1, name).bind(2, sha256).bind(3, int64_t{receiver_status}).bind(4, receiver_answer);
-  });
+  return write_batched(kSql, {nullptr, [=](SqliteStatement& q) {
+                                q.bind(1, name).bind(2, sha256).bind(3, int64_t{receiver_status}).bind(4, receiver_answer);
+                              }, name, sha256});
 }
 
 Status OutboxStore::mark_failed(const std::string& name, const std::string& sha256,
@@ -222,15 +241,15 @@ Status OutboxStore::mark_failed(const std::string& name, const std::string& sha2
       "receiver_status=nullif(?4,0), receiver_answer=nullif(?5,''), "
       "first_failure_at=coalesce(first_failure_at, ?6), next_attempt_at=?7, updated_at=" +
       std::string(kNow) + " WHERE name=?1 AND sha256=?2";
-  return write_batched(kSql, [&](SqliteStatement& q) {
-    q.bind(1, name)
-        .bind(2, sha256)
-        .bind(3, f.error)
-        .bind(4, int64_t{f.receiver_status})
-        .bind(5, f.receiver_answer)
-        .bind(6, f.now_unix)
-        .bind(7, f.next_attempt_unix);
-  });
+  return write_batched(kSql, {nullptr, [=](SqliteStatement& q) {
+                                q.bind(1, name)
+                                    .bind(2, sha256)
+                                    .bind(3, f.error)
+                                    .bind(4, int64_t{f.receiver_status})
+                                    .bind(5, f.receiver_answer)
+                                    .bind(6, f.now_unix)
+                                    .bind(7, f.next_attempt_unix);
+                              }, name, sha256});
 }
 
 Status OutboxStore::mark_quarantined(const std::string& name, const std::string& sha256,
@@ -273,6 +292,7 @@ Result<std::vector<OutboxEntry>> OutboxStore::all() {
 
 Result<std::vector<OutboxEntry>> OutboxStore::by_name(const std::string& name) {
   std::lock_guard lock(mu_);
+  if (auto st = commit_batch(); !st) return st.error();
   auto q = db_.prepare("SELECT " + std::string(kColumns) + " FROM files WHERE name=?1 ORDER BY first_seen_at");
   if (!q) return q.error();
   q->bind(1, name);
@@ -293,6 +313,7 @@ Result<std::vector<OutboxEntry>> OutboxStore::in_state(OutboxState state) {
 
 Result<std::vector<std::pair<OutboxState, int64_t>>> OutboxStore::counts() {
   std::lock_guard lock(mu_);
+  if (auto st = commit_batch(); !st) return st.error();
   std::vector<std::pair<OutboxState, int64_t>> out;
   for (const auto state : {OutboxState::kPending, OutboxState::kFailed, OutboxState::kDelivered,
                            OutboxState::kQuarantined}) {
@@ -333,6 +354,7 @@ Result<int64_t> OutboxStore::forget(const std::string& name) {
 
 Result<std::vector<std::string>> OutboxStore::integrity_check() {
   std::lock_guard lock(mu_);
+  if (auto st = commit_batch(); !st) return st.error();
   auto q = db_.prepare("PRAGMA integrity_check");
   if (!q) return q.error();
   std::vector<std::string> out;

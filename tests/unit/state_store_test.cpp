@@ -88,15 +88,28 @@ TEST(OutboxStore, GroupCommitHoldsStepsUntilTheWindowOrAFlush) {
     ASSERT_TRUE(store->record_seen("b.json", "h2", 1, 1).ok());
     ASSERT_TRUE(store->mark_delivered("a.json", "h1", 201, "{}").ok());
     ASSERT_TRUE(store->mark_failed("b.json", "h2", FailureRecord{"refused", 0, "", 1, 2}).ok());
-    // The store reads its own batch; nobody else does yet.
-    EXPECT_EQ((*store->find("a.json", "h1"))->state, OutboxState::kDelivered);
-    EXPECT_EQ((*store->find("b.json", "h2"))->state, OutboxState::kFailed);
-    EXPECT_EQ(rows_seen_from_outside(db), 0U);
-    ASSERT_TRUE(store->flush_if_due().ok());  // an hour has not passed
+    EXPECT_EQ(rows_seen_from_outside(db), 0U);  // queued, not written
+    {  // and the write lock is free meanwhile: a readiness probe or an operator gets it at once
+      auto second = OutboxStore::open(db);
+      ASSERT_TRUE(second.ok());
+      EXPECT_TRUE(second->probe_write(0).ok());
+    }
+    ASSERT_TRUE(store->flush_if_due().ok());     // an hour has not passed
+    EXPECT_FALSE(store->find("other.json", "h1")->has_value());  // no queued step of it
     EXPECT_EQ(rows_seen_from_outside(db), 0U);
     ASSERT_TRUE(store->flush().ok());
     EXPECT_EQ(rows_seen_from_outside(db), 2U);
-    ASSERT_TRUE(store->flush().ok());  // nothing open: a no-op
+    ASSERT_TRUE(store->flush().ok());  // nothing queued: a no-op
+
+    // A read sees the queued steps: find() of a file with one, and the lists.
+    ASSERT_TRUE(store->mark_delivered("b.json", "h2", 201, "{}").ok());
+    EXPECT_EQ((*store->find("a.json", "h1"))->state, OutboxState::kDelivered);
+    EXPECT_EQ((*store->find("b.json", "h2"))->state, OutboxState::kDelivered);
+    EXPECT_EQ((*store->find("b.json", "h2"))->attempts, 2);
+    ASSERT_TRUE(store->record_seen("z.json", "h0", 1, 1).ok());
+    EXPECT_EQ(store->all()->size(), 3U);
+    EXPECT_EQ(rows_seen_from_outside(db), 3U);
+    ASSERT_EQ(*store->forget("z.json"), 1);
 
     // A write that commits at once takes the open batch with it.
     ASSERT_TRUE(store->record_seen("c.json", "h3", 1, 1).ok());

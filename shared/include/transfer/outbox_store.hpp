@@ -7,13 +7,16 @@
 //   pending|failed -> quarantined              (permanent error, or MAX_ATTEMPTS / MAX_AGE)
 // Thread-safe: one mutex around the connection (the sender's upload workers share it).
 //
-// Group commit (set_group_commit, the daemon): record_seen, mark_delivered and mark_failed join
-// one open transaction, committed once it is `window` old (at the next write or flush_if_due)
-// or by flush(). A crash then loses at most the last window's steps, and redoing any of them is
-// safe: a file seen again is pending again, a lost delivered mark means one more upload, which
-// the receiver answers as a duplicate from its ledger, and a lost failure an earlier retry. The
-// caller flushes before acting on a step outside the database (removing a delivered input).
-// Every other write commits at once, together with the open batch.
+// Group commit (set_group_commit, the daemon): record_seen, mark_delivered and mark_failed are
+// queued and written together in one transaction once the oldest is `window` old (at the next
+// write or flush_if_due), or by flush(), so the write lock is held only while a batch is written
+// and readiness probes and operator commands are not kept waiting. Reads see the queued steps:
+// find() writes the batch first when it holds a step of that file, the other reads always. A
+// crash loses at most the last window's steps, and redoing any of them is safe: a file seen
+// again is pending again, a lost delivered mark means one more upload, which the receiver
+// answers as a duplicate from its ledger, and a lost failure an earlier retry. The caller
+// flushes before acting on a step outside the database (removing a delivered input).
+// Every other write commits at once, after the queued batch.
 
 #include <chrono>
 #include <cstdint>
@@ -62,7 +65,11 @@ class OutboxStore {
  public:
   // Opens (creating or migrating) the database; kCorruptDatabase when it is damaged.
   static Result<OutboxStore> open(const std::string& path);
-  OutboxStore(OutboxStore&& other) noexcept : db_(std::move(other.db_)), window_(other.window_) {}
+  OutboxStore(OutboxStore&& other) noexcept
+      : db_(std::move(other.db_)),
+        window_(other.window_),
+        pending_(std::move(other.pending_)),
+        batch_started_(other.batch_started_) {}
   ~OutboxStore();  // commits an open batch
 
   void set_group_commit(std::chrono::milliseconds window);
@@ -110,14 +117,23 @@ class OutboxStore {
  private:
   explicit OutboxStore(SqliteDb db) : db_(std::move(db)) {}
   Result<std::vector<OutboxEntry>> select(const std::string& where_and_order);  // caller holds mu_
+  using Binder = std::function<void(SqliteStatement&)>;
+  // A queued step: its statement and a binder that owns the values.
+  struct PendingWrite {
+    const std::string* sql;
+    Binder bind;
+    std::string name;
+    std::string sha256;
+  };
   // The caller holds mu_ for these three.
-  Status write_batched(std::string_view sql, const std::function<void(SqliteStatement&)>& bind);
-  Status write_now(std::string_view sql, const std::function<void(SqliteStatement&)>& bind);
+  Status write_batched(const std::string& sql, PendingWrite step);
+  Status write_now(const std::string& sql, const Binder& bind);
   Status commit_batch();
   std::mutex mu_;
   SqliteDb db_;
   std::chrono::milliseconds window_{0};  // 0: every write commits at once
-  std::chrono::steady_clock::time_point batch_started_{};
+  std::vector<PendingWrite> pending_;
+  std::chrono::steady_clock::time_point batch_started_{};  // when the oldest was queued
 };
 
 // The idempotency key of one file version: hex SHA-256 of "<name>\n<content sha256>".
