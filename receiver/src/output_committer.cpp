@@ -40,8 +40,9 @@ CommitResult OutputCommitter::commit(const VerifiedUpload& upload, const std::st
   }
   if (r.status != 201 || r.duplicate) return r;
   if (fsync_) {
-    // The rename must be durable before the 201; the file itself was fsynced before.
-    if (auto st = fsync_directory(output_dir_); !st) {
+    // The rename must be durable before the 201 (the file itself was fsynced before); uploads
+    // finishing together share one directory fsync.
+    if (auto st = directory_sync_.sync_after_change(); !st) {
       return failure(st.error().code == ErrorCode::kNoSpace ? 507 : 500, st.error().message);
     }
   }

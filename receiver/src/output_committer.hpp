@@ -12,6 +12,7 @@
 #include <mutex>
 #include <string>
 
+#include "directory_sync.hpp"
 #include "transfer/file_util.hpp"
 #include "transfer/upload_ledger.hpp"
 
@@ -61,6 +62,7 @@ class OutputCommitter {
   bool fsync_;
   UploadLedger& ledger_;
   std::shared_ptr<std::mutex> mu_;
+  DirectorySync directory_sync_{[this] { return fsync_directory(output_dir_); }};  // FSYNC=on
 };
 
 }  // namespace transfer::receiver
