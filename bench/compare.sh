@@ -18,7 +18,17 @@ mkdir -p "$RESULTS_DIR" "$BENCH_WORK"
 log() { echo "== $*" >&2; }
 py_conf="$PEER_BENCH/impl-python.conf"
 cpp_conf="$here/impl-cpp.conf"
-e2e() { bash "$PEER_BENCH/e2e.sh" "$@" | grep -v '^{' || true; }
+# Each call gets a work directory of its own, sharing the corpus: the harness names a run's
+# directory after the implementation and the run number and empties it first, so with one
+# BENCH_WORK ours with FSYNC=off removed the 1,000 files FSYNC=on had just written, right before
+# it ran (and the next round's FSYNC=on those of FSYNC=off), defeating KEEP.
+calls=0
+e2e() {
+  calls=$((calls + 1))
+  local work="$BENCH_WORK/calls/$calls"
+  mkdir -p "$work" "$BENCH_WORK/corpus" && ln -sfn "$BENCH_WORK/corpus" "$work/corpus"
+  BENCH_WORK="$work" bash "$PEER_BENCH/e2e.sh" "$@" | grep -v '^{' || true
+}
 
 log "machine"
 { echo "date: $(date -u +%FT%TZ)"; echo "kernel: $(uname -r)"; nproc | sed 's/^/cpus: /';
@@ -71,4 +81,4 @@ if [[ -x "$repo/build/bin/micro_bench" ]]; then
 fi
 
 /usr/bin/python3 "$here/summarize.py" "$RESULTS_DIR" | tee "$RESULTS_DIR/summary.md"
-rm -rf "$BENCH_WORK/run" "$BENCH_WORK/fsync-limit"  # last: removing files slows the next creates
+rm -rf "$BENCH_WORK/run" "$BENCH_WORK/calls" "$BENCH_WORK/fsync-limit"  # last: removing files slows the next creates

@@ -4,6 +4,7 @@
 #include <benchmark/benchmark.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -137,6 +138,26 @@ void BM_OutboxSeenThenDelivered(benchmark::State& state) {
   std::filesystem::remove_all(std::filesystem::path(path).parent_path());
 }
 BENCHMARK(BM_OutboxSeenThenDelivered);
+
+// The same with the daemon's group commit (steps queued, written every 25 ms in one transaction),
+// with the find that precedes each file in the daemon.
+void BM_OutboxSeenThenDeliveredGrouped(benchmark::State& state) {
+  const std::string path = temp_db("sender.db");
+  auto store = OutboxStore::open(path);
+  store->set_group_commit(std::chrono::milliseconds(25));
+  int64_t i = 0;
+  for (auto _ : state) {
+    const std::string name = "f" + std::to_string(i++) + ".json";
+    if (!store->find(name, "h") || !store->record_seen(name, "h", 2048, i) ||
+        !store->mark_delivered(name, "h", 201, "{}")) {
+      state.SkipWithError("store");
+    }
+  }
+  if (!store->flush()) state.SkipWithError("store");
+  state.SetItemsProcessed(state.iterations());
+  std::filesystem::remove_all(std::filesystem::path(path).parent_path());
+}
+BENCHMARK(BM_OutboxSeenThenDeliveredGrouped);
 
 // The sender's question for every file it meets: is this version known?
 void BM_OutboxFind(benchmark::State& state) {
