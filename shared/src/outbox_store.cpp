@@ -93,6 +93,17 @@ OutboxEntry read_entry(const SqliteStatement& q) {
   return e;
 }
 
+// ?1..?6 of the failure statements: the file version and what went wrong.
+SqliteStatement& bind_failure(SqliteStatement& q, const std::string& name, const std::string& sha256,
+                              const FailureRecord& f) {
+  return q.bind(1, name)
+      .bind(2, sha256)
+      .bind(3, f.error)
+      .bind(4, int64_t{f.receiver_status})
+      .bind(5, f.receiver_answer)
+      .bind(6, f.now_unix);
+}
+
 }  // namespace
 
 std::string_view to_string(OutboxState state) {
@@ -242,13 +253,7 @@ Status OutboxStore::mark_failed(const std::string& name, const std::string& sha2
       "first_failure_at=coalesce(first_failure_at, ?6), next_attempt_at=?7, updated_at=" +
       std::string(kNow) + " WHERE name=?1 AND sha256=?2";
   return write_batched(kSql, {nullptr, [=](SqliteStatement& q) {
-                                q.bind(1, name)
-                                    .bind(2, sha256)
-                                    .bind(3, f.error)
-                                    .bind(4, int64_t{f.receiver_status})
-                                    .bind(5, f.receiver_answer)
-                                    .bind(6, f.now_unix)
-                                    .bind(7, f.next_attempt_unix);
+                                bind_failure(q, name, sha256, f).bind(7, f.next_attempt_unix);
                               }, name, sha256});
 }
 
@@ -260,15 +265,7 @@ Status OutboxStore::mark_quarantined(const std::string& name, const std::string&
       "receiver_answer=nullif(?5,''), first_failure_at=coalesce(first_failure_at, ?6), "
       "next_attempt_at=0, quarantine_path=nullif(?7,''), updated_at=" + std::string(kNow) +
       " WHERE name=?1 AND sha256=?2";
-  return write_now(kSql, [&](SqliteStatement& q) {
-    q.bind(1, name)
-        .bind(2, sha256)
-        .bind(3, f.error)
-        .bind(4, int64_t{f.receiver_status})
-        .bind(5, f.receiver_answer)
-        .bind(6, f.now_unix)
-        .bind(7, quarantine_path);
-  });
+  return write_now(kSql, [&](SqliteStatement& q) { bind_failure(q, name, sha256, f).bind(7, quarantine_path); });
 }
 
 Status OutboxStore::reset(const std::string& name, const std::string& sha256) {
