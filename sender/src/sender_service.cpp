@@ -559,13 +559,13 @@ ScanSummary SenderService::run() {
     if (config_.once && !waiting) break;
     update_backlog_metrics();
     if (!config_.once) wake = std::min(wake, Clock::now() + std::chrono::seconds(1));  // operator changes
-    // The workers' state writes are committed in groups: at most one window late while they
-    // work, at once when they are all idle.
+    // The workers' state writes are committed in groups: once due (by the next write, or here
+    // when the batch falls due), at once when the workers are all idle.
     if (auto st = in_flight_.empty() ? store_.flush() : store_.flush_if_due(); !st) {
       logger_->error("state database: {} (the steps of the last {} ms are redone)", st.error().message,
                      kStateCommitWindow.count());
     }
-    if (!in_flight_.empty()) wake = std::min(wake, Clock::now() + kStateCommitWindow);
+    if (const auto due = store_.batch_due()) wake = std::min(wake, *due);
     if (take_finished(done)) continue;  // a worker finished while we looked: apply it first
     const auto events = watcher_.wait_until(wake);  // a finishing worker wakes it
     for (const auto& name : events.names) {

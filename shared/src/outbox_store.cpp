@@ -179,14 +179,20 @@ Status OutboxStore::write_now(const std::string& sql, const Binder& bind) {
   return q->run();
 }
 
-Status OutboxStore::write_batched(const std::string& sql, PendingWrite step) {
-  if (window_.count() <= 0) return write_now(sql, step.bind);
+Status OutboxStore::write_batched(const std::string& sql, Binder bind, const std::string& name,
+                                  const std::string& sha256) {
+  if (window_.count() <= 0) return write_now(sql, bind);
   const auto now = std::chrono::steady_clock::now();
   if (pending_.empty()) batch_started_ = now;
-  step.sql = &sql;
-  pending_.push_back(std::move(step));
+  pending_.push_back(PendingWrite{&sql, std::move(bind), name, sha256});
   if (now - batch_started_ >= window_) return commit_batch();
   return ok_status();
+}
+
+std::optional<std::chrono::steady_clock::time_point> OutboxStore::batch_due() {
+  std::lock_guard lock(mu_);
+  if (pending_.empty()) return std::nullopt;
+  return batch_started_ + window_;
 }
 
 Result<std::vector<OutboxEntry>> OutboxStore::select(const std::string& where_and_order) {
@@ -227,9 +233,9 @@ Status OutboxStore::record_seen(const std::string& name, const std::string& sha2
   static const std::string kSql =
       "INSERT INTO files (name, sha256, size, mtime_ns, state) VALUES (?1, ?2, ?3, ?4, 'pending') "
       "ON CONFLICT (name, sha256) DO UPDATE SET mtime_ns=excluded.mtime_ns, size=excluded.size";
-  return write_batched(kSql, {nullptr, [=](SqliteStatement& q) {
-                                q.bind(1, name).bind(2, sha256).bind(3, size).bind(4, mtime_ns);
-                              }, name, sha256});
+  return write_batched(
+      kSql, [=](SqliteStatement& q) { q.bind(1, name).bind(2, sha256).bind(3, size).bind(4, mtime_ns); }, name,
+      sha256);
 }
 
 Status OutboxStore::mark_delivered(const std::string& name, const std::string& sha256,
@@ -239,9 +245,12 @@ Status OutboxStore::mark_delivered(const std::string& name, const std::string& s
       "UPDATE files SET state='delivered', attempts=attempts+1, last_error=NULL, receiver_status=?3, "
       "receiver_answer=nullif(?4,''), next_attempt_at=0, updated_at=" + std::string(kNow) +
       ", delivered_at=" + std::string(kNow) + " WHERE name=?1 AND sha256=?2";
-  return write_batched(kSql, {nullptr, [=](SqliteStatement& q) {
-                                q.bind(1, name).bind(2, sha256).bind(3, int64_t{receiver_status}).bind(4, receiver_answer);
-                              }, name, sha256});
+  return write_batched(
+      kSql,
+      [=](SqliteStatement& q) {
+        q.bind(1, name).bind(2, sha256).bind(3, int64_t{receiver_status}).bind(4, receiver_answer);
+      },
+      name, sha256);
 }
 
 Status OutboxStore::mark_failed(const std::string& name, const std::string& sha256,
@@ -252,9 +261,9 @@ Status OutboxStore::mark_failed(const std::string& name, const std::string& sha2
       "receiver_status=nullif(?4,0), receiver_answer=nullif(?5,''), "
       "first_failure_at=coalesce(first_failure_at, ?6), next_attempt_at=?7, updated_at=" +
       std::string(kNow) + " WHERE name=?1 AND sha256=?2";
-  return write_batched(kSql, {nullptr, [=](SqliteStatement& q) {
-                                bind_failure(q, name, sha256, f).bind(7, f.next_attempt_unix);
-                              }, name, sha256});
+  return write_batched(
+      kSql, [=](SqliteStatement& q) { bind_failure(q, name, sha256, f).bind(7, f.next_attempt_unix); }, name,
+      sha256);
 }
 
 Status OutboxStore::mark_quarantined(const std::string& name, const std::string& sha256,

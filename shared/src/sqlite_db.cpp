@@ -100,8 +100,6 @@ SqliteDb::~SqliteDb() = default;
 
 std::string SqliteDb::last_error() const { return sqlite3_errmsg(db_.get()); }
 
-bool SqliteDb::in_transaction() const { return db_ && sqlite3_get_autocommit(db_.get()) == 0; }
-
 Status SqliteDb::probe_write(int timeout_ms) {
   sqlite3_busy_timeout(db_.get(), timeout_ms);
   Status st = exec("BEGIN IMMEDIATE");

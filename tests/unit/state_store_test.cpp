@@ -146,6 +146,24 @@ TEST(OutboxStore, GroupCommitHoldsStepsUntilTheWindowOrAFlush) {
   EXPECT_EQ(rows_seen_from_outside(db), 8U);
 }
 
+TEST(OutboxStore, BatchDueIsWhenTheOldestQueuedStepIsAWindowOld) {
+  TempDir dir;
+  auto store = OutboxStore::open(dir / "sender.db");
+  ASSERT_TRUE(store.ok());
+  store->set_group_commit(std::chrono::milliseconds(25));
+  EXPECT_FALSE(store->batch_due().has_value());  // nothing queued: nothing to wake for
+  const auto before = std::chrono::steady_clock::now();
+  ASSERT_TRUE(store->record_seen("a.json", "h1", 1, 1).ok());
+  const auto after = std::chrono::steady_clock::now();
+  ASSERT_TRUE(store->mark_delivered("a.json", "h1", 201, "{}").ok());
+  const auto due = store->batch_due();
+  ASSERT_TRUE(due.has_value());
+  EXPECT_GE(*due, before + std::chrono::milliseconds(25));
+  EXPECT_LE(*due, after + std::chrono::milliseconds(25));
+  ASSERT_TRUE(store->flush().ok());
+  EXPECT_FALSE(store->batch_due().has_value());
+}
+
 TEST(OutboxStore, ACrashInsideABatchLosesOnlyThatBatch) {
   TempDir dir;
   const std::string db = dir / "sender.db";

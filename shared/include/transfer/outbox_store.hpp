@@ -75,6 +75,8 @@ class OutboxStore {
   void set_group_commit(std::chrono::milliseconds window);
   Status flush();           // commits the open batch, if any
   Status flush_if_due();    // the same, once the batch is `window` old
+  // When the queued batch falls due; nothing when no step is queued.
+  std::optional<std::chrono::steady_clock::time_point> batch_due();
 
   Result<std::optional<OutboxEntry>> find(const std::string& name, const std::string& sha256);
   // Records a file version as seen (pending) unless it is already known; refreshes size and mtime.
@@ -125,8 +127,8 @@ class OutboxStore {
     std::string name;
     std::string sha256;
   };
-  // The caller holds mu_ for these three.
-  Status write_batched(const std::string& sql, PendingWrite step);
+  // The caller holds mu_ for these three. `sql` is a statement that outlives the store.
+  Status write_batched(const std::string& sql, Binder bind, const std::string& name, const std::string& sha256);
   Status write_now(const std::string& sql, const Binder& bind);
   Status commit_batch();
   std::mutex mu_;

@@ -81,15 +81,6 @@ class SqliteDb {
     if (!st) (void)run("ROLLBACK");
     return st;
   }
-  // An explicit transaction that spans calls (group commit): BEGIN IMMEDIATE; COMMIT, rolled
-  // back when the commit fails. in_transaction() also sees SQLite's own rollback after an error.
-  Status begin() { return run("BEGIN IMMEDIATE"); }
-  Status commit() {
-    Status st = run("COMMIT");
-    if (!st && in_transaction()) (void)run("ROLLBACK");
-    return st;
-  }
-  bool in_transaction() const;
   // Takes and releases the write lock, waiting at most timeout_ms for it: whether a write could
   // happen now (readiness checks). The usual busy timeout applies again afterwards.
   Status probe_write(int timeout_ms);
