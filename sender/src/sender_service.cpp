@@ -342,7 +342,7 @@ SenderService::SenderService(const SenderConfig& config, Logger logger, OutboxSt
     uploaders_.push_back(std::make_unique<Uploader>(upload_target(config_), cancel_));
   }
   remove_spool_leftovers(spool_dir_);
-  store_.set_group_commit(kStateCommitWindow);
+  store_.set_group_commit(kStateCommitWindow, [this] { watcher_.wake(); });  // run() flushes it when due
   load_settled();
   if (auto v = store_.data_version(); v) data_version_ = *v;
 }
@@ -559,8 +559,9 @@ ScanSummary SenderService::run() {
     if (config_.once && !waiting) break;
     update_backlog_metrics();
     if (!config_.once) wake = std::min(wake, Clock::now() + std::chrono::seconds(1));  // operator changes
-    // The workers' state writes are committed in groups: once due (by the next write, or here
-    // when the batch falls due), at once when the workers are all idle.
+    // The workers' state writes are committed in groups: once due (by the next write, or here:
+    // a new batch wakes this thread, which then waits until it falls due), at once when the
+    // workers are all idle.
     if (auto st = in_flight_.empty() ? store_.flush() : store_.flush_if_due(); !st) {
       logger_->error("state database: {} (the steps of the last {} ms are redone)", st.error().message,
                      kStateCommitWindow.count());

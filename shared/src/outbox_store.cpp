@@ -135,9 +135,10 @@ OutboxStore::~OutboxStore() {
   (void)commit_batch();
 }
 
-void OutboxStore::set_group_commit(std::chrono::milliseconds window) {
+void OutboxStore::set_group_commit(std::chrono::milliseconds window, std::function<void()> on_batch_opened) {
   std::lock_guard lock(mu_);
   window_ = window;
+  on_batch_opened_ = std::move(on_batch_opened);
 }
 
 Status OutboxStore::commit_batch() {
@@ -183,8 +184,10 @@ Status OutboxStore::write_batched(const std::string& sql, Binder bind, const std
                                   const std::string& sha256) {
   if (window_.count() <= 0) return write_now(sql, bind);
   const auto now = std::chrono::steady_clock::now();
-  if (pending_.empty()) batch_started_ = now;
+  const bool opened = pending_.empty();
+  if (opened) batch_started_ = now;
   pending_.push_back(PendingWrite{&sql, std::move(bind), name, sha256});
+  if (opened && on_batch_opened_) on_batch_opened_();
   if (now - batch_started_ >= window_) return commit_batch();
   return ok_status();
 }

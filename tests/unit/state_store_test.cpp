@@ -146,11 +146,12 @@ TEST(OutboxStore, GroupCommitHoldsStepsUntilTheWindowOrAFlush) {
   EXPECT_EQ(rows_seen_from_outside(db), 8U);
 }
 
-TEST(OutboxStore, BatchDueIsWhenTheOldestQueuedStepIsAWindowOld) {
+TEST(OutboxStore, ANewBatchIsAnnouncedAndFallsDueAWindowAfterItsFirstStep) {
   TempDir dir;
   auto store = OutboxStore::open(dir / "sender.db");
   ASSERT_TRUE(store.ok());
-  store->set_group_commit(std::chrono::milliseconds(25));
+  int opened = 0;
+  store->set_group_commit(std::chrono::milliseconds(25), [&] { ++opened; });
   EXPECT_FALSE(store->batch_due().has_value());  // nothing queued: nothing to wake for
   const auto before = std::chrono::steady_clock::now();
   ASSERT_TRUE(store->record_seen("a.json", "h1", 1, 1).ok());
@@ -160,8 +161,11 @@ TEST(OutboxStore, BatchDueIsWhenTheOldestQueuedStepIsAWindowOld) {
   ASSERT_TRUE(due.has_value());
   EXPECT_GE(*due, before + std::chrono::milliseconds(25));
   EXPECT_LE(*due, after + std::chrono::milliseconds(25));
+  EXPECT_EQ(opened, 1);  // once per batch, for its first step
   ASSERT_TRUE(store->flush().ok());
   EXPECT_FALSE(store->batch_due().has_value());
+  ASSERT_TRUE(store->record_seen("b.json", "h2", 1, 1).ok());
+  EXPECT_EQ(opened, 2);
 }
 
 TEST(OutboxStore, ACrashInsideABatchLosesOnlyThatBatch) {

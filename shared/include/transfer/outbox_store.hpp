@@ -68,11 +68,14 @@ class OutboxStore {
   OutboxStore(OutboxStore&& other) noexcept
       : db_(std::move(other.db_)),
         window_(other.window_),
+        on_batch_opened_(std::move(other.on_batch_opened_)),
         pending_(std::move(other.pending_)),
         batch_started_(other.batch_started_) {}
   ~OutboxStore();  // commits an open batch
 
-  void set_group_commit(std::chrono::milliseconds window);
+  // `on_batch_opened` runs (under the store's lock) when a step is queued into an empty batch:
+  // whoever calls flush_if_due() learns when to look again (batch_due()).
+  void set_group_commit(std::chrono::milliseconds window, std::function<void()> on_batch_opened = {});
   Status flush();           // commits the open batch, if any
   Status flush_if_due();    // the same, once the batch is `window` old
   // When the queued batch falls due; nothing when no step is queued.
@@ -134,6 +137,7 @@ class OutboxStore {
   std::mutex mu_;
   SqliteDb db_;
   std::chrono::milliseconds window_{0};  // 0: every write commits at once
+  std::function<void()> on_batch_opened_;
   std::vector<PendingWrite> pending_;
   std::chrono::steady_clock::time_point batch_started_{};  // when the oldest was queued
 };
