@@ -1,0 +1,2 @@
+#pragma once
+// Placeholder: the strict request-head parser.

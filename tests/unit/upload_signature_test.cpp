@@ -1,0 +1,1 @@
+#include "transfer/upload_signature.hpp"
