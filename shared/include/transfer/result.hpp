@@ -25,6 +25,7 @@ enum class ErrorCode {
   kConflict,         // the name exists with other content and ON_CONFLICT=reject
   kCancelled,        // stopped on request (shutdown)
   kChanged,          // the input changed while it was being processed
+  kUnauthenticated,  // a request whose signature is missing, malformed, stale or matches no key
 };
 
 struct Error {
