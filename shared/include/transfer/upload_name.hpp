@@ -13,7 +13,12 @@ inline constexpr size_t kMaxUploadNameBytes = 200;
 
 // Ok when `name` (already percent-decoded) is acceptable; otherwise kInvalidName with the reason.
 // Refused: empty, "." and "..", a leading dot, '/', '\\', NUL and other control characters
-// (C0, DEL, C1), invalid UTF-8, more than 200 bytes.
+// (C0, DEL, C1), invalid UTF-8, more than 200 bytes; and names that lie about themselves: made
+// only of spaces, ending in a dot or a space (Windows and some tools drop those), or holding a
+// Unicode format character (general category Cf: bidi controls such as U+202E, zero-width
+// characters, U+FEFF, the soft hyphen) or the line/paragraph separators U+2028/U+2029. "Space" is
+// any Unicode space separator (category Zs: U+0020, U+00A0, U+3000, ...). The tables come from
+// scripts/gen_upload_name_tables.py (Unicode 14.0.0, Debian 12's Python).
 Status validate_upload_name(std::string_view name);
 
 // The upload name for an input file: its name without the final ".json" (not cut at the first
