@@ -59,6 +59,7 @@ Result<std::unique_ptr<ReceiverService>> ReceiverService::create(const ReceiverC
     logger->warn("FSYNC=off: files answered 201 may be lost or empty after a power loss or kernel crash");
   }
   logger->info("key loaded path={} keys={}", log_value(config.key_path), settings.keys->keys()->size());
+  if (const std::string warning = settings.keys->access_warning(); !warning.empty()) logger->warn("{}", warning);
   return std::unique_ptr<ReceiverService>(
       new ReceiverService(config, std::move(logger), std::move(*ledger), std::move(settings), *policy));
 }

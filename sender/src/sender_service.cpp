@@ -312,6 +312,7 @@ Result<std::unique_ptr<SenderService>> SenderService::create(const SenderConfig&
   if (!store) return store.error();
   logger->info("key loaded path={} keys={} state_db={}", log_value(config.key_path), (*keys)->keys()->size(),
                log_value(config.state_db_file()));
+  if (const std::string warning = (*keys)->access_warning(); !warning.empty()) logger->warn("{}", warning);
   std::unique_ptr<SenderService> service(
       new SenderService(config, std::move(logger), std::move(*store), std::move(*keys)));
   if (config.metrics_port) {

@@ -18,20 +18,21 @@ Result<KeyRing::Stamp> KeyRing::stamp_of(const std::string& path) {
                static_cast<long long>(st.st_ctim.tv_sec) * 1'000'000'000LL + st.st_ctim.tv_nsec};
 }
 
-KeyRing::KeyRing(std::string path, std::vector<FernetKey> keys, Stamp stamp)
+KeyRing::KeyRing(std::string path, KeyFileContents contents, Stamp stamp)
     : path_(std::move(path)),
-      keys_(std::make_shared<const std::vector<FernetKey>>(std::move(keys))),
-      stamp_(stamp) {}
+      keys_(std::make_shared<const std::vector<FernetKey>>(std::move(contents.keys))),
+      stamp_(stamp),
+      access_warning_(std::move(contents.access_warning)) {}
 
 Result<std::shared_ptr<KeyRing>> KeyRing::load(const std::string& path) {
   auto stamp = stamp_of(path);
-  auto keys = load_key_file(path);
-  if (!keys) return keys.error();
-  return std::shared_ptr<KeyRing>(new KeyRing(path, std::move(*keys), stamp ? *stamp : Stamp{}));
+  auto contents = read_key_file(path);
+  if (!contents) return contents.error();
+  return std::shared_ptr<KeyRing>(new KeyRing(path, std::move(*contents), stamp ? *stamp : Stamp{}));
 }
 
 std::shared_ptr<KeyRing> KeyRing::fixed(std::vector<FernetKey> keys) {
-  return std::shared_ptr<KeyRing>(new KeyRing("", std::move(keys), Stamp{}));
+  return std::shared_ptr<KeyRing>(new KeyRing("", KeyFileContents{std::move(keys), {}}, Stamp{}));
 }
 
 KeySet KeyRing::keys() const {
@@ -44,6 +45,11 @@ std::optional<Error> KeyRing::error() const {
   return error_;
 }
 
+std::string KeyRing::access_warning() const {
+  std::lock_guard lock(mu_);
+  return access_warning_;
+}
+
 Result<bool> KeyRing::refresh() {
   if (path_.empty()) return false;
   std::lock_guard lock(mu_);
@@ -53,16 +59,18 @@ Result<bool> KeyRing::refresh() {
     return stamp.error();
   }
   if (*stamp == stamp_ && !error_) return false;
-  auto keys = load_key_file(path_);
-  if (!keys) {
-    error_ = keys.error();
-    return keys.error();
+  auto contents = read_key_file(path_);
+  if (!contents) {
+    error_ = contents.error();
+    return contents.error();
   }
+  std::vector<FernetKey>& keys = contents->keys;
   stamp_ = *stamp;
   error_.reset();
-  const bool changed = keys->size() != keys_->size() ||
-                       std::memcmp(keys->data(), keys_->data(), keys->size() * sizeof(FernetKey)) != 0;
-  if (changed) keys_ = std::make_shared<const std::vector<FernetKey>>(std::move(*keys));
+  access_warning_ = std::move(contents->access_warning);
+  const bool changed = keys.size() != keys_->size() ||
+                       std::memcmp(keys.data(), keys_->data(), keys.size() * sizeof(FernetKey)) != 0;
+  if (changed) keys_ = std::make_shared<const std::vector<FernetKey>>(std::move(keys));
   return changed;
 }
 

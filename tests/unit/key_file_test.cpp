@@ -1,12 +1,44 @@
 #include "transfer/key_file.hpp"
 
 #include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
 
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+
+#include "transfer/key_ring.hpp"
 
 namespace transfer {
 namespace {
+
+namespace fs = std::filesystem;
+
+constexpr const char* kKey = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+class TempDir {
+ public:
+  TempDir() {
+    char tmpl[] = "/tmp/key-file-test-XXXXXX";
+    path_ = ::mkdtemp(tmpl);
+  }
+  ~TempDir() { fs::remove_all(path_); }
+  std::string operator/(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+void write_key(const std::string& path, unsigned mode) {
+  std::ofstream(path) << kKey << "\n";
+  ::chmod(path.c_str(), mode);
+}
 
 TEST(KeyFile, AcceptsWhatTheOldPairWrote) {
   const std::vector<std::string> good = {
@@ -61,6 +93,102 @@ TEST(KeyFile, MissingFileNamesThePathAndTheFix) {
   ASSERT_FALSE(keys.ok());
   EXPECT_NE(keys.error().message.find("/nonexistent/key"), std::string::npos);
   EXPECT_NE(keys.error().message.find("dd if=/dev/urandom"), std::string::npos);
+}
+
+// A key file that is not a regular file is refused at once (a FIFO with no writer used to block
+// the program forever), with one line that names the path and what it is.
+TEST(KeyFile, RefusesWhatIsNotARegularFile) {
+  TempDir dir;
+  struct Case {
+    std::string what;
+    std::function<std::string()> make;  // returns the path
+    std::string says;
+  };
+  const std::vector<Case> cases = {
+      {"fifo", [&] { const auto p = dir / "fifo"; ::mkfifo(p.c_str(), 0600); return p; }, "is a FIFO"},
+      {"directory", [&] { const auto p = dir / "dir"; fs::create_directory(p); return p; }, "is a directory"},
+      {"character device", [] { return std::string("/dev/null"); }, "is a character device"},
+      {"socket",
+       [&] {
+         const auto p = dir / "sock";
+         sockaddr_un addr{};
+         addr.sun_family = AF_UNIX;
+         std::strncpy(addr.sun_path, p.c_str(), sizeof addr.sun_path - 1);
+         const int s = ::socket(AF_UNIX, SOCK_STREAM, 0);
+         ::bind(s, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+         ::close(s);  // the socket file stays
+         return p;
+       },
+       "is a socket"},
+      {"symlink to a fifo", [&] { const auto p = dir / "link"; fs::create_symlink(dir / "fifo", p); return p; }, "is a FIFO"},
+  };
+  for (const auto& c : cases) {
+    const std::string path = c.make();
+    const auto started = std::chrono::steady_clock::now();
+    auto keys = read_key_file(path);
+    EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(2)) << c.what;
+    ASSERT_FALSE(keys.ok()) << c.what;
+    EXPECT_EQ(keys.error().code, ErrorCode::kInvalidKey) << c.what;
+    EXPECT_NE(keys.error().message.find(path), std::string::npos) << c.what << ": " << keys.error().message;
+    EXPECT_NE(keys.error().message.find(c.says), std::string::npos) << c.what << ": " << keys.error().message;
+    EXPECT_EQ(keys.error().message.find('\n'), std::string::npos) << c.what << ": not one line";
+  }
+}
+
+// Readable by others (o+r): the keys load and the warning names the path and the chmod to run.
+TEST(KeyFile, WarnsWhenOthersMayRead) {
+  TempDir dir;
+  struct Case {
+    unsigned mode;
+    bool warns;
+  };
+  for (const Case c : {Case{0600, false}, Case{0400, false}, Case{0640, false}, Case{0604, true},
+                       Case{0644, true}, Case{0444, true}}) {
+    const std::string path = dir / "key";
+    write_key(path, c.mode);
+    auto contents = read_key_file(path);
+    ASSERT_TRUE(contents.ok()) << std::oct << c.mode;
+    EXPECT_EQ(contents->keys.size(), 1U);
+    EXPECT_EQ(!contents->access_warning.empty(), c.warns) << std::oct << c.mode << ": " << contents->access_warning;
+    if (c.warns) {
+      EXPECT_NE(contents->access_warning.find("chmod o-r " + path), std::string::npos) << contents->access_warning;
+    }
+    fs::remove(path);
+  }
+}
+
+TEST(KeyFile, WarningQuotesAPathForTheShell) {
+  EXPECT_EQ(key_file_access_warning("/k", 0600), "");
+  EXPECT_EQ(key_file_access_warning("/run/secrets/key", 0100644),
+            "key file /run/secrets/key is readable by every user on this host (mode 0644): run chmod o-r "
+            "/run/secrets/key (or chmod 600 /run/secrets/key)");
+  const std::string w = key_file_access_warning("/tmp/my key's", 0644);
+  EXPECT_NE(w.find("chmod o-r '/tmp/my key'\\''s'"), std::string::npos) << w;
+}
+
+// A reload applies the same check: the file replaced by a FIFO is refused at once and the keys
+// held stay in force.
+TEST(KeyRing, RefusesAFileReplacedByAFifo) {
+  TempDir dir;
+  const std::string path = dir / "key";
+  write_key(path, 0600);
+  auto ring = KeyRing::load(path);
+  ASSERT_TRUE(ring.ok()) << ring.error().message;
+  EXPECT_EQ((*ring)->access_warning(), "");
+  const KeySet before = (*ring)->keys();
+  fs::remove(path);
+  ASSERT_EQ(::mkfifo(path.c_str(), 0600), 0);
+  const auto started = std::chrono::steady_clock::now();
+  auto refreshed = (*ring)->refresh();
+  EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(2));
+  ASSERT_FALSE(refreshed.ok());
+  EXPECT_EQ(refreshed.error().code, ErrorCode::kInvalidKey);
+  EXPECT_NE(refreshed.error().message.find("is a FIFO"), std::string::npos) << refreshed.error().message;
+  EXPECT_EQ((*ring)->keys(), before);
+  fs::remove(path);
+  write_key(path, 0644);  // back, but readable by all: reloaded, and the warning is there
+  ASSERT_TRUE((*ring)->refresh().ok());
+  EXPECT_NE((*ring)->access_warning().find("chmod o-r " + path), std::string::npos);
 }
 
 TEST(KeyFile, GeneratedKeysParse) {

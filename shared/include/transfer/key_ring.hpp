@@ -2,7 +2,8 @@
 // The keys of a key file, reloaded when the file changes, so keys rotate without a restart
 // (see README "Key rotation"). refresh() costs one stat() when nothing changed. A file that
 // becomes unreadable or invalid leaves the keys held in place (uploads keep working) and makes
-// refresh() and error() report it until it is fixed. Thread-safe.
+// refresh() and error() report it until it is fixed. The file must stay a regular file (see
+// read_key_file): one replaced by a FIFO is refused at once, never waited on. Thread-safe.
 
 #include <memory>
 #include <mutex>
@@ -30,6 +31,9 @@ class KeyRing {
   Result<bool> refresh();
   // The last refresh's error, if the file is not usable now.
   std::optional<Error> error() const;
+  // read_key_file()'s warning from the last successful read ("" when the mode is fine): the
+  // services log it.
+  std::string access_warning() const;
   const std::string& path() const { return path_; }
 
  private:
@@ -37,7 +41,7 @@ class KeyRing {
     long long size = -1, mtime_ns = 0, inode = 0, ctime_ns = 0;
     bool operator==(const Stamp&) const = default;
   };
-  KeyRing(std::string path, std::vector<FernetKey> keys, Stamp stamp);
+  KeyRing(std::string path, KeyFileContents contents, Stamp stamp);
   static Result<Stamp> stamp_of(const std::string& path);
 
   std::string path_;
@@ -45,6 +49,7 @@ class KeyRing {
   KeySet keys_;
   Stamp stamp_;
   std::optional<Error> error_;
+  std::string access_warning_;
 };
 
 }  // namespace transfer
