@@ -106,6 +106,7 @@ class TokenSpoolSink : public XmlSink {
   const std::string& path() const { return file_.path; }
   std::string sha256() { return hash_.hex_digest(); }
   uint64_t token_bytes() const { return token_bytes_; }
+  const FernetKey& key() const { return key_; }  // the key that encrypted the token
 
  private:
   static constexpr size_t kQueueDepth = 8;  // pieces of up to 64 KiB between the two threads
@@ -339,8 +340,9 @@ SenderService::SenderService(const SenderConfig& config, Logger logger, OutboxSt
       spool_dir_(config.status_db_path + "/spool"),
       watcher_(config.input_dir, config.use_inotify),
       probe_uploader_(upload_target(config), cancel_) {
+  const auto signing_times = std::make_shared<SigningTimes>();  // a retry may go to another worker
   for (int i = 0; i < config_.upload_concurrency; ++i) {
-    uploaders_.push_back(std::make_unique<Uploader>(upload_target(config_), cancel_));
+    uploaders_.push_back(std::make_unique<Uploader>(upload_target(config_), cancel_, signing_times));
   }
   remove_spool_leftovers(spool_dir_);
   store_.set_group_commit(kStateCommitWindow, [this] { watcher_.wake(); });  // run() flushes it when due
@@ -861,7 +863,8 @@ SenderService::StepResult SenderService::attempt_upload(const std::string& name,
                      std::to_string(converted->xml_bytes) + " bytes of XML: not the Fernet length");
   }
   const auto response = content ? uploader.upload_buffer(upload_name, memory.xml, identity, current_key())
-                                : uploader.upload_token_file(upload_name, spool->path(), spool->token_bytes(), identity);
+                                : uploader.upload_token_file(upload_name, spool->path(), spool->token_bytes(), identity,
+                                                             spool->key());
   if (response.cancelled) return {Step::kStopped};
   note_receiver_answer(response.status != 0, response.error);
   if (response.status != 0) {

@@ -6,7 +6,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
+#include <thread>
 
 #include "transfer/config.hpp"
 #include "transfer/fernet.hpp"
@@ -53,9 +55,17 @@ std::string new_transfer_id() {
   return to_hex(rnd, sizeof rnd);
 }
 
-Uploader::Uploader(UploadTarget target, const std::atomic<bool>& cancel)
+uint64_t system_unix_time() {
+  const auto since_epoch = std::chrono::system_clock::now().time_since_epoch();
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::seconds>(since_epoch).count());
+}
+
+Uploader::Uploader(UploadTarget target, const std::atomic<bool>& cancel,
+                   std::shared_ptr<SigningTimes> signing_times, UnixClock clock)
     : target_(std::move(target)),
       cancel_(cancel),
+      signing_times_(signing_times ? std::move(signing_times) : std::make_shared<SigningTimes>()),
+      clock_(std::move(clock)),
       client_(std::make_unique<httplib::Client>(
           target_.scheme + "://" + (target_.host.find(':') == std::string::npos ? target_.host : "[" + target_.host + "]") +
               ":" + std::to_string(target_.port),
@@ -115,14 +125,20 @@ UploadResponse Uploader::probe() {
 }
 
 std::string Uploader::url_for(const std::string& name) const {
-  return target_.scheme + "://" + target_.host + ":" + std::to_string(target_.port) + target_.uri_prefix + "/" +
-         percent_encode(name);
+  return target_.scheme + "://" + target_.host + ":" + std::to_string(target_.port) + target_for(name);
+}
+
+// cpp-httplib writes this on the request line as it is (set_url_encode(false)), so the target
+// signed is the target sent.
+std::string Uploader::target_for(const std::string& name) const {
+  return target_.uri_prefix + "/" + percent_encode(name);
 }
 
 void Uploader::abort() { client_->stop(); }
 
 UploadResponse Uploader::upload_token_file(const std::string& name, const std::string& token_path,
-                                           uint64_t token_size, const UploadIdentity& identity) {
+                                           uint64_t token_size, const UploadIdentity& identity,
+                                           const FernetKey& key) {
   UniqueFd fd(::open(token_path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd) {
     UploadResponse response;
@@ -130,7 +146,7 @@ UploadResponse Uploader::upload_token_file(const std::string& name, const std::s
     return response;
   }
   uint64_t left = token_size;
-  return send(name, token_size, identity, [&](std::string& out) -> Result<bool> {
+  return send(name, token_size, identity, key, [&](std::string& out) -> Result<bool> {
     const size_t want = static_cast<size_t>(std::min<uint64_t>(left, kChunk));
     const size_t at = out.size();  // appended after what is pending
     out.resize(at + want);
@@ -156,7 +172,7 @@ UploadResponse Uploader::upload_buffer(const std::string& name, std::string_view
     return response;
   }
   size_t pos = 0;
-  return send(name, fernet_token_length(xml.size()), identity, [&](std::string& out) -> Result<bool> {
+  return send(name, fernet_token_length(xml.size()), identity, key, [&](std::string& out) -> Result<bool> {
     const size_t n = std::min(kChunk, xml.size() - pos);
     if (n == 0) {
       enc->finish(out);
@@ -168,9 +184,27 @@ UploadResponse Uploader::upload_buffer(const std::string& name, std::string_view
   });
 }
 
+std::optional<uint64_t> Uploader::signing_time(const std::string& upload_key) {
+  // At most a second's wait; the bound only trips on a clock that does not move.
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(3);
+  for (;;) {
+    const uint64_t now = clock_();
+    if (signing_times_->claim(upload_key, now)) return now;
+    if (cancel_.load() || std::chrono::steady_clock::now() > give_up) return std::nullopt;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
+
 UploadResponse Uploader::send(const std::string& name, uint64_t token_size, const UploadIdentity& identity,
-                              const TokenProducer& produce) {
+                              const FernetKey& key, const TokenProducer& produce) {
   UploadResponse response;
+  // Derived per attempt (about 10 us: nothing next to an HTTP exchange), so no copy of key
+  // material outlives the upload.
+  auto signing_key = derive_upload_signing_key(key);
+  if (!signing_key) {
+    response.error = "cannot derive the upload signing key: " + signing_key.error().message;
+    return response;
+  }
   uint8_t rnd[16];
   RAND_bytes(rnd, sizeof rnd);
   const std::string boundary = to_hex(rnd, sizeof rnd);  // like requests: 32 hex digits
@@ -213,7 +247,18 @@ UploadResponse Uploader::send(const std::string& name, uint64_t token_size, cons
                               {"Idempotency-Key", identity.idempotency_key},
                               {"X-Transfer-Plaintext-SHA256", identity.plaintext_sha256}};
   if (!identity.transfer_id.empty()) headers.emplace("X-Transfer-Id", identity.transfer_id);
-  const std::string path = target_.uri_prefix + "/" + percent_encode(name);
+  const std::string path = target_for(name);
+  // What the receiver sees: this method, this target on the request line, `length` as the
+  // Content-Length cpp-httplib writes for a sized content provider, the two headers above.
+  const SignedHead signed_head{"POST", path, length, identity.plaintext_sha256, identity.idempotency_key};
+  const auto signed_at = signing_time(identity.idempotency_key);
+  if (!signed_at) {
+    response.cancelled = cancel_.load();
+    response.error = response.cancelled ? "cancelled (shutting down)"
+                                        : "the wall clock stood still for 3 s: cannot date the upload's signature";
+    return response;
+  }
+  headers.emplace(std::string(kSignatureHeader), sign_upload_head(*signing_key, signed_head, *signed_at));
   auto result = client_->Post(path, headers, static_cast<size_t>(length), provider,
                               "multipart/form-data; boundary=" + boundary);
   if (!result) {

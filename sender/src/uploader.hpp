@@ -1,17 +1,24 @@
 #pragma once
 // Uploads one file: multipart/form-data with one part `file` holding the Fernet token, with an
 // exact Content-Length: either a token already spooled to a file (large inputs: encrypted while
-// they were converted) or XML in memory, encrypted while it is sent. Keeps its connection alive
+// they were converted) or XML in memory, encrypted while it is sent. Each attempt's request head
+// is signed (X-Transfer-Signature, see transfer/upload_signature.hpp) with the key derived from
+// the Fernet key that encrypted the token, at the wall clock's time of the attempt; a retry in
+// the same second as the upload's last attempt waits for the next second (a signature is dated
+// in whole seconds, and the receiver refuses one it has seen). Keeps its connection alive
 // between uploads. The HTTP library stays behind this interface.
 
 #include <atomic>
+#include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
 #include "transfer/key_file.hpp"
 #include "transfer/result.hpp"
+#include "transfer/upload_signature.hpp"
 
 namespace httplib {
 class Client;
@@ -49,15 +56,22 @@ struct UploadIdentity {
 // A new transfer id: 16 random hex digits.
 std::string new_transfer_id();
 
+// Seconds since the Unix epoch: what upload signatures are dated with.
+using UnixClock = std::function<uint64_t()>;
+uint64_t system_unix_time();
+
 class Uploader {
  public:
-  Uploader(UploadTarget target, const std::atomic<bool>& cancel);
+  // `signing_times` is shared by the uploaders of one sender (a retry may go to another one);
+  // null: this uploader's own. `clock` dates the signatures.
+  Uploader(UploadTarget target, const std::atomic<bool>& cancel,
+           std::shared_ptr<SigningTimes> signing_times = nullptr, UnixClock clock = system_unix_time);
   ~Uploader();
   // Streams the Fernet token in `token_path` (`token_size` bytes of token text) to
-  // <uri_prefix>/<name> as it is.
+  // <uri_prefix>/<name> as it is; `key` is the one that encrypted it (it signs the request).
   UploadResponse upload_token_file(const std::string& name, const std::string& token_path, uint64_t token_size,
-                                   const UploadIdentity& identity);
-  // The same from memory (the XML of a small file).
+                                   const UploadIdentity& identity, const FernetKey& key);
+  // The same from memory (the XML of a small file), encrypted and signed with `key`.
   UploadResponse upload_buffer(const std::string& name, std::string_view xml, const UploadIdentity& identity,
                                const FernetKey& key);
   // GET / on the receiver (is it there?): the status, or 0 with the error.
@@ -65,17 +79,24 @@ class Uploader {
   // From another thread: ends an upload in progress now (its socket is shut down).
   void abort();
   std::string url_for(const std::string& name) const;
+  // The request target sent (and signed) for `name`: <uri_prefix>/<percent-encoded name>.
+  std::string target_for(const std::string& name) const;
 
  private:
   std::string describe(int error) const;  // an httplib::Error, in operator's words
   // Appends the next piece of token text to `out`; true once the token is complete.
   using TokenProducer = std::function<Result<bool>(std::string& out)>;
   // The body is produced in order: multipart head, the token (`token_size` bytes from
-  // `produce`), tail; with an exact Content-Length.
+  // `produce`), tail; with an exact Content-Length. The head is signed with `key`'s upload key.
   UploadResponse send(const std::string& name, uint64_t token_size, const UploadIdentity& identity,
-                      const TokenProducer& produce);
+                      const FernetKey& key, const TokenProducer& produce);
+  // The second to sign an attempt of `upload_key` at: now, or the next second when this upload
+  // was signed in this one. Nothing when cancelled or when the clock stands still.
+  std::optional<uint64_t> signing_time(const std::string& upload_key);
   UploadTarget target_;
   const std::atomic<bool>& cancel_;
+  std::shared_ptr<SigningTimes> signing_times_;
+  UnixClock clock_;
   std::unique_ptr<httplib::Client> client_;
 };
 

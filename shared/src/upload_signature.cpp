@@ -7,6 +7,7 @@
 #include <openssl/kdf.h>
 #include <openssl/params.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -242,6 +243,24 @@ void SignatureReplayGuard::drop_oldest() {
   const auto entry = expiry_of_.find(*first->second);
   by_expiry_.erase(first);
   expiry_of_.erase(entry);
+}
+
+bool SigningTimes::claim(std::string_view upload_key, uint64_t now) {
+  std::lock_guard lock(mu_);
+  if (last_.size() >= prune_at_) {
+    std::erase_if(last_, [now](const auto& entry) { return entry.second != now; });
+    prune_at_ = std::max<size_t>(64, 2 * last_.size());  // amortized: each entry is scanned O(1) times
+  }
+  const auto [it, inserted] = last_.try_emplace(std::string(upload_key), now);
+  if (inserted) return true;
+  if (it->second == now) return false;
+  it->second = now;
+  return true;
+}
+
+size_t SigningTimes::size() const {
+  std::lock_guard lock(mu_);
+  return last_.size();
 }
 
 }  // namespace transfer

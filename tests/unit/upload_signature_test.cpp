@@ -386,5 +386,25 @@ TEST(SignatureReplayGuard, OneWinnerPerSignatureAcrossThreads) {
   EXPECT_LE(guard.size(), 256U);
 }
 
+TEST(SigningTimes, HandsOutEachUploadSecondOnce) {
+  SigningTimes times;
+  EXPECT_TRUE(times.claim("upload-a", kTime));
+  EXPECT_FALSE(times.claim("upload-a", kTime));  // a retry in the same second waits
+  EXPECT_TRUE(times.claim("upload-b", kTime));   // another upload does not
+  EXPECT_TRUE(times.claim("upload-a", kTime + 1));
+  EXPECT_FALSE(times.claim("upload-a", kTime + 1));
+  EXPECT_TRUE(times.claim("upload-a", kTime));  // a clock stepped back: a second not just used
+}
+
+TEST(SigningTimes, KeepsAboutOneSecondOfUploads) {
+  SigningTimes times;
+  for (uint64_t second = 0; second < 50; ++second) {
+    for (int i = 0; i < 1000; ++i) {
+      ASSERT_TRUE(times.claim("upload-" + std::to_string(second) + "-" + std::to_string(i), kTime + second));
+    }
+    ASSERT_LE(times.size(), 2001U) << second;  // this second's 1000 and at most the last's
+  }
+}
+
 }  // namespace
 }  // namespace transfer

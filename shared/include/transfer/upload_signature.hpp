@@ -133,4 +133,24 @@ class SignatureReplayGuard {
   std::set<std::pair<uint64_t, const Mac*>> by_expiry_;   // the same entries, soonest expiry first
 };
 
+// The sender's side of the replay guard: t has a resolution of one second, so two attempts of one
+// upload (same head) in the same second would carry the same signature and the second would be
+// refused as a replay. claim() hands out each (upload, second) once; the uploader waits for the
+// next second when it is refused (only a retry within a second of the last attempt).
+//
+// Bound: an entry is kept only while its second is the current one (older ones are dropped as
+// the map grows), so about the number of uploads signed in one second. Thread-safe.
+class SigningTimes {
+ public:
+  // True, and remembered, unless `upload_key` (the Idempotency-Key) was already claimed for
+  // the second `now`.
+  bool claim(std::string_view upload_key, uint64_t now);
+  size_t size() const;
+
+ private:
+  mutable std::mutex mu_;
+  std::unordered_map<std::string, uint64_t> last_;  // upload -> the second it was last signed at
+  size_t prune_at_ = 64;                            // size at which older seconds are dropped
+};
+
 }  // namespace transfer
