@@ -32,15 +32,16 @@ std::string how_to_create(const std::string& origin) {
 constexpr size_t kMaxKeyFileBytes = 1U << 16;
 
 Error not_a_regular_file(const std::string& path, unsigned mode) {
-  const char* kind = S_ISFIFO(mode)  ? "a FIFO"
+  const char* kind = S_ISFIFO(mode)   ? "a FIFO"
                      : S_ISSOCK(mode) ? "a socket"
                      : S_ISCHR(mode)  ? "a character device"
                      : S_ISBLK(mode)  ? "a block device"
                      : S_ISDIR(mode)  ? "a directory"
                                       : "not a regular file";
-  return make_error(ErrorCode::kInvalidKey, "key file " + path + " is " + kind +
-                                                ", not a regular file: refusing to read it (replace it "
-                                                "with a file holding the key)");
+  return make_error(ErrorCode::kInvalidKey,
+                    "key file " + path + " is " + kind +
+                        ", not a regular file: refusing to read it (replace it "
+                        "with a file holding the key)");
 }
 
 // `s` as one word for a POSIX shell: as is when it holds only safe characters, else in single
@@ -110,23 +111,27 @@ Result<KeyFileContents> read_key_file(const std::string& path) {
   struct stat st {};
   if (!fd) {
     const int err = errno;
-    if (::stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode)) return not_a_regular_file(path, st.st_mode);
-    return make_error(ErrorCode::kInvalidKey, "cannot read key file " + path + ": " + std::strerror(err) +
-                                                  "; " + how_to_create(path));
+    if (::stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode))
+      return not_a_regular_file(path, st.st_mode);
+    return make_error(ErrorCode::kInvalidKey, "cannot read key file " + path + ": " +
+                                                  std::strerror(err) + "; " + how_to_create(path));
   }
   if (::fstat(fd.get(), &st) != 0) {
-    return make_error(ErrorCode::kInvalidKey, "cannot stat key file " + path + ": " + std::strerror(errno));
+    return make_error(ErrorCode::kInvalidKey,
+                      "cannot stat key file " + path + ": " + std::strerror(errno));
   }
   if (!S_ISREG(st.st_mode)) return not_a_regular_file(path, st.st_mode);
   std::string text;
-  text.reserve(std::min(static_cast<size_t>(st.st_size), kMaxKeyFileBytes) + 1);  // one buffer to cleanse
+  // One buffer, so that cleansing it at the end reaches every copy of the key text.
+  text.reserve(std::min(static_cast<size_t>(st.st_size), kMaxKeyFileBytes) + 1);
   char buf[4096];
   for (;;) {
     const ssize_t n = ::read(fd.get(), buf, sizeof buf);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) {
       OPENSSL_cleanse(text.data(), text.size());
-      return make_error(ErrorCode::kInvalidKey, "cannot read key file " + path + ": " + std::strerror(errno));
+      return make_error(ErrorCode::kInvalidKey,
+                        "cannot read key file " + path + ": " + std::strerror(errno));
     }
     if (n == 0) break;
     text.append(buf, static_cast<size_t>(n));

@@ -28,7 +28,8 @@ Result<std::shared_ptr<KeyRing>> KeyRing::load(const std::string& path) {
   auto stamp = stamp_of(path);
   auto contents = read_key_file(path);
   if (!contents) return contents.error();
-  return std::shared_ptr<KeyRing>(new KeyRing(path, std::move(*contents), stamp ? *stamp : Stamp{}));
+  return std::shared_ptr<KeyRing>(
+      new KeyRing(path, std::move(*contents), stamp ? *stamp : Stamp{}));
 }
 
 std::shared_ptr<KeyRing> KeyRing::fixed(std::vector<FernetKey> keys) {
@@ -68,8 +69,9 @@ Result<bool> KeyRing::refresh() {
   stamp_ = *stamp;
   error_.reset();
   access_warning_ = std::move(contents->access_warning);
-  const bool changed = keys.size() != keys_->size() ||
-                       std::memcmp(keys.data(), keys_->data(), keys.size() * sizeof(FernetKey)) != 0;
+  const bool changed =
+      keys.size() != keys_->size() ||
+      std::memcmp(keys.data(), keys_->data(), keys.size() * sizeof(FernetKey)) != 0;
   if (changed) keys_ = std::make_shared<const std::vector<FernetKey>>(std::move(keys));
   return changed;
 }

@@ -76,14 +76,16 @@ Status validate_upload_name(std::string_view name) {
                  " (Unicode category Cf: bidi controls and zero-width characters can make a name "
                  "read as another)");
     }
-    if (in_ranges(kLineSeparators, cp)) return bad("contains the line or paragraph separator " + code_point_label(cp));
+    if (in_ranges(kLineSeparators, cp))
+      return bad("contains the line or paragraph separator " + code_point_label(cp));
     only_spaces = only_spaces && in_ranges(kSpaceSeparators, cp);
     last = cp;
     i += len;
   }
   if (only_spaces) return bad("made only of spaces");
   if (last == '.') return bad("ends in a dot");
-  if (in_ranges(kSpaceSeparators, last)) return bad("ends in a space (" + code_point_label(last) + ")");
+  if (in_ranges(kSpaceSeparators, last))
+    return bad("ends in a space (" + code_point_label(last) + ")");
   return ok_status();
 }
 

@@ -11,7 +11,6 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <functional>
 
 #include "transfer/key_ring.hpp"
 
@@ -95,43 +94,45 @@ TEST(KeyFile, MissingFileNamesThePathAndTheFix) {
   EXPECT_NE(keys.error().message.find("dd if=/dev/urandom"), std::string::npos);
 }
 
+// A socket file at `path` (bound, then closed: the file stays).
+void make_socket_file(const std::string& path) {
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
+  const int s = ::socket(AF_UNIX, SOCK_STREAM, 0);
+  ASSERT_GE(s, 0);
+  ASSERT_EQ(::bind(s, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0) << path;
+  ::close(s);
+}
+
 // A key file that is not a regular file is refused at once (a FIFO with no writer used to block
 // the program forever), with one line that names the path and what it is.
 TEST(KeyFile, RefusesWhatIsNotARegularFile) {
   TempDir dir;
+  ASSERT_EQ(::mkfifo((dir / "fifo").c_str(), 0600), 0);
+  fs::create_directory(dir / "dir");
+  make_socket_file(dir / "sock");
+  fs::create_symlink(dir / "fifo", dir / "link");
   struct Case {
-    std::string what;
-    std::function<std::string()> make;  // returns the path
+    std::string path;
     std::string says;
   };
   const std::vector<Case> cases = {
-      {"fifo", [&] { const auto p = dir / "fifo"; ::mkfifo(p.c_str(), 0600); return p; }, "is a FIFO"},
-      {"directory", [&] { const auto p = dir / "dir"; fs::create_directory(p); return p; }, "is a directory"},
-      {"character device", [] { return std::string("/dev/null"); }, "is a character device"},
-      {"socket",
-       [&] {
-         const auto p = dir / "sock";
-         sockaddr_un addr{};
-         addr.sun_family = AF_UNIX;
-         std::strncpy(addr.sun_path, p.c_str(), sizeof addr.sun_path - 1);
-         const int s = ::socket(AF_UNIX, SOCK_STREAM, 0);
-         ::bind(s, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-         ::close(s);  // the socket file stays
-         return p;
-       },
-       "is a socket"},
-      {"symlink to a fifo", [&] { const auto p = dir / "link"; fs::create_symlink(dir / "fifo", p); return p; }, "is a FIFO"},
+      {dir / "fifo", "is a FIFO"},
+      {dir / "dir", "is a directory"},
+      {"/dev/null", "is a character device"},
+      {dir / "sock", "is a socket"},
+      {dir / "link", "is a FIFO"},  // a symlink is followed: what counts is what it points to
   };
   for (const auto& c : cases) {
-    const std::string path = c.make();
     const auto started = std::chrono::steady_clock::now();
-    auto keys = read_key_file(path);
-    EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(2)) << c.what;
-    ASSERT_FALSE(keys.ok()) << c.what;
-    EXPECT_EQ(keys.error().code, ErrorCode::kInvalidKey) << c.what;
-    EXPECT_NE(keys.error().message.find(path), std::string::npos) << c.what << ": " << keys.error().message;
-    EXPECT_NE(keys.error().message.find(c.says), std::string::npos) << c.what << ": " << keys.error().message;
-    EXPECT_EQ(keys.error().message.find('\n'), std::string::npos) << c.what << ": not one line";
+    auto keys = read_key_file(c.path);
+    EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(2)) << c.path;
+    ASSERT_FALSE(keys.ok()) << c.path;
+    EXPECT_EQ(keys.error().code, ErrorCode::kInvalidKey) << c.path;
+    EXPECT_NE(keys.error().message.find("key file " + c.path + " " + c.says), std::string::npos)
+        << c.path << ": " << keys.error().message;
+    EXPECT_EQ(keys.error().message.find('\n'), std::string::npos) << c.path << ": not one line";
   }
 }
 
@@ -149,9 +150,11 @@ TEST(KeyFile, WarnsWhenOthersMayRead) {
     auto contents = read_key_file(path);
     ASSERT_TRUE(contents.ok()) << std::oct << c.mode;
     EXPECT_EQ(contents->keys.size(), 1U);
-    EXPECT_EQ(!contents->access_warning.empty(), c.warns) << std::oct << c.mode << ": " << contents->access_warning;
+    EXPECT_EQ(!contents->access_warning.empty(), c.warns)
+        << std::oct << c.mode << ": " << contents->access_warning;
     if (c.warns) {
-      EXPECT_NE(contents->access_warning.find("chmod o-r " + path), std::string::npos) << contents->access_warning;
+      EXPECT_NE(contents->access_warning.find("chmod o-r " + path), std::string::npos)
+          << contents->access_warning;
     }
     fs::remove(path);
   }
@@ -159,9 +162,10 @@ TEST(KeyFile, WarnsWhenOthersMayRead) {
 
 TEST(KeyFile, WarningQuotesAPathForTheShell) {
   EXPECT_EQ(key_file_access_warning("/k", 0600), "");
-  EXPECT_EQ(key_file_access_warning("/run/secrets/key", 0100644),
-            "key file /run/secrets/key is readable by every user on this host (mode 0644): run chmod o-r "
-            "/run/secrets/key (or chmod 600 /run/secrets/key)");
+  EXPECT_EQ(
+      key_file_access_warning("/run/secrets/key", 0100644),
+      "key file /run/secrets/key is readable by every user on this host (mode 0644): run chmod o-r "
+      "/run/secrets/key (or chmod 600 /run/secrets/key)");
   const std::string w = key_file_access_warning("/tmp/my key's", 0644);
   EXPECT_NE(w.find("chmod o-r '/tmp/my key'\\''s'"), std::string::npos) << w;
 }
@@ -183,7 +187,8 @@ TEST(KeyRing, RefusesAFileReplacedByAFifo) {
   EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(2));
   ASSERT_FALSE(refreshed.ok());
   EXPECT_EQ(refreshed.error().code, ErrorCode::kInvalidKey);
-  EXPECT_NE(refreshed.error().message.find("is a FIFO"), std::string::npos) << refreshed.error().message;
+  EXPECT_NE(refreshed.error().message.find("is a FIFO"), std::string::npos)
+      << refreshed.error().message;
   EXPECT_EQ((*ring)->keys(), before);
   fs::remove(path);
   write_key(path, 0644);  // back, but readable by all: reloaded, and the warning is there

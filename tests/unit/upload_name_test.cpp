@@ -5,10 +5,12 @@
 namespace transfer {
 namespace {
 
+// Ordinary string literals are UTF-8 here (GCC's and Clang's execution character set), so
+// "\u202E" is the three bytes E2 80 AE a client would percent-encode.
 TEST(UploadName, AcceptsOrdinaryNames) {
-  for (const std::string n : {"books", "ok.v2", "caf\xC3\xA9", "a b", "a..b", "x-1_2", "\xE6\x9D\xB1",
-                              " leading", "a.b.c", "\xD7\xA9\xD7\x9C\xD7\x95\xD7\x9D",  // Hebrew, no bidi control
-                              "\xF0\x9F\x93\x84", "a\xC2\xA0" "b"}) {                    // emoji; NBSP inside
+  for (const std::string n : {"books", "ok.v2", "caf\u00E9", "a b", "a..b", "x-1_2", "\u6771",
+                              " leading", "a.b.c", "\u05E9\u05DC\u05D5\u05DD",  // Hebrew, no control
+                              "\U0001F4C4", "a\u00A0b"}) {                      // emoji; NBSP inside
     EXPECT_TRUE(validate_upload_name(n).ok()) << n;
   }
   EXPECT_TRUE(validate_upload_name(std::string(200, 'a')).ok());
@@ -38,22 +40,22 @@ TEST(UploadName, RefusesNamesThatLieAboutThemselves) {
   const std::vector<Case> cases = {
       {" ", "made only of spaces"},
       {"   ", "made only of spaces"},
-      {"\xC2\xA0\xE3\x80\x80", "made only of spaces"},  // NBSP, ideographic space
+      {"\u00A0\u3000", "made only of spaces"},  // no-break space, ideographic space
       {"a.", "ends in a dot"},
       {"report.xml.", "ends in a dot"},
       {"a ", "ends in a space (U+0020)"},
-      {"a\xC2\xA0", "ends in a space (U+00A0)"},
-      {"invoice\xE2\x80\xAElmx", "format character U+202E"},  // right-to-left override
-      {"\xE2\x80\xAD" "abc", "format character U+202D"},      // left-to-right override
-      {"a\xE2\x81\xA6" "b", "format character U+2066"},       // left-to-right isolate
-      {"zw\xE2\x80\x8Bsp", "format character U+200B"},        // zero-width space
-      {"a\xE2\x80\x8D" "b", "format character U+200D"},       // zero-width joiner
-      {"\xEF\xBB\xBF" "bom", "format character U+FEFF"},      // byte order mark
-      {"soft\xC2\xADhyphen", "format character U+00AD"},
-      {"a\xE2\x81\xA0" "b", "format character U+2060"},       // word joiner
-      {"tag\xF3\xA0\x80\x81", "format character U+E0001"},    // language tag (4-byte sequence)
-      {"line\xE2\x80\xA8" "sep", "separator U+2028"},
-      {"para\xE2\x80\xA9" "sep", "separator U+2029"},
+      {"a\u00A0", "ends in a space (U+00A0)"},
+      {"invoice\u202Elmx", "format character U+202E"},  // right-to-left override
+      {"\u202Dabc", "format character U+202D"},         // left-to-right override
+      {"a\u2066b", "format character U+2066"},          // left-to-right isolate
+      {"zw\u200Bsp", "format character U+200B"},        // zero-width space
+      {"a\u200Db", "format character U+200D"},          // zero-width joiner
+      {"\uFEFFbom", "format character U+FEFF"},         // byte order mark
+      {"soft\u00ADhyphen", "format character U+00AD"},  // soft hyphen
+      {"a\u2060b", "format character U+2060"},          // word joiner
+      {"tag\U000E0001", "format character U+E0001"},    // language tag (a 4-byte sequence)
+      {"line\u2028sep", "separator U+2028"},
+      {"para\u2029sep", "separator U+2029"},
   };
   for (const auto& c : cases) {
     auto st = validate_upload_name(c.name);
@@ -66,8 +68,8 @@ TEST(UploadName, RefusesNamesThatLieAboutThemselves) {
 
 TEST(UploadName, InputNamesTheSenderQuarantines) {
   // The sender's upload name is the file name without ".json": these input names fail.
-  for (const std::string file : {"   .json", "a..json", "a .json", "invoice\xE2\x80\xAElmx.json",
-                                 "zw\xE2\x80\x8Bsp.json"}) {
+  for (const std::string file :
+       {"   .json", "a..json", "a .json", "invoice\u202Elmx.json", "zw\u200Bsp.json"}) {
     EXPECT_FALSE(validate_upload_name(upload_name_for_file(file)).ok()) << file;
   }
 }
