@@ -18,7 +18,9 @@ const std::vector<OptionSpec>& sender_options() {
       {"receiver-port", "RECEIVER_PORT", "8080", "Receiver port"},
       {"receiver-uri", "RECEIVER_URI", "/upload", "Path prefix of the upload endpoint; files go to <uri>/<name>"},
       {"log-level", "LOG_LEVEL", "info", "debug, info, warning, error or critical"},
-      {"max-depth", "MAX_DEPTH", "512", "Deepest JSON nesting accepted (deeper files are quarantined)"},
+      {"max-depth", "MAX_DEPTH", std::to_string(kDefaultMaxDepth),
+       "Deepest JSON nesting accepted (deeper files are quarantined); the default keeps the XML, "
+       "one level deeper, within libxml2's default limit of 256 nested elements"},
       {"connect-timeout", "CONNECT_TIMEOUT", "10", "Seconds to wait for a connection to the receiver"},
       {"io-timeout", "IO_TIMEOUT", "60", "Seconds a send or a wait for the answer may stall"},
       {"min-file-age", "MIN_FILE_AGE", "1", "Seconds a file's size and mtime must stay unchanged before it is taken (0: at once)"},

@@ -8,6 +8,7 @@
 
 #include "retry_policy.hpp"
 #include "transfer/config.hpp"
+#include "transfer/json_to_xml.hpp"
 
 namespace transfer::sender {
 
@@ -20,7 +21,7 @@ struct SenderConfig {
   int receiver_port = 8080;
   std::string receiver_uri;
   std::string log_level;
-  size_t max_depth = 512;
+  size_t max_depth = kDefaultMaxDepth;  // JSON nesting; the XML is one deeper (json_to_xml.hpp)
   double connect_timeout_s = 10;
   double io_timeout_s = 60;
   bool once = false;

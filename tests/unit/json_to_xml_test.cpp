@@ -1,9 +1,12 @@
 #include "transfer/json_to_xml.hpp"
 
 #include <gtest/gtest.h>
+#include <libxml/parser.h>
+#include <libxml/tree.h>
 
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <sstream>
 
 namespace transfer {
@@ -160,6 +163,115 @@ TEST(JsonToXml, DepthIsCapped) {
   auto huge = json_to_xml(std::string(100000, '['), {}, "huge.json");
   ASSERT_FALSE(huge.ok());
   EXPECT_EQ(huge.error().code, ErrorCode::kTooDeep);
+}
+
+// JSON nested `levels.size()` deep: 'a' an array, 'o' an object (key "k"), outermost first. The
+// innermost container holds a scalar, nothing, or (kDuplicate, an object) a key twice, which
+// sends the document down the in-memory path.
+enum class Leaf { kScalar, kEmpty, kDuplicate };
+std::string nested_json(const std::string& levels, Leaf leaf) {
+  std::string open, close;
+  for (size_t i = 0; i < levels.size(); ++i) {
+    const bool innermost = i + 1 == levels.size();
+    const bool array = levels[i] == 'a';
+    if (innermost && leaf == Leaf::kEmpty) {
+      open += array ? "[" : "{";
+    } else if (innermost && leaf == Leaf::kDuplicate) {
+      open += R"({"k": 0, "k": 1)";
+    } else if (innermost) {
+      open += array ? "[1" : R"({"k": 1)";
+    } else {
+      open += array ? "[" : R"({"k": )";
+    }
+    close.insert(close.begin(), array ? ']' : '}');
+  }
+  return open + close;
+}
+
+std::string levels_of(const std::string& pattern, size_t depth) {
+  std::string out;
+  for (size_t i = 0; i < depth; ++i) out += pattern[i % pattern.size()];
+  return out;
+}
+
+size_t element_depth(const xmlNode* node) {
+  size_t deepest = 0;
+  for (const xmlNode* c = node->children; c != nullptr; c = c->next) {
+    if (c->type == XML_ELEMENT_NODE) deepest = std::max(deepest, element_depth(c));
+  }
+  return deepest + 1;
+}
+
+// libxml2 on default settings (options 0: no XML_PARSE_HUGE), as xmllint and lxml parse. Ok with
+// the nesting of elements (the root counts 1), else libxml2's error.
+Result<size_t> parse_with_libxml2(const std::string& xml) {
+  std::string errors;
+  xmlSetStructuredErrorFunc(&errors, [](void* ctx, xmlErrorPtr e) {
+    if (e != nullptr && e->message != nullptr) *static_cast<std::string*>(ctx) += e->message;
+  });
+  std::unique_ptr<xmlDoc, decltype(&xmlFreeDoc)> doc(
+      xmlReadMemory(xml.data(), static_cast<int>(xml.size()), "deep.xml", nullptr, 0), xmlFreeDoc);
+  xmlSetStructuredErrorFunc(nullptr, nullptr);
+  if (!doc) return make_error(ErrorCode::kInvalidArgument, "libxml2: " + errors);
+  return element_depth(xmlDocGetRootElement(doc.get()));
+}
+
+// MAX_DEPTH's default is the deepest JSON whose XML libxml2 reads on default settings: arrays,
+// objects and both mixed, ending in a scalar, an empty container or (in-memory path) a duplicate
+// key. One level more is refused by the converter (the sender quarantines it).
+TEST(JsonToXmlDepth, DefaultMaxDepthMakesXmlLibxml2Reads) {
+  ASSERT_EQ(JsonToXmlOptions{}.max_depth, kDefaultMaxDepth);
+  struct Case {
+    std::string pattern;
+    Leaf leaf;
+    size_t xml_depth;  // at the default depth; the root <all> counts 1
+  };
+  const std::vector<Case> cases = {
+      {"a", Leaf::kScalar, kDefaultMaxDepth + 1},    {"o", Leaf::kScalar, kDefaultMaxDepth + 1},
+      {"ao", Leaf::kScalar, kDefaultMaxDepth + 1},   {"oa", Leaf::kScalar, kDefaultMaxDepth + 1},
+      {"a", Leaf::kEmpty, kDefaultMaxDepth},         {"o", Leaf::kEmpty, kDefaultMaxDepth},
+      {"ao", Leaf::kEmpty, kDefaultMaxDepth},        {"oa", Leaf::kEmpty, kDefaultMaxDepth},
+      {"o", Leaf::kDuplicate, kDefaultMaxDepth + 1}, {"oa", Leaf::kDuplicate, kDefaultMaxDepth + 1},
+  };
+  for (const auto& c : cases) {
+    const std::string levels = levels_of(c.pattern, kDefaultMaxDepth);
+    const std::string label = c.pattern + " leaf " + std::to_string(static_cast<int>(c.leaf));
+    ASSERT_TRUE(c.leaf != Leaf::kDuplicate || levels.back() == 'o')
+        << label << ": a duplicate key needs an object";
+    const std::string json = nested_json(levels, c.leaf);
+    MemoryJsonSource source(json);
+    StringSink sink;
+    auto converted = convert_json_to_xml(source, sink, {}, "deep.json");
+    ASSERT_TRUE(converted.ok()) << label << ": " << converted.error().message;
+    EXPECT_EQ(converted->used_in_memory_path, c.leaf == Leaf::kDuplicate) << label;
+    auto parsed = parse_with_libxml2(sink.out);
+    ASSERT_TRUE(parsed.ok()) << label << ": " << parsed.error().message;
+    EXPECT_EQ(*parsed, c.xml_depth) << label;
+    EXPECT_LE(*parsed, 256U) << label;
+
+    auto deeper = json_to_xml(nested_json(levels_of(c.pattern, kDefaultMaxDepth + 1), c.leaf), {},
+                              "deeper.json");
+    ASSERT_FALSE(deeper.ok()) << label;
+    EXPECT_EQ(deeper.error().code, ErrorCode::kTooDeep) << label;
+    EXPECT_NE(deeper.error().message.find("deeper than " + std::to_string(kDefaultMaxDepth)),
+              std::string::npos)
+        << label << ": " << deeper.error().message;
+  }
+}
+
+// The oracle can say no: with the limit lifted, JSON two levels past the default makes XML 258
+// deep, which libxml2 refuses (the 512 of old let through 513).
+TEST(JsonToXmlDepth, Libxml2RefusesWhatAHigherLimitLetsThrough) {
+  JsonToXmlOptions lifted;
+  lifted.max_depth = 100000;
+  for (const size_t depth : {kDefaultMaxDepth + 2, size_t{500}}) {
+    auto xml = json_to_xml(nested_json(levels_of("a", depth), Leaf::kScalar), lifted);
+    ASSERT_TRUE(xml.ok()) << depth;
+    auto parsed = parse_with_libxml2(*xml);
+    ASSERT_FALSE(parsed.ok()) << depth << " parsed to depth " << *parsed;
+    EXPECT_NE(parsed.error().message.find("Excessive depth"), std::string::npos)
+        << parsed.error().message;
+  }
 }
 
 TEST(JsonToXml, LoneSurrogatesBecomeReplacementCharacter) {
