@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <thread>
 
+#include "destination_directory.hpp"
 #include "transfer/logging.hpp"
 #include "transfer/tls_files.hpp"
 
@@ -121,6 +122,16 @@ std::variant<SenderConfig, EarlyExit> load_sender_config(const std::vector<std::
     c.on_success_dir = on_success.substr(5);
   } else {
     return bad(make_error(ErrorCode::kInvalidArgument, "ON_SUCCESS must be keep, delete or move:<dir>, not '" + on_success + "'"));
+  }
+  // A symlink in place of either directory would choose where the sender writes: refused now,
+  // and again at each use.
+  if (auto st = check_destination_directory(c.quarantine_dir, "QUARANTINE_DIR"); !st) {
+    return bad(st.error());
+  }
+  if (c.on_success == SenderConfig::OnSuccess::kMove) {
+    if (auto st = check_destination_directory(c.on_success_dir, "ON_SUCCESS move target"); !st) {
+      return bad(st.error());
+    }
   }
   auto drain = parse_seconds(v.get("drain-timeout"), "DRAIN_TIMEOUT");
   if (!drain) return bad(drain.error());

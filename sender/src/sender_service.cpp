@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
+#include "destination_directory.hpp"
 #include "transfer/fernet.hpp"
 #include "transfer/file_util.hpp"
 #include "transfer/json_to_xml.hpp"
@@ -910,20 +911,23 @@ SenderService::StepResult SenderService::quarantine(const std::string& name, con
                                                     int64_t attempts) {
   std::string moved_to;
   std::string move_error;
-  if (auto st = ensure_directory(config_.quarantine_dir); !st) {
-    move_error = st.error().message;
+  // Opened without following a symlink, and written relative to the descriptor (see
+  // destination_directory.hpp): a refused directory leaves the file in place, never lost.
+  auto dir = DestinationDirectory::open(config_.quarantine_dir, "QUARANTINE_DIR");
+  if (!dir) {
+    move_error = dir.error().message;
   } else {
-    const std::string dest = unused_path_in(config_.quarantine_dir, name);
+    const std::string dest = dir->unused_name(name);
     const std::string reason = "file: " + name + "\nerror: " + failure.error + "\ntime: " +
                                iso_time(failure.now_unix) + "\nattempts: " + std::to_string(attempts) +
                                "\nsha256: " + sha + "\n" +
                                (failure.receiver_status ? "receiver_status: " + std::to_string(failure.receiver_status) + "\n" : "");
-    auto moved = write_file_atomic(dest + ".reason", reason);
-    if (moved) moved = move_file(path, dest);
+    auto moved = dir->write_file(dest + ".reason", reason);
+    if (moved) moved = dir->move_in(path, dest);
     if (moved) {
-      moved_to = dest;
+      moved_to = config_.quarantine_dir + "/" + dest;
     } else {
-      ::unlink((dest + ".reason").c_str());
+      dir->remove(dest + ".reason");
       move_error = moved.error().message;
     }
   }
@@ -964,8 +968,8 @@ void SenderService::after_delivery(const std::string& name, const std::string& p
       }
       return;
     case SenderConfig::OnSuccess::kMove: {
-      Status st = ensure_directory(config_.on_success_dir);
-      if (st) st = move_file(path, unused_path_in(config_.on_success_dir, name));
+      auto dir = DestinationDirectory::open(config_.on_success_dir, "ON_SUCCESS move target");
+      Status st = dir ? dir->move_in(path, dir->unused_name(name)) : Status(dir.error());
       if (!st) {
         logger_->error("cannot move delivered file={} error={} (retried at the next scan)",
                        log_value(name), log_value(st.error().message));
