@@ -57,7 +57,8 @@ std::string new_transfer_id() {
 
 uint64_t system_unix_time() {
   const auto since_epoch = std::chrono::system_clock::now().time_since_epoch();
-  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::seconds>(since_epoch).count());
+  return static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::seconds>(since_epoch).count());
 }
 
 Uploader::Uploader(UploadTarget target, const std::atomic<bool>& cancel,
@@ -67,7 +68,9 @@ Uploader::Uploader(UploadTarget target, const std::atomic<bool>& cancel,
       signing_times_(signing_times ? std::move(signing_times) : std::make_shared<SigningTimes>()),
       clock_(std::move(clock)),
       client_(std::make_unique<httplib::Client>(
-          target_.scheme + "://" + (target_.host.find(':') == std::string::npos ? target_.host : "[" + target_.host + "]") +
+          target_.scheme + "://" +
+              (target_.host.find(':') == std::string::npos ? target_.host
+                                                           : "[" + target_.host + "]") +
               ":" + std::to_string(target_.port),
           target_.client_cert_file, target_.client_key_file)) {
   if (target_.scheme == "https") {
@@ -125,7 +128,8 @@ UploadResponse Uploader::probe() {
 }
 
 std::string Uploader::url_for(const std::string& name) const {
-  return target_.scheme + "://" + target_.host + ":" + std::to_string(target_.port) + target_for(name);
+  return target_.scheme + "://" + target_.host + ":" + std::to_string(target_.port) +
+         target_for(name);
 }
 
 // cpp-httplib writes this on the request line as it is (set_url_encode(false)), so the target
@@ -155,7 +159,9 @@ UploadResponse Uploader::upload_token_file(const std::string& name, const std::s
       const ssize_t n = ::read(fd.get(), out.data() + at + got, want - got);
       if (n < 0 && errno == EINTR) continue;
       if (n < 0) return errno_error("cannot read", token_path, errno);
-      if (n == 0) return make_error(ErrorCode::kIo, token_path + ": shorter than its token (" + std::to_string(token_size) + " bytes)");
+      if (n == 0)
+        return make_error(ErrorCode::kIo, token_path + ": shorter than its token (" +
+                                              std::to_string(token_size) + " bytes)");
       got += static_cast<size_t>(n);
     }
     left -= want;
@@ -172,16 +178,17 @@ UploadResponse Uploader::upload_buffer(const std::string& name, std::string_view
     return response;
   }
   size_t pos = 0;
-  return send(name, fernet_token_length(xml.size()), identity, key, [&](std::string& out) -> Result<bool> {
-    const size_t n = std::min(kChunk, xml.size() - pos);
-    if (n == 0) {
-      enc->finish(out);
-      return true;
-    }
-    enc->update(xml.data() + pos, n, out);
-    pos += n;
-    return false;
-  });
+  return send(name, fernet_token_length(xml.size()), identity, key,
+              [&](std::string& out) -> Result<bool> {
+                const size_t n = std::min(kChunk, xml.size() - pos);
+                if (n == 0) {
+                  enc->finish(out);
+                  return true;
+                }
+                enc->update(xml.data() + pos, n, out);
+                pos += n;
+                return false;
+              });
 }
 
 std::optional<uint64_t> Uploader::signing_time(const std::string& upload_key) {
@@ -195,8 +202,9 @@ std::optional<uint64_t> Uploader::signing_time(const std::string& upload_key) {
   }
 }
 
-UploadResponse Uploader::send(const std::string& name, uint64_t token_size, const UploadIdentity& identity,
-                              const FernetKey& key, const TokenProducer& produce) {
+UploadResponse Uploader::send(const std::string& name, uint64_t token_size,
+                              const UploadIdentity& identity, const FernetKey& key,
+                              const TokenProducer& produce) {
   UploadResponse response;
   // Derived per attempt (about 10 us: nothing next to an HTTP exchange), so no copy of key
   // material outlives the upload.
@@ -250,15 +258,18 @@ UploadResponse Uploader::send(const std::string& name, uint64_t token_size, cons
   const std::string path = target_for(name);
   // What the receiver sees: this method, this target on the request line, `length` as the
   // Content-Length cpp-httplib writes for a sized content provider, the two headers above.
-  const SignedHead signed_head{"POST", path, length, identity.plaintext_sha256, identity.idempotency_key};
+  const SignedHead signed_head{"POST", path, length, identity.plaintext_sha256,
+                               identity.idempotency_key};
   const auto signed_at = signing_time(identity.idempotency_key);
   if (!signed_at) {
     response.cancelled = cancel_.load();
-    response.error = response.cancelled ? "cancelled (shutting down)"
-                                        : "the wall clock stood still for 3 s: cannot date the upload's signature";
+    response.error = response.cancelled
+                         ? "cancelled (shutting down)"
+                         : "the wall clock stood still for 3 s: cannot date the upload's signature";
     return response;
   }
-  headers.emplace(std::string(kSignatureHeader), sign_upload_head(*signing_key, signed_head, *signed_at));
+  headers.emplace(std::string(kSignatureHeader),
+                  sign_upload_head(*signing_key, signed_head, *signed_at));
   auto result = client_->Post(path, headers, static_cast<size_t>(length), provider,
                               "multipart/form-data; boundary=" + boundary);
   if (!result) {

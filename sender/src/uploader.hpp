@@ -65,12 +65,14 @@ class Uploader {
   // `signing_times` is shared by the uploaders of one sender (a retry may go to another one);
   // null: this uploader's own. `clock` dates the signatures.
   Uploader(UploadTarget target, const std::atomic<bool>& cancel,
-           std::shared_ptr<SigningTimes> signing_times = nullptr, UnixClock clock = system_unix_time);
+           std::shared_ptr<SigningTimes> signing_times = nullptr,
+           UnixClock clock = system_unix_time);
   ~Uploader();
   // Streams the Fernet token in `token_path` (`token_size` bytes of token text) to
   // <uri_prefix>/<name> as it is; `key` is the one that encrypted it (it signs the request).
-  UploadResponse upload_token_file(const std::string& name, const std::string& token_path, uint64_t token_size,
-                                   const UploadIdentity& identity, const FernetKey& key);
+  UploadResponse upload_token_file(const std::string& name, const std::string& token_path,
+                                   uint64_t token_size, const UploadIdentity& identity,
+                                   const FernetKey& key);
   // The same from memory (the XML of a small file), encrypted and signed with `key`.
   UploadResponse upload_buffer(const std::string& name, std::string_view xml, const UploadIdentity& identity,
                                const FernetKey& key);

@@ -21,7 +21,8 @@ constexpr std::string_view kInfo = "transfer upload signature v1";
 constexpr std::string_view kDomain = "transfer-upload-v1";
 constexpr size_t kMacSize = 32;
 constexpr size_t kMaxTimeDigits = 19;  // every 19-digit decimal fits in uint64_t
-constexpr std::string_view kMalformed = "X-Transfer-Signature must be t=<unix time>,v1=<64 hex digits>";
+constexpr std::string_view kMalformed =
+    "X-Transfer-Signature must be t=<unix time>,v1=<64 hex digits>";
 
 struct KdfFree {
   void operator()(EVP_KDF* k) const { EVP_KDF_free(k); }
@@ -40,7 +41,9 @@ struct WipedBytes {
   ~WipedBytes() { OPENSSL_cleanse(bytes.data(), bytes.size()); }
 };
 
-Error unauthenticated(std::string message) { return make_error(ErrorCode::kUnauthenticated, std::move(message)); }
+Error unauthenticated(std::string message) {
+  return make_error(ErrorCode::kUnauthenticated, std::move(message));
+}
 
 int hex_value(char c) {
   if (c >= '0' && c <= '9') return c - '0';
@@ -66,18 +69,22 @@ std::array<uint8_t, kMacSize> hmac_sha256(const UploadSigningKey& key, std::stri
   std::array<uint8_t, kMacSize> mac{};
   unsigned int len = 0;
   if (HMAC(EVP_sha256(), key.bytes().data(), static_cast<int>(key.bytes().size()),
-           reinterpret_cast<const unsigned char*>(data.data()), data.size(), mac.data(), &len) == nullptr ||
+           reinterpret_cast<const unsigned char*>(data.data()), data.size(), mac.data(),
+           &len) == nullptr ||
       len != mac.size()) {
     std::abort();
   }
   return mac;
 }
 
-bool has_line_break(std::string_view s) { return s.find_first_of("\r\n") != std::string_view::npos; }
+bool has_line_break(std::string_view s) {
+  return s.find_first_of("\r\n") != std::string_view::npos;
+}
 
 }  // namespace
 
-Result<std::vector<uint8_t>> hkdf_sha256(std::span<const uint8_t> ikm, std::span<const uint8_t> salt,
+Result<std::vector<uint8_t>> hkdf_sha256(std::span<const uint8_t> ikm,
+                                         std::span<const uint8_t> salt,
                                          std::span<const uint8_t> info, size_t length) {
   if (length == 0 || length > 255 * kMacSize) {
     return make_error(ErrorCode::kInvalidArgument,
@@ -96,15 +103,15 @@ Result<std::vector<uint8_t>> hkdf_sha256(std::span<const uint8_t> ikm, std::span
   std::array<OSSL_PARAM, 5> params{};
   size_t n = 0;
   params[n++] = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, digest, 0);
-  params[n++] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY,
-                                                  const_cast<uint8_t*>(ikm.empty() ? &kEmpty : ikm.data()), ikm.size());
+  params[n++] = OSSL_PARAM_construct_octet_string(
+      OSSL_KDF_PARAM_KEY, const_cast<uint8_t*>(ikm.empty() ? &kEmpty : ikm.data()), ikm.size());
   if (!salt.empty()) {
-    params[n++] =
-        OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT, const_cast<uint8_t*>(salt.data()), salt.size());
+    params[n++] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT,
+                                                    const_cast<uint8_t*>(salt.data()), salt.size());
   }
   if (!info.empty()) {
-    params[n++] =
-        OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, const_cast<uint8_t*>(info.data()), info.size());
+    params[n++] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO,
+                                                    const_cast<uint8_t*>(info.data()), info.size());
   }
   params[n] = OSSL_PARAM_construct_end();
 
@@ -120,9 +127,11 @@ UploadSigningKey::~UploadSigningKey() { OPENSSL_cleanse(bytes_.data(), bytes_.si
 Result<UploadSigningKey> derive_upload_signing_key(const FernetKey& key) {
   WipedBytes<32> ikm;
   std::memcpy(ikm.bytes.data(), key.signing_key.data(), key.signing_key.size());
-  std::memcpy(ikm.bytes.data() + key.signing_key.size(), key.encryption_key.data(), key.encryption_key.size());
+  std::memcpy(ikm.bytes.data() + key.signing_key.size(), key.encryption_key.data(),
+              key.encryption_key.size());
   const auto* info = reinterpret_cast<const uint8_t*>(kInfo.data());
-  auto okm = hkdf_sha256(ikm.bytes, {}, std::span<const uint8_t>(info, kInfo.size()), UploadSigningKey::kSize);
+  auto okm = hkdf_sha256(ikm.bytes, {}, std::span<const uint8_t>(info, kInfo.size()),
+                         UploadSigningKey::kSize);
   if (!okm) return okm.error();
   WipedBytes<UploadSigningKey::kSize> bytes;
   std::memcpy(bytes.bytes.data(), okm->data(), bytes.bytes.size());
@@ -132,8 +141,8 @@ Result<UploadSigningKey> derive_upload_signing_key(const FernetKey& key) {
 
 std::string canonical_upload_head(const SignedHead& head, uint64_t unix_time) {
   std::string s;
-  s.reserve(kDomain.size() + head.method.size() + head.target.size() + head.plaintext_sha256.size() +
-            head.idempotency_key.size() + 48);
+  s.reserve(kDomain.size() + head.method.size() + head.target.size() +
+            head.plaintext_sha256.size() + head.idempotency_key.size() + 48);
   s += kDomain;
   s += '\n';
   s += head.method;
@@ -150,7 +159,8 @@ std::string canonical_upload_head(const SignedHead& head, uint64_t unix_time) {
   return s;
 }
 
-std::string sign_upload_head(const UploadSigningKey& key, const SignedHead& head, uint64_t unix_time) {
+std::string sign_upload_head(const UploadSigningKey& key, const SignedHead& head,
+                             uint64_t unix_time) {
   const auto mac = hmac_sha256(key, canonical_upload_head(head, unix_time));
   return "t=" + std::to_string(unix_time) + ",v1=" + to_hex(mac.data(), mac.size());
 }
@@ -158,7 +168,8 @@ std::string sign_upload_head(const UploadSigningKey& key, const SignedHead& head
 Result<ParsedSignature> parse_upload_signature(std::string_view v) {
   // The longest valid value: "t=" + 19 digits + ",v1=" + 64; checked first, before any work.
   constexpr size_t kMaxSize = 2 + kMaxTimeDigits + 4 + 2 * kMacSize;
-  if (v.size() > kMaxSize || v.substr(0, 2) != "t=") return unauthenticated(std::string(kMalformed));
+  if (v.size() > kMaxSize || v.substr(0, 2) != "t=")
+    return unauthenticated(std::string(kMalformed));
   v.remove_prefix(2);
   size_t digits = 0;
   uint64_t time = 0;
@@ -186,12 +197,14 @@ Result<size_t> verify_upload_signature(std::string_view header_value, const Sign
   const uint64_t t = parsed->time;
   const uint64_t skew = t > now ? t - now : now - t;
   if (skew > window_seconds) {
-    return unauthenticated("the signature's time " + std::to_string(t) + " is " + std::to_string(skew) +
-                           " s from the receiver's clock; the window is " + std::to_string(window_seconds) + " s");
+    return unauthenticated("the signature's time " + std::to_string(t) + " is " +
+                           std::to_string(skew) + " s from the receiver's clock; the window is " +
+                           std::to_string(window_seconds) + " s");
   }
-  if (has_line_break(head.method) || has_line_break(head.target) || has_line_break(head.plaintext_sha256) ||
-      has_line_break(head.idempotency_key)) {
-    return unauthenticated("a signed request head cannot hold a line break in its method, target or headers");
+  if (has_line_break(head.method) || has_line_break(head.target) ||
+      has_line_break(head.plaintext_sha256) || has_line_break(head.idempotency_key)) {
+    return unauthenticated(
+        "a signed request head cannot hold a line break in its method, target or headers");
   }
   std::array<uint8_t, kMacSize> claimed{};
   decode_mac_hex(parsed->v1_hex, claimed);  // cannot fail: parse checked it
@@ -215,10 +228,12 @@ SignatureReplayGuard::SignatureReplayGuard(uint64_t window_seconds, size_t capac
   expiry_of_.reserve(capacity_ < 4096 ? capacity_ : 4096);
 }
 
-bool SignatureReplayGuard::first_use(std::string_view signature_hex, uint64_t signature_time, uint64_t now) {
+bool SignatureReplayGuard::first_use(std::string_view signature_hex, uint64_t signature_time,
+                                     uint64_t now) {
   Mac mac{};
   if (!decode_mac_hex(signature_hex, mac)) return false;
-  const uint64_t expiry = signature_time > UINT64_MAX - window_seconds_ ? UINT64_MAX : signature_time + window_seconds_;
+  const uint64_t expiry =
+      signature_time > UINT64_MAX - window_seconds_ ? UINT64_MAX : signature_time + window_seconds_;
   std::lock_guard lock(mu_);
   drop_expired(now);
   if (expiry_of_.contains(mac)) return false;
@@ -249,7 +264,8 @@ bool SigningTimes::claim(std::string_view upload_key, uint64_t now) {
   std::lock_guard lock(mu_);
   if (last_.size() >= prune_at_) {
     std::erase_if(last_, [now](const auto& entry) { return entry.second != now; });
-    prune_at_ = std::max<size_t>(64, 2 * last_.size());  // amortized: each entry is scanned O(1) times
+    prune_at_ =
+        std::max<size_t>(64, 2 * last_.size());  // amortized: each entry is scanned O(1) times
   }
   const auto [it, inserted] = last_.try_emplace(std::string(upload_key), now);
   if (inserted) return true;

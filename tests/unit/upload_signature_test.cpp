@@ -42,7 +42,8 @@ FernetKey key_from(const std::string& text) {
 // The Fernet specification's key; the expected values below were computed independently with
 // Python's cryptography (HKDF) and hmac.
 const FernetKey kFernetKey = key_from("cw_0x689RpI-jtRR7oE8h_eQsKImvJapLeSbXpwF4e4=");
-constexpr const char* kDerivedHex = "af3c1f33db87d039fa0c6103464707459dbdd5b053a37228a51acead6fe498c7";
+constexpr const char* kDerivedHex =
+    "af3c1f33db87d039fa0c6103464707459dbdd5b053a37228a51acead6fe498c7";
 constexpr uint64_t kTime = 1764421234;
 constexpr uint64_t kWindow = 300;
 
@@ -73,10 +74,13 @@ TEST(Hkdf, MatchesRfc5869Sha256Vectors) {
       {"A.1", std::vector<uint8_t>(22, 0x0b), byte_range(0x00, 0x0c), byte_range(0xf0, 0xf9), 42,
        "3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf34007208d5b887185865"},
       {"A.2", byte_range(0x00, 0x4f), byte_range(0x60, 0xaf), byte_range(0xb0, 0xff), 82,
-       "b11e398dc80327a1c8e7f78c596a49344f012eda2d4efad8a050cc4c19afa97c59045a99cac7827271cb41c65e590e0"
-       "9da3275600c2f09b8367793a9aca3db71cc30c58179ec3e87c14c01d5c1f3434f1d87"},
+       "b11e398dc80327a1c8e7f78c596a49344f012eda2d4efad8a050cc4c19afa97c"
+       "59045a99cac7827271cb41c65e590e09da3275600c2f09b8367793a9aca3db71"
+       "cc30c58179ec3e87c14c01d5c1f3434f1d87"},
+      // clang-format off
       {"A.3", std::vector<uint8_t>(22, 0x0b), {}, {}, 42,
        "8da4e775a563c18f715f802a063c5a31b8a11f5c5ee1879ec3454e5f3c738d2d9d201395faa4b61a96c8"},
+      // clang-format on
   };
   for (const auto& c : cases) {
     auto okm = hkdf_sha256(c.ikm, c.salt, c.info, c.length);
@@ -105,7 +109,8 @@ TEST(UploadSignature, DerivesTheDocumentedKey) {
 TEST(UploadSignature, SignsTheDocumentedCanonicalString) {
   const auto head = golden_head();
   EXPECT_EQ(canonical_upload_head(head, kTime),
-            "transfer-upload-v1\nPOST\n/upload/books%20x\n1234\n" + head.plaintext_sha256 + "\nidem-1\n1764421234");
+            "transfer-upload-v1\nPOST\n/upload/books%20x\n1234\n" + head.plaintext_sha256 +
+                "\nidem-1\n1764421234");
   EXPECT_EQ(sign_upload_head(derive(kFernetKey), head, kTime),
             "t=1764421234,v1=721a9f9a217a00f384d360789abba57f1b926fec02dd78013f84810358fe2336");
   // Absent headers are empty lines.
@@ -145,12 +150,15 @@ TEST(UploadSignature, RefusesEachTamperedField) {
       {"idempotency key", [](SignedHead& h, std::string&) { h.idempotency_key = "idem-2"; }},
       {"idempotency key dropped", [](SignedHead& h, std::string&) { h.idempotency_key.clear(); }},
       {"t", [](SignedHead&, std::string& v) { v.replace(2, 10, "1764421235"); }},
-      {"first hex digit of v1", [](SignedHead&, std::string& v) {
+      {"first hex digit of v1",
+       [](SignedHead&, std::string& v) {
          const size_t at = v.find("v1=") + 3;
          v[at] = v[at] == '0' ? '1' : '0';
        }},
-      {"last hex digit of v1", [](SignedHead&, std::string& v) { v.back() = v.back() == 'f' ? 'e' : 'f'; }},
-      {"fields moved across a line", [](SignedHead& h, std::string&) {
+      {"last hex digit of v1",
+       [](SignedHead&, std::string& v) { v.back() = v.back() == 'f' ? 'e' : 'f'; }},
+      {"fields moved across a line",
+       [](SignedHead& h, std::string&) {
          h.target += "\n1234";
          h.content_length = 0;
        }},
@@ -173,51 +181,61 @@ TEST(UploadSignature, RefusesTimesOutsideTheWindow) {
     bool accepted;
   };
   const std::vector<Case> cases = {
-      {0, true},     {-299, true},  {299, true},  {-300, true},  {300, true},
-      {-301, false}, {301, false},  {-412, false}, {86400, false}, {-86400, false},
+      {0, true},     {-299, true}, {299, true},   {-300, true},   {300, true},
+      {-301, false}, {301, false}, {-412, false}, {86400, false}, {-86400, false},
   };
   for (const auto& c : cases) {
     const uint64_t t = static_cast<uint64_t>(static_cast<int64_t>(kTime) + c.signed_offset);
-    auto verified = verify_upload_signature(sign_upload_head(keys[0], head, t), head, keys, kTime, kWindow);
+    auto verified =
+        verify_upload_signature(sign_upload_head(keys[0], head, t), head, keys, kTime, kWindow);
     EXPECT_EQ(verified.ok(), c.accepted) << c.signed_offset;
     if (!verified.ok()) {
       EXPECT_EQ(verified.error().code, ErrorCode::kUnauthenticated) << c.signed_offset;
     }
   }
-  auto stale = verify_upload_signature(sign_upload_head(keys[0], head, kTime - 412), head, keys, kTime, kWindow);
+  auto stale = verify_upload_signature(sign_upload_head(keys[0], head, kTime - 412), head, keys,
+                                       kTime, kWindow);
   ASSERT_FALSE(stale.ok());
-  EXPECT_EQ(stale.error().message,
-            "the signature's time 1764420822 is 412 s from the receiver's clock; the window is 300 s");
+  EXPECT_EQ(
+      stale.error().message,
+      "the signature's time 1764420822 is 412 s from the receiver's clock; the window is 300 s");
   // A clock near zero does not wrap around.
-  EXPECT_FALSE(verify_upload_signature(sign_upload_head(keys[0], head, 400), head, keys, 0, kWindow).ok());
-  EXPECT_TRUE(verify_upload_signature(sign_upload_head(keys[0], head, 0), head, keys, 300, kWindow).ok());
+  EXPECT_FALSE(
+      verify_upload_signature(sign_upload_head(keys[0], head, 400), head, keys, 0, kWindow).ok());
+  EXPECT_TRUE(
+      verify_upload_signature(sign_upload_head(keys[0], head, 0), head, keys, 300, kWindow).ok());
 }
 
 TEST(UploadSignature, RefusesAKeyNotLoaded) {
   const auto other = derive(key_from("0000000000000000000000000000000000000000000="));
   const std::vector<UploadSigningKey> keys = {derive(kFernetKey)};
   const auto head = golden_head();
-  auto verified = verify_upload_signature(sign_upload_head(other, head, kTime), head, keys, kTime, kWindow);
+  auto verified =
+      verify_upload_signature(sign_upload_head(other, head, kTime), head, keys, kTime, kWindow);
   ASSERT_FALSE(verified.ok());
   EXPECT_EQ(verified.error().code, ErrorCode::kUnauthenticated);
   EXPECT_EQ(verified.error().message, "the signature matches no loaded key");
   // No keys at all: nothing matches.
-  EXPECT_FALSE(verify_upload_signature(sign_upload_head(other, head, kTime), head, {}, kTime, kWindow).ok());
+  EXPECT_FALSE(
+      verify_upload_signature(sign_upload_head(other, head, kTime), head, {}, kTime, kWindow).ok());
   // The Fernet signing key used directly as the HMAC key is not the scheme.
   std::array<uint8_t, 32> raw{};
   std::copy(kFernetKey.signing_key.begin(), kFernetKey.signing_key.end(), raw.begin());
-  EXPECT_FALSE(
-      verify_upload_signature(sign_upload_head(UploadSigningKey(raw), head, kTime), head, keys, kTime, kWindow).ok());
+  EXPECT_FALSE(verify_upload_signature(sign_upload_head(UploadSigningKey(raw), head, kTime), head,
+                                       keys, kTime, kWindow)
+                   .ok());
 }
 
 TEST(UploadSignature, ReportsWhichKeyMatched) {
   const auto old_key = derive(key_from("0000000000000000000000000000000000000000000="));
   const std::vector<UploadSigningKey> keys = {old_key, derive(kFernetKey)};
   const auto head = golden_head();
-  auto second = verify_upload_signature(sign_upload_head(keys[1], head, kTime), head, keys, kTime, kWindow);
+  auto second =
+      verify_upload_signature(sign_upload_head(keys[1], head, kTime), head, keys, kTime, kWindow);
   ASSERT_TRUE(second.ok()) << second.error().message;
   EXPECT_EQ(*second, 1U);
-  auto first = verify_upload_signature(sign_upload_head(old_key, head, kTime), head, keys, kTime, kWindow);
+  auto first =
+      verify_upload_signature(sign_upload_head(old_key, head, kTime), head, keys, kTime, kWindow);
   ASSERT_TRUE(first.ok());
   EXPECT_EQ(*first, 0U);
 }
@@ -232,32 +250,32 @@ TEST(UploadSignature, RefusesMalformedHeaders) {
   ASSERT_NE(upper, mac);
   const std::vector<std::string> bad = {
       "",
-      "v1=" + mac,                                  // no t
-      "t=1764421234",                               // no v1
-      "t=1764421234,",                              // v1 cut
-      "t=1764421234,v1=",                           // v1 empty
-      "t=,v1=" + mac,                               // t empty
-      "t=1764421234,v1=" + mac.substr(0, 63),       // short
-      "t=1764421234,v1=" + mac + "0",               // long
-      "t=1764421234,v1=" + mac.substr(0, 63) + "g", // not hex
-      "t=1764421234,v1=" + upper,                   // uppercase hex
-      "t=1764421234, v1=" + mac,                    // spaces
+      "v1=" + mac,                                   // no t
+      "t=1764421234",                                // no v1
+      "t=1764421234,",                               // v1 cut
+      "t=1764421234,v1=",                            // v1 empty
+      "t=,v1=" + mac,                                // t empty
+      "t=1764421234,v1=" + mac.substr(0, 63),        // short
+      "t=1764421234,v1=" + mac + "0",                // long
+      "t=1764421234,v1=" + mac.substr(0, 63) + "g",  // not hex
+      "t=1764421234,v1=" + upper,                    // uppercase hex
+      "t=1764421234, v1=" + mac,                     // spaces
       " t=1764421234,v1=" + mac,
       "t=1764421234,v1=" + mac + " ",
       "t = 1764421234,v1=" + mac,
-      "t=1764421234,v1=" + mac + ",v1=" + mac,      // duplicate fields
+      "t=1764421234,v1=" + mac + ",v1=" + mac,  // duplicate fields
       "t=1764421234,t=1764421234,v1=" + mac,
-      "v1=" + mac + ",t=1764421234",                // other order
-      "t=+1764421234,v1=" + mac,                    // a sign
+      "v1=" + mac + ",t=1764421234",  // other order
+      "t=+1764421234,v1=" + mac,      // a sign
       "t=-1764421234,v1=" + mac,
-      "t=x1764421234,v1=" + mac,                    // leading garbage
-      "t=01764421234,v1=" + mac,                    // leading zero
+      "t=x1764421234,v1=" + mac,  // leading garbage
+      "t=01764421234,v1=" + mac,  // leading zero
       "t=1764421234x,v1=" + mac,
       "t=0x69,v1=" + mac,
-      "t=99999999999999999999,v1=" + mac,           // 20 digits: past uint64_t
+      "t=99999999999999999999,v1=" + mac,  // 20 digits: past uint64_t
       "t=1764421234;v1=" + mac,
       "t=1764421234,v0=" + mac,
-      "t=1764421234,v1=" + mac + ",v2=" + mac,      // fields we do not define
+      "t=1764421234,v1=" + mac + ",v2=" + mac,  // fields we do not define
       "T=1764421234,v1=" + mac,
       std::string("t=1764421234,v1=") + mac.substr(0, 10) + '\0' + mac.substr(11),
       "t=1764421234,v1=" + mac + std::string(100000, 'a'),  // overlong
@@ -267,13 +285,16 @@ TEST(UploadSignature, RefusesMalformedHeaders) {
     auto verified = verify_upload_signature(v, head, keys, kTime, kWindow);
     ASSERT_FALSE(verified.ok()) << v.substr(0, 120);
     EXPECT_EQ(verified.error().code, ErrorCode::kUnauthenticated) << v.substr(0, 120);
-    EXPECT_EQ(verified.error().message, "X-Transfer-Signature must be t=<unix time>,v1=<64 hex digits>")
+    EXPECT_EQ(verified.error().message,
+              "X-Transfer-Signature must be t=<unix time>,v1=<64 hex digits>")
         << v.substr(0, 120);
   }
   // The longest time accepted: 19 digits (verified against a clock at the same time).
   const uint64_t far = 9999999999999999999ULL;
-  EXPECT_TRUE(verify_upload_signature(sign_upload_head(keys[0], head, far), head, keys, far, kWindow).ok());
-  EXPECT_TRUE(verify_upload_signature(sign_upload_head(keys[0], head, 0), head, keys, 0, kWindow).ok());
+  EXPECT_TRUE(
+      verify_upload_signature(sign_upload_head(keys[0], head, far), head, keys, far, kWindow).ok());
+  EXPECT_TRUE(
+      verify_upload_signature(sign_upload_head(keys[0], head, 0), head, keys, 0, kWindow).ok());
 }
 
 TEST(UploadSignature, NeverCrashesOnArbitraryHeaderBytes) {
@@ -294,9 +315,15 @@ TEST(UploadSignature, NeverCrashesOnArbitraryHeaderBytes) {
       for (int e = 0; e < edits && !v.empty(); ++e) {
         const size_t at = std::uniform_int_distribution<size_t>(0, v.size() - 1)(rng);
         switch (byte(rng) % 3) {
-          case 0: v[at] = static_cast<char>(byte(rng)); break;
-          case 1: v.insert(at, 1, static_cast<char>(byte(rng))); break;
-          default: v.erase(at, 1); break;
+          case 0:
+            v[at] = static_cast<char>(byte(rng));
+            break;
+          case 1:
+            v.insert(at, 1, static_cast<char>(byte(rng)));
+            break;
+          default:
+            v.erase(at, 1);
+            break;
         }
       }
     }
@@ -339,8 +366,8 @@ TEST(SignatureReplayGuard, ForgetsAfterExpiry) {
 
 TEST(SignatureReplayGuard, RefusesValuesThatAreNotSignatures) {
   SignatureReplayGuard guard(kWindow);
-  for (const std::string& v : {std::string(), std::string(63, 'a'), std::string(65, 'a'), std::string(64, 'A'),
-                              std::string(64, 'g')}) {
+  for (const std::string& v : {std::string(), std::string(63, 'a'), std::string(65, 'a'),
+                               std::string(64, 'A'), std::string(64, 'g')}) {
     EXPECT_FALSE(guard.first_use(v, kTime, kTime)) << v;
   }
   EXPECT_EQ(guard.size(), 0U);
@@ -355,7 +382,8 @@ TEST(SignatureReplayGuard, HoldsItsCapacity) {
     ASSERT_LE(guard.size(), kCapacity) << i;
   }
   EXPECT_EQ(guard.size(), kCapacity);
-  EXPECT_FALSE(guard.first_use(mac_hex(static_cast<int>(kCapacity) + 499), kTime, kTime));  // newest kept
+  EXPECT_FALSE(
+      guard.first_use(mac_hex(static_cast<int>(kCapacity) + 499), kTime, kTime));  // newest kept
   EXPECT_TRUE(guard.first_use(mac_hex(0), kTime, kTime));  // the oldest was dropped to make room
   EXPECT_EQ(guard.size(), kCapacity);
 
@@ -400,7 +428,8 @@ TEST(SigningTimes, KeepsAboutOneSecondOfUploads) {
   SigningTimes times;
   for (uint64_t second = 0; second < 50; ++second) {
     for (int i = 0; i < 1000; ++i) {
-      ASSERT_TRUE(times.claim("upload-" + std::to_string(second) + "-" + std::to_string(i), kTime + second));
+      ASSERT_TRUE(times.claim("upload-" + std::to_string(second) + "-" + std::to_string(i),
+                              kTime + second));
     }
     ASSERT_LE(times.size(), 2001U) << second;  // this second's 1000 and at most the last's
   }

@@ -36,7 +36,8 @@ inline constexpr uint64_t kDefaultSignatureWindowSeconds = 300;
 
 // RFC 5869 HKDF with SHA-256 (OpenSSL's EVP_KDF "HKDF"): `length` bytes of output keying
 // material. kInvalidArgument when `length` is 0 or over 255 * 32; kIo when OpenSSL fails.
-Result<std::vector<uint8_t>> hkdf_sha256(std::span<const uint8_t> ikm, std::span<const uint8_t> salt,
+Result<std::vector<uint8_t>> hkdf_sha256(std::span<const uint8_t> ikm,
+                                         std::span<const uint8_t> salt,
                                          std::span<const uint8_t> info, size_t length);
 
 // The 32-byte HMAC key for upload signatures. Its bytes are wiped (OPENSSL_cleanse) when it is
@@ -72,7 +73,8 @@ struct SignedHead {
 std::string canonical_upload_head(const SignedHead& head, uint64_t unix_time);
 
 // The X-Transfer-Signature value for `head` signed at `unix_time`: "t=<unix_time>,v1=<hex>".
-std::string sign_upload_head(const UploadSigningKey& key, const SignedHead& head, uint64_t unix_time);
+std::string sign_upload_head(const UploadSigningKey& key, const SignedHead& head,
+                             uint64_t unix_time);
 
 // A header value taken apart (syntax only, nothing verified).
 struct ParsedSignature {
