@@ -4,6 +4,7 @@
 #include <thread>
 
 #include "output_committer.hpp"
+#include "upload_gate.hpp"
 #include "transfer/logging.hpp"
 #include "transfer/tls_files.hpp"
 
@@ -18,13 +19,21 @@ const std::vector<OptionSpec>& receiver_options() {
       {"status-db-path", "STATUS_DB_PATH", "/usr/src/app-receiver/status-db", "Directory of the upload ledger receiver.db"},
       {"log-level", "LOG_LEVEL", "info", "debug, info, warning, error or critical"},
       {"max-upload-bytes", "MAX_UPLOAD_BYTES", "16G", "Largest upload body accepted (413 above it); suffixes K, M, G"},
-      {"threads", "THREADS", "0", "Uploads and connections handled concurrently (0: four per core, at least 16)"},
+      {"threads", "THREADS", "0", "Uploads served at once (0: four per core, at least 16); requests without a body have 4 workers of their own, and idle or slow connections hold none"},
       {"token-ttl", "TOKEN_TTL", "0", "Refuse tokens older than this many seconds (0: no limit, as the old pair)"},
-      {"read-timeout", "READ_TIMEOUT", "30", "Seconds a client may stall while sending"},
+      {"read-timeout", "READ_TIMEOUT", "30", "Seconds an upload's body may stall between two pieces"},
+      {"header-timeout", "HEADER_TIMEOUT", "10", "Seconds the whole request head may take to arrive, from the connection (or the end of the previous request) to its empty line (408 beyond)"},
+      {"keep-alive-timeout", "KEEP_ALIVE_TIMEOUT", "30", "Seconds an idle keep-alive connection stays open between two requests"},
+      {"max-head-bytes", "MAX_HEAD_BYTES", "64K", "Largest request head (request line and header fields; 431 beyond); suffixes K, M"},
+      {"max-headers", "MAX_HEADERS", "100", "Most header fields in one request (431 beyond)"},
+      {"max-connections", "MAX_CONNECTIONS", "10000", "Open connections in all; beyond it the oldest idle connection is closed to make room (the process raises its open-file limit to fit)"},
+      {"upload-signatures", "UPLOAD_SIGNATURES", "optional", "required: uploads must carry a valid X-Transfer-Signature (our sender signs every upload; 401 before a byte of body is read otherwise); optional: unsigned uploads are accepted as from the old Python sender, a present signature must still be valid"},
+      {"signature-window", "SIGNATURE_WINDOW", "300", "Seconds a signed upload's time may be from the receiver's clock, either way (a signature is accepted once)"},
+      {"unsigned-upload-budget", "UNSIGNED_UPLOAD_BUDGET", "2G", "Bytes of request body unsigned uploads in flight may hold together (503 with Retry-After beyond; a single larger one: 413); suffixes K, M, G"},
+      {"max-connections-per-client", "MAX_CONNECTIONS_PER_CLIENT", "256", "Open connections from one client address (429 beyond)"},
       {"ready-file", "READY_FILE", "", "Write the listening port to this file once ready"},
       {"on-conflict", "ON_CONFLICT", "overwrite", "A name uploaded again with other content: overwrite, reject (409) or version (<name>.1.xml, ...)"},
       {"drain-timeout", "DRAIN_TIMEOUT", "10", "Seconds in-flight uploads may take to finish after SIGTERM"},
-      {"queue-limit", "QUEUE_LIMIT", "32", "Accepted connections that may wait for a thread (then the kernel backlog)"},
       {"min-free-bytes", "MIN_FREE_BYTES", "64M", "GET /readyz answers 503 when the output file system has less free space than this; suffixes K, M, G"},
       {"fsync", "FSYNC", "on", "on: a 201 means the file and its name are on disk (fsync of the file, then of the directory); off: skip both (faster, but a power loss can lose or empty files already answered 201, as with the old pair)"},
       {"log-format", "LOG_FORMAT", "text", "text, or json: one JSON object per line (time, level, event and the fields)"},
@@ -62,8 +71,7 @@ std::variant<ReceiverConfig, EarlyExit> load_receiver_config(const std::vector<s
   c.max_upload_bytes = *max;
   auto threads = parse_integer(v.get("threads"), "THREADS", 0, 1024);
   if (!threads) return bad(threads.error());
-  // 0: four per core, at least 16. cpp-httplib gives each keep-alive connection a thread for as
-  // long as it stays open, so fewer threads than busy clients makes the others queue.
+  // 0: four per core, at least 16: an upload's worker mostly waits for the network and the disk.
   c.threads = *threads > 0 ? static_cast<int>(*threads)
                            : std::max(16, 4 * static_cast<int>(std::thread::hardware_concurrency()));
   auto ttl = parse_integer(v.get("token-ttl"), "TOKEN_TTL", 0, 1LL << 40);
@@ -77,9 +85,35 @@ std::variant<ReceiverConfig, EarlyExit> load_receiver_config(const std::vector<s
   auto drain = parse_seconds(v.get("drain-timeout"), "DRAIN_TIMEOUT");
   if (!drain) return bad(drain.error());
   c.drain_timeout_s = *drain;
-  auto queue = parse_integer(v.get("queue-limit"), "QUEUE_LIMIT", 1, 100000);
-  if (!queue) return bad(queue.error());
-  c.queue_limit = static_cast<int>(*queue);
+  auto header_timeout = parse_seconds(v.get("header-timeout"), "HEADER_TIMEOUT");
+  if (!header_timeout) return bad(header_timeout.error());
+  c.header_timeout_s = *header_timeout;
+  auto keep_alive = parse_seconds(v.get("keep-alive-timeout"), "KEEP_ALIVE_TIMEOUT");
+  if (!keep_alive) return bad(keep_alive.error());
+  c.keep_alive_timeout_s = *keep_alive;
+  auto head_bytes = parse_size(v.get("max-head-bytes"), "MAX_HEAD_BYTES");
+  if (!head_bytes) return bad(head_bytes.error());
+  if (*head_bytes < 1024 || *head_bytes > (16ULL << 20)) {
+    return bad(make_error(ErrorCode::kInvalidArgument, "MAX_HEAD_BYTES must be between 1K and 16M"));
+  }
+  c.max_head_bytes = *head_bytes;
+  auto headers = parse_integer(v.get("max-headers"), "MAX_HEADERS", 8, 10000);
+  if (!headers) return bad(headers.error());
+  c.max_headers = static_cast<size_t>(*headers);
+  auto connections = parse_integer(v.get("max-connections"), "MAX_CONNECTIONS", 16, 1000000);
+  if (!connections) return bad(connections.error());
+  c.max_connections = static_cast<size_t>(*connections);
+  auto per_client = parse_integer(v.get("max-connections-per-client"), "MAX_CONNECTIONS_PER_CLIENT", 1, 1000000);
+  if (!per_client) return bad(per_client.error());
+  c.max_connections_per_client = static_cast<size_t>(*per_client);
+  c.upload_signatures = v.get("upload-signatures");
+  if (auto p = parse_signature_policy(c.upload_signatures); !p) return bad(p.error());
+  auto window = parse_integer(v.get("signature-window"), "SIGNATURE_WINDOW", 1, 86400);
+  if (!window) return bad(window.error());
+  c.signature_window_s = static_cast<uint64_t>(*window);
+  auto budget = parse_size(v.get("unsigned-upload-budget"), "UNSIGNED_UPLOAD_BUDGET");
+  if (!budget) return bad(budget.error());
+  c.unsigned_upload_budget = *budget;
   auto min_free = parse_size(v.get("min-free-bytes"), "MIN_FREE_BYTES");
   if (!min_free) return bad(min_free.error());
   c.min_free_bytes = *min_free;

@@ -24,7 +24,15 @@ struct ReceiverConfig {
   std::string ready_file;
   std::string on_conflict = "overwrite";
   double drain_timeout_s = 10;
-  int queue_limit = 32;
+  double header_timeout_s = 10;
+  double keep_alive_timeout_s = 30;
+  unsigned long long max_head_bytes = 64 * 1024;
+  size_t max_headers = 100;
+  size_t max_connections = 10000;
+  size_t max_connections_per_client = 256;
+  std::string upload_signatures = "optional";  // or required
+  uint64_t signature_window_s = 300;
+  unsigned long long unsigned_upload_budget = 2ULL << 30;
   unsigned long long min_free_bytes = 64ULL << 20;
   bool fsync = true;  // FSYNC=off: no fsync of files or the directory (as unsafe as the old pair)
   std::string log_format = "text";

@@ -8,6 +8,7 @@
 
 #include "ledger_api.hpp"
 #include "transfer/file_util.hpp"
+#include "transfer/process.hpp"
 
 namespace transfer::receiver {
 namespace {
@@ -23,6 +24,24 @@ void remove_stale_temps(const std::string& dir, const Logger& logger) {
       }
     }
   }
+}
+
+HttpServerOptions http_options(const ReceiverConfig& c) {
+  HttpServerOptions o;
+  o.host = c.server_ip;
+  o.port = c.server_port;
+  o.threads = c.threads;
+  o.read_timeout_s = c.read_timeout_s;
+  o.front.head_limits.max_head_bytes = c.max_head_bytes;
+  o.front.head_limits.max_headers = c.max_headers;
+  o.front.head_timeout_s = c.header_timeout_s;
+  o.front.keep_alive_timeout_s = c.keep_alive_timeout_s;
+  o.front.max_connections = c.max_connections;
+  o.front.max_per_client = c.max_connections_per_client;
+  o.cert_file = c.tls_cert_file;
+  o.key_file = c.tls_key_file;
+  o.client_ca_file = c.client_ca_file;
+  return o;
 }
 
 }  // namespace
@@ -49,6 +68,15 @@ Result<std::unique_ptr<ReceiverService>> ReceiverService::create(const ReceiverC
   if (!ledger) return ledger.error();
   auto policy = parse_conflict_policy(config.on_conflict);
   if (!policy) return policy.error();
+  // Each connection is a descriptor; files, the ledger and the listener need some more.
+  constexpr size_t kSpareDescriptors = 256;
+  const size_t open_files = raise_open_file_limit(config.max_connections + kSpareDescriptors);
+  ReceiverConfig adjusted = config;
+  if (open_files < config.max_connections + kSpareDescriptors) {
+    adjusted.max_connections = open_files > 2 * kSpareDescriptors ? open_files - kSpareDescriptors : open_files / 2;
+    logger->warn("MAX_CONNECTIONS={} does not fit the open-file limit {}: using {} (raise the limit with ulimit -n "
+                 "or the container's nofile setting)", config.max_connections, open_files, adjusted.max_connections);
+  }
   UploadSettings settings;
   settings.output_dir = config.output_dir;
   settings.keys = std::move(*keys);
@@ -59,27 +87,34 @@ Result<std::unique_ptr<ReceiverService>> ReceiverService::create(const ReceiverC
     logger->warn("FSYNC=off: files answered 201 may be lost or empty after a power loss or kernel crash");
   }
   logger->info("key loaded path={} keys={}", log_value(config.key_path), settings.keys->keys()->size());
+  if (config.upload_signatures != "required") {
+    logger->warn("UPLOAD_SIGNATURES=optional: uploads without a signature are accepted, so anyone who can reach "
+                 "this port may make the receiver store up to UNSIGNED_UPLOAD_BUDGET={} bytes at a time before "
+                 "their token is found invalid (set UPLOAD_SIGNATURES=required once every sender signs)",
+                 config.unsigned_upload_budget);
+  }
   if (const std::string warning = settings.keys->access_warning(); !warning.empty()) logger->warn("{}", warning);
   return std::unique_ptr<ReceiverService>(
-      new ReceiverService(config, std::move(logger), std::move(*ledger), std::move(settings), *policy));
+      new ReceiverService(adjusted, std::move(logger), std::move(*ledger), std::move(settings), *policy,
+                          *parse_signature_policy(config.upload_signatures)));
 }
 
 ReceiverService::ReceiverService(const ReceiverConfig& config, Logger logger, UploadLedger ledger,
-                                 UploadSettings settings, ConflictPolicy policy)
+                                 UploadSettings settings, ConflictPolicy policy, SignaturePolicy signatures)
     : config_(config),
       logger_(std::move(logger)),
       ledger_(std::move(ledger)),
       settings_(std::move(settings)),
+      gate_(UploadGateSettings{signatures, config.signature_window_s, config.unsigned_upload_budget,
+                               config.min_free_bytes},
+            settings_.keys, [dir = config.output_dir] { return free_bytes(dir); }),
       committer_(settings_.output_dir, policy, settings_.fsync, ledger_, settings_.create_lock),
       metrics_([this] { return static_cast<double>(server_.uploads_in_flight()); },
                [this] {
                  auto free = free_bytes(config_.output_dir);
                  return free ? static_cast<double>(*free) : 0.0;
                }),
-      server_(HttpServerOptions{config.server_ip, config.server_port, config.threads,
-                                config.read_timeout_s, config.queue_limit, config.tls_cert_file,
-                                config.tls_key_file, config.client_ca_file},
-              settings_, committer_, [this](const UploadEvent& e) { on_upload(e); }, api(),
+      server_(http_options(config), settings_, gate_, committer_, [this](const UploadEvent& e) { on_upload(e); }, api(),
               logger_) {}
 
 ReceiverApi ReceiverService::api() {

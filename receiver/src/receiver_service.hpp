@@ -36,7 +36,7 @@ class ReceiverService {
 
  private:
   ReceiverService(const ReceiverConfig& config, Logger logger, UploadLedger ledger,
-                  UploadSettings settings, ConflictPolicy policy);
+                  UploadSettings settings, ConflictPolicy policy, SignaturePolicy signatures);
   void on_upload(const UploadEvent& event);
   void refresh_keys();
   ReceiverApi api();
@@ -45,6 +45,7 @@ class ReceiverService {
   Logger logger_;
   UploadLedger ledger_;
   UploadSettings settings_;
+  UploadGate gate_;
   OutputCommitter committer_;
   ReceiverMetrics metrics_;
   HttpServer server_;

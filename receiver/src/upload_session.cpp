@@ -33,7 +33,9 @@ int status_for(const Error& error) {
     case ErrorCode::kInvalidKey: return 422;
     case ErrorCode::kNoSpace: return 507;
     case ErrorCode::kConflict: return 409;
-    case ErrorCode::kDatabase: return 503;
+    case ErrorCode::kDatabase:
+    case ErrorCode::kBusy: return 503;
+    case ErrorCode::kUnauthenticated: return 401;
     default: return 500;
   }
 }
@@ -75,24 +77,24 @@ std::optional<UploadOutcome> precheck_upload(const UploadRequestHead& head,
   return std::nullopt;
 }
 
-UploadSession::UploadSession(const UploadRequestHead& head, const UploadSettings& settings)
+UploadSession::UploadSession(const UploadRequestHead& head, const UploadSettings& settings,
+                             std::optional<size_t> only_key)
     : settings_(settings),
       name_(head.name),
       idempotency_key_(head.idempotency_key),
       claimed_sha256_(head.claimed_sha256),
+      only_key_(only_key),
       parser_(multipart_boundary(head.content_type).value_or("-"),
               MultipartParser::Handler{
                   [this](const MultipartPart& p) { return on_part_begin(p); },
                   [this](const char* d, size_t n) { return on_part_data(d, n); },
                   [this] { return on_part_end(); }}) {}
 
-UploadSession::~UploadSession() { discard_temps(); }
+UploadSession::~UploadSession() { discard_temp(); }
 
-void UploadSession::discard_temps() {
-  for (auto& out : outputs_) {
-    if (out) ::unlink(out->temp.path.c_str());
-  }
-  outputs_.clear();
+void UploadSession::discard_temp() {
+  if (temp_) ::unlink(temp_->path.c_str());
+  temp_.reset();
 }
 
 void UploadSession::fail(int status, const std::string& message) {
@@ -101,7 +103,7 @@ void UploadSession::fail(int status, const std::string& message) {
   o.status = status;
   o.message = message;
   failure_ = std::move(o);
-  discard_temps();
+  discard_temp();
 }
 
 void UploadSession::fail(const Error& error) { fail(status_for(error), error.message); }
@@ -112,14 +114,28 @@ Status UploadSession::on_part_begin(const MultipartPart& part) {
     return make_error(ErrorCode::kMalformedRequest, "more than one part named 'file'");
   }
   in_file_part_ = true;
-  const KeySet keys = settings_.keys->keys();
-  auto dec = FernetStreamDecryptor::create(
-      *keys,
-      [this](size_t k, const char* d, size_t n) { return write_plaintext(k, d, n); },
-      settings_.ttl_seconds);
+  keys_ = settings_.keys->keys();
+  std::vector<FernetKey> candidates;
+  for (size_t k = 0; k < keys_->size(); ++k) {
+    if (only_key_ && *only_key_ != k) continue;
+    candidates.push_back((*keys_)[k]);
+    key_map_.push_back(k);
+  }
+  if (candidates.empty()) return make_error(ErrorCode::kInvalidToken, "the key that signed the request is no longer loaded");
+  in_place_ = candidates.size() > 1;
+  auto dec = in_place_
+                 ? FernetStreamDecryptor::create_authenticator(
+                       std::move(candidates), [this](const char* d, size_t n) { return write_temp(d, n); },
+                       settings_.ttl_seconds)
+                 : FernetStreamDecryptor::create(
+                       std::move(candidates),
+                       [this](size_t, const char* d, size_t n) {
+                         hash_.update(d, n);
+                         return write_temp(d, n);
+                       },
+                       settings_.ttl_seconds);
   if (!dec) return dec.error();
   decryptor_.emplace(std::move(*dec));
-  outputs_.resize(keys->size());
   return ok_status();
 }
 
@@ -133,20 +149,17 @@ Status UploadSession::on_part_end() {
   return ok_status();
 }
 
-Status UploadSession::write_plaintext(size_t key_index, const char* data, size_t size) {
-  auto& out = outputs_[key_index];
-  if (!out) {
+Status UploadSession::write_temp(const char* data, size_t size) {
+  if (!temp_) {
     auto temp = [&] {
       std::lock_guard lock(*settings_.create_lock);
       return create_temp_file(settings_.output_dir, "upload", 0644);
     }();
     if (!temp) return temp.error();
-    out.emplace();
-    out->temp = std::move(*temp);
+    temp_.emplace(std::move(*temp));
   }
-  out->hash.update(data, size);
-  out->bytes += size;
-  return write_all(out->temp.fd.get(), data, size, out->temp.path);
+  written_ += size;
+  return write_all(temp_->fd.get(), data, size, temp_->path);
 }
 
 bool UploadSession::feed(const char* data, size_t size) {
@@ -180,24 +193,33 @@ UploadOutcome UploadSession::finish(uint64_t now_unix_seconds, OutputCommitter& 
     fail(400, "the form has no part named 'file'");
     return *failure_;
   }
-  auto key = decryptor_->finish(now_unix_seconds);
-  if (!key) {
-    fail(key.error());
+  auto matched = decryptor_->finish(now_unix_seconds);
+  if (!matched) {
+    fail(matched.error());
     return *failure_;
   }
-  auto& out = outputs_[*key];
-  if (!out) {  // an empty plaintext writes nothing until here
-    if (auto st = write_plaintext(*key, "", 0); !st) {
+  if (!temp_) {  // an empty plaintext writes nothing until here
+    if (auto st = write_temp("", 0); !st) {
       fail(st.error());
       return *failure_;
     }
   }
+  uint64_t plaintext_bytes = written_;
+  if (in_place_) {
+    auto size = fernet_decrypt_in_place(temp_->fd.get(), written_, (*keys_)[key_map_[*matched]], decryptor_->iv(),
+                                        [this](const char* d, size_t n) { hash_.update(d, n); }, temp_->path);
+    if (!size) {
+      fail(size.error());
+      return *failure_;
+    }
+    plaintext_bytes = *size;
+  }
   VerifiedUpload verified;
   verified.name = name_;
-  verified.temp_path = out->temp.path;
-  verified.sha256 = out->hash.hex_digest();
-  verified.bytes = out->bytes;
-  verified.key_index = *key;
+  verified.temp_path = temp_->path;
+  verified.sha256 = hash_.hex_digest();
+  verified.bytes = plaintext_bytes;
+  verified.key_index = key_map_[*matched];
   verified.idempotency_key = idempotency_key_;
   if (claimed_sha256_ && *claimed_sha256_ != verified.sha256) {
     fail(422, "the plaintext's SHA-256 " + verified.sha256 + " is not the " +
@@ -205,14 +227,12 @@ UploadOutcome UploadSession::finish(uint64_t now_unix_seconds, OutputCommitter& 
     return *failure_;
   }
   if (settings_.fsync) {
-    if (auto st = fsync_fd(out->temp.fd.get(), verified.temp_path); !st) {
+    if (auto st = fsync_fd(temp_->fd.get(), verified.temp_path); !st) {
       fail(st.error());
       return *failure_;
     }
   }
-  out->temp.fd.reset();
-  out.reset();  // the committer owns the temporary file from here
-  discard_temps();
+  temp_.reset();  // the committer owns the temporary file from here
   const CommitResult committed = committer.commit(verified, peer);
   UploadOutcome o;
   o.status = committed.status;

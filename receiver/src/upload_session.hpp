@@ -2,10 +2,15 @@
 // One upload, POST /upload/<name>, independent of the HTTP library: the adapter checks the
 // request line and headers with precheck_upload(), feeds body bytes to an UploadSession and
 // turns the UploadOutcome into a response. The body (multipart/form-data with one part named
-// `file` holding a Fernet token) is streamed: token text -> plaintext -> a hidden temporary file
-// in the output directory, whose HMAC is verified before it is fsynced and handed to the
-// OutputCommitter (which renames it into place or answers a retry from the ledger). On any error
-// the temporary file is removed and nothing is written.
+// `file` holding a Fernet token) is streamed into one hidden temporary file in the output
+// directory, whatever the number of keys:
+//   - with one key to try (one loaded, or the one that signed the request head): token text ->
+//     plaintext -> the file, whose HMAC is verified at the end;
+//   - with several: token text -> ciphertext -> the file while every key's HMAC is computed;
+//     at the end the matching key decrypts the file in place.
+// The verified plaintext is fsynced and handed to the OutputCommitter (which renames it into
+// place or answers a retry from the ledger). On any error the temporary file is removed and
+// nothing is written.
 
 #include <cstdint>
 #include <memory>
@@ -32,6 +37,7 @@ struct UploadOutcome {
   size_t key_index = 0;
   bool duplicate = false;   // a retry answered from the ledger
   std::string warning;      // logged, not sent
+  std::optional<int> retry_after_s;  // a refusal that may succeed later (503): Retry-After
   // The JSON body: {"bytes":..,"duplicate":..,"msg":..,"sha256":..,"status_code":..} on 201,
   // {"msg":..,"status_code":..} otherwise (keys sorted, compact, as Flask's jsonify).
   std::string json_body() const;
@@ -69,8 +75,10 @@ std::optional<UploadOutcome> precheck_upload(const UploadRequestHead& head,
 
 class UploadSession {
  public:
-  // `head` must have passed precheck_upload().
-  UploadSession(const UploadRequestHead& head, const UploadSettings& settings);
+  // `head` must have passed precheck_upload(). `only_key`: the index of the one key the token may
+  // be for (the key that signed the request), else any loaded key.
+  UploadSession(const UploadRequestHead& head, const UploadSettings& settings,
+                std::optional<size_t> only_key = std::nullopt);
   UploadSession(const UploadSession&) = delete;
   UploadSession& operator=(const UploadSession&) = delete;
   ~UploadSession();  // removes temporary files unless the upload was committed
@@ -86,24 +94,24 @@ class UploadSession {
   Status on_part_begin(const MultipartPart& part);
   Status on_part_data(const char* data, size_t size);
   Status on_part_end();
-  Status write_plaintext(size_t key_index, const char* data, size_t size);
+  Status write_temp(const char* data, size_t size);
   void fail(int status, const std::string& message);
   void fail(const Error& error);
-  void discard_temps();
-
-  struct Output {
-    TempFile temp;
-    Sha256 hash;
-    uint64_t bytes = 0;
-  };
+  void discard_temp();
 
   const UploadSettings& settings_;
   std::string name_;
   std::string idempotency_key_;
   std::optional<std::string> claimed_sha256_;
+  std::optional<size_t> only_key_;
   MultipartParser parser_;
+  KeySet keys_;                  // the keys in force when the token started
+  std::vector<size_t> key_map_;  // decryptor's key index -> index in keys_
+  bool in_place_ = false;        // the file holds ciphertext until finish()
   std::optional<FernetStreamDecryptor> decryptor_;
-  std::vector<std::optional<Output>> outputs_;  // per key index
+  std::optional<TempFile> temp_;
+  Sha256 hash_;                  // of the plaintext
+  uint64_t written_ = 0;         // bytes in the temporary file
   bool in_file_part_ = false;
   int file_parts_ = 0;
   uint64_t body_bytes_ = 0;

@@ -5,8 +5,14 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstring>
+
+#include "transfer/file_util.hpp"
 
 namespace transfer {
 namespace {
@@ -167,6 +173,8 @@ struct FernetStreamDecryptor::State {
   std::vector<FernetKey> keys;
   std::vector<PerKey> per_key;
   PlaintextSink sink;
+  CiphertextSink ciphertext_sink;  // set: authenticate only
+  std::array<uint8_t, kBlock> iv{};
   std::optional<uint64_t> ttl;
   PythonBase64Decoder b64;
   std::string raw;          // decoded bytes not yet consumed (header, or the held-back MAC tail)
@@ -179,6 +187,10 @@ struct FernetStreamDecryptor::State {
   Status consume_body(const uint8_t* data, size_t size) {
     if (size == 0) return ok_status();
     ciphertext_size += size;
+    if (ciphertext_sink) {
+      for (auto& k : per_key) EVP_MAC_update(k.mac.get(), data, size);
+      return ciphertext_sink(reinterpret_cast<const char*>(data), size);
+    }
     out.resize(size + kBlock);
     for (size_t k = 0; k < per_key.size(); ++k) {
       EVP_MAC_update(per_key[k].mac.get(), data, size);
@@ -207,12 +219,24 @@ Result<FernetStreamDecryptor> FernetStreamDecryptor::create(std::vector<FernetKe
   return FernetStreamDecryptor(std::move(state));
 }
 
+Result<FernetStreamDecryptor> FernetStreamDecryptor::create_authenticator(std::vector<FernetKey> keys,
+                                                                          CiphertextSink sink,
+                                                                          std::optional<uint64_t> ttl_seconds) {
+  if (keys.empty()) return make_error(ErrorCode::kInvalidKey, "no decryption key");
+  auto state = std::make_unique<State>();
+  state->keys = std::move(keys);
+  state->ciphertext_sink = std::move(sink);
+  state->ttl = ttl_seconds;
+  return FernetStreamDecryptor(std::move(state));
+}
+
 FernetStreamDecryptor::FernetStreamDecryptor(std::unique_ptr<State> state) : s_(std::move(state)) {}
 FernetStreamDecryptor::FernetStreamDecryptor(FernetStreamDecryptor&&) noexcept = default;
 FernetStreamDecryptor& FernetStreamDecryptor::operator=(FernetStreamDecryptor&&) noexcept = default;
 FernetStreamDecryptor::~FernetStreamDecryptor() = default;
 
 uint64_t FernetStreamDecryptor::token_timestamp() const { return s_->timestamp; }
+const std::array<uint8_t, 16>& FernetStreamDecryptor::iv() const { return s_->iv; }
 
 Status FernetStreamDecryptor::update(const char* data, size_t size) {
   State& s = *s_;
@@ -226,13 +250,18 @@ Status FernetStreamDecryptor::update(const char* data, size_t size) {
     if (s.raw.size() < kHeaderSize) return ok_status();
     const auto* h = reinterpret_cast<const uint8_t*>(s.raw.data());
     for (int i = 0; i < 8; ++i) s.timestamp = (s.timestamp << 8) | h[1 + i];
+    std::memcpy(s.iv.data(), h + 9, kBlock);
     for (const FernetKey& key : s.keys) {
-      auto cipher = new_cipher(key.encryption_key, h + 9, false);
-      if (!cipher) return cipher.error();
+      CipherCtx cipher_ctx;
+      if (!s.ciphertext_sink) {
+        auto cipher = new_cipher(key.encryption_key, h + 9, false);
+        if (!cipher) return cipher.error();
+        cipher_ctx = std::move(*cipher);
+      }
       auto mac = new_hmac(key.signing_key);
       if (!mac) return mac.error();
       EVP_MAC_update(mac->get(), h, kHeaderSize);
-      s.per_key.push_back({std::move(*cipher), std::move(*mac)});
+      s.per_key.push_back({std::move(cipher_ctx), std::move(*mac)});
     }
     s.raw.erase(0, kHeaderSize);
     s.header_done = true;
@@ -269,6 +298,7 @@ Result<size_t> FernetStreamDecryptor::finish(uint64_t now_unix_seconds) {
     size_t tag_len = 0;
     EVP_MAC_final(s.per_key[k].mac.get(), tag, &tag_len, sizeof tag);
     if (tag_len != kMacSize || CRYPTO_memcmp(tag, s.raw.data(), kMacSize) != 0) continue;
+    if (s.ciphertext_sink) return k;  // the padding is checked when it is decrypted
     uint8_t last[kBlock];
     int n = 0;
     if (EVP_CipherFinal_ex(s.per_key[k].cipher.get(), last, &n) != 1) {
@@ -284,6 +314,56 @@ Result<size_t> FernetStreamDecryptor::finish(uint64_t now_unix_seconds) {
 }
 
 // ---------------------------------------------------------------------------------------------
+Result<uint64_t> fernet_decrypt_in_place(int fd, uint64_t ciphertext_size, const FernetKey& key,
+                                         const std::array<uint8_t, 16>& iv,
+                                         const std::function<void(const char*, size_t)>& observe,
+                                         const std::string& path) {
+  if (ciphertext_size == 0 || ciphertext_size % kBlock != 0) {
+    return invalid_token("ciphertext is not a whole number of blocks");
+  }
+  auto cipher = new_cipher(key.encryption_key, iv.data(), false);
+  if (!cipher) return cipher.error();
+  constexpr size_t kChunk = 256 * 1024;
+  std::vector<uint8_t> in(kChunk);
+  std::vector<uint8_t> out(kChunk + kBlock);
+  uint64_t read_at = 0;
+  uint64_t write_at = 0;  // never ahead of read_at: CBC output lags its input
+  auto put = [&](const uint8_t* data, size_t size) -> Status {
+    for (size_t done = 0; done < size;) {
+      const ssize_t n = ::pwrite(fd, data + done, size - done, static_cast<off_t>(write_at));
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        return errno_error("cannot write", path, errno);
+      }
+      done += static_cast<size_t>(n);
+      write_at += static_cast<uint64_t>(n);
+    }
+    if (observe) observe(reinterpret_cast<const char*>(data), size);
+    return ok_status();
+  };
+  while (read_at < ciphertext_size) {
+    const size_t want = static_cast<size_t>(std::min<uint64_t>(kChunk, ciphertext_size - read_at));
+    size_t got = 0;
+    while (got < want) {
+      const ssize_t n = ::pread(fd, in.data() + got, want - got, static_cast<off_t>(read_at + got));
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return n < 0 ? errno_error("cannot read", path, errno) : make_error(ErrorCode::kIo, path + ": shorter than its ciphertext");
+      got += static_cast<size_t>(n);
+    }
+    read_at += got;
+    int n = 0;
+    if (EVP_CipherUpdate(cipher->get(), out.data(), &n, in.data(), static_cast<int>(got)) != 1) {
+      return invalid_token("decryption failed");
+    }
+    if (auto st = put(out.data(), static_cast<size_t>(n)); !st) return st.error();
+  }
+  int n = 0;
+  if (EVP_CipherFinal_ex(cipher->get(), out.data(), &n) != 1) return invalid_token("bad padding");
+  if (auto st = put(out.data(), static_cast<size_t>(n)); !st) return st.error();
+  if (::ftruncate(fd, static_cast<off_t>(write_at)) != 0) return errno_error("cannot truncate", path, errno);
+  return write_at;
+}
+
 Result<std::string> fernet_encrypt(const FernetKey& key, std::string_view plaintext,
                                    std::optional<uint64_t> timestamp, const uint8_t* iv) {
   auto enc = FernetStreamEncryptor::create(key, timestamp, iv);

@@ -66,7 +66,7 @@ Result<TempFile> create_temp_file(const std::string& dir, std::string_view prefi
     uint8_t rnd[8];
     if (RAND_bytes(rnd, sizeof rnd) != 1) return make_error(ErrorCode::kIo, "no random bytes");
     std::string path = dir + "/." + std::string(prefix) + "-" + to_hex(rnd, sizeof rnd) + ".tmp";
-    UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode));
+    UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode));
     if (fd) return TempFile{std::move(fd), std::move(path)};
     if (errno != EEXIST) return errno_error("cannot create temporary file in", dir, errno);
   }

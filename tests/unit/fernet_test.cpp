@@ -2,9 +2,14 @@
 
 #include <gtest/gtest.h>
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <ctime>
 #include <fstream>
 #include <nlohmann/json.hpp>
+
+#include "transfer/file_util.hpp"
 
 namespace transfer {
 namespace {
@@ -149,6 +154,76 @@ TEST(Fernet, OptionalTtl) {
   EXPECT_TRUE(fernet_decrypt({test_key()}, token, 60, 1050).ok());
   EXPECT_FALSE(fernet_decrypt({test_key()}, token, 60, 1061).ok());  // expired
   EXPECT_FALSE(fernet_decrypt({test_key()}, token, 60, 900).ok());   // from the future
+}
+
+}  // namespace
+}  // namespace transfer
+
+namespace transfer {
+namespace {
+
+// The receiver's path for several keys: authenticate while storing the ciphertext once, then
+// decrypt it in place with the key that matched.
+TEST(Fernet, AuthenticateThenDecryptInPlace) {
+  const auto keys = *parse_key_text("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\n"
+                                    "HyAhIiMkJSYnKCkqKywtLi8wMTIzNDU2Nzg5Ojs8PT4=\n", "k");
+  for (const size_t size : {0, 1, 15, 16, 17, 1000, 300000}) {
+    for (size_t signer = 0; signer < keys.size(); ++signer) {
+      std::string plaintext(size, '\0');
+      for (size_t i = 0; i < size; ++i) plaintext[i] = static_cast<char>(i * 7 + 3);
+      const std::string token = *fernet_encrypt(keys[signer], plaintext);
+      char tmpl[] = "/tmp/fernet-in-place-XXXXXX";
+      UniqueFd fd(::mkstemp(tmpl));
+      ::unlink(tmpl);
+      uint64_t stored = 0;
+      auto dec = FernetStreamDecryptor::create_authenticator(keys, [&](const char* d, size_t n) {
+        stored += n;
+        return write_all(fd.get(), d, n, "tmp");
+      });
+      ASSERT_TRUE(dec.ok());
+      for (size_t i = 0; i < token.size(); i += 777) {
+        ASSERT_TRUE(dec->update(token.data() + i, std::min<size_t>(777, token.size() - i)).ok());
+      }
+      auto matched = dec->finish(0);
+      ASSERT_TRUE(matched.ok()) << size;
+      EXPECT_EQ(*matched, signer) << size;
+      EXPECT_EQ(stored, (size / 16 + 1) * 16) << "the ciphertext is stored once, size " << size;
+      std::string seen;
+      auto out = fernet_decrypt_in_place(fd.get(), stored, keys[*matched], dec->iv(),
+                                         [&](const char* d, size_t n) { seen.append(d, n); }, "tmp");
+      ASSERT_TRUE(out.ok()) << size;
+      EXPECT_EQ(*out, size);
+      EXPECT_EQ(seen, plaintext) << size;
+      std::string on_disk(size, '\0');
+      ASSERT_EQ(::pread(fd.get(), on_disk.data(), size, 0), static_cast<ssize_t>(size));
+      EXPECT_EQ(on_disk, plaintext) << size;
+      struct stat st {};
+      ::fstat(fd.get(), &st);
+      EXPECT_EQ(static_cast<uint64_t>(st.st_size), size) << "truncated to the plaintext";
+    }
+  }
+}
+
+TEST(Fernet, AuthenticatorRefusesATamperedTokenAndBadPaddingInPlace) {
+  const auto keys = *parse_key_text("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\n"
+                                    "HyAhIiMkJSYnKCkqKywtLi8wMTIzNDU2Nzg5Ojs8PT4=\n", "k");
+  std::string token = *fernet_encrypt(keys[1], std::string(100, 'x'));
+  token[60] = token[60] == 'A' ? 'B' : 'A';
+  auto dec = FernetStreamDecryptor::create_authenticator(keys, [](const char*, size_t) { return ok_status(); });
+  ASSERT_TRUE(dec->update(token).ok());
+  EXPECT_EQ(dec->finish(0).error().code, ErrorCode::kInvalidToken);
+
+  // Blocks that do not end in valid PKCS7 padding (a wrong key) are refused, not written out.
+  char tmpl[] = "/tmp/fernet-in-place-XXXXXX";
+  UniqueFd fd(::mkstemp(tmpl));
+  ::unlink(tmpl);
+  const std::string junk(64, '\x5a');
+  ASSERT_TRUE(write_all(fd.get(), junk.data(), junk.size(), "tmp").ok());
+  const std::array<uint8_t, 16> iv{};
+  auto out = fernet_decrypt_in_place(fd.get(), junk.size(), keys[0], iv, {}, "tmp");
+  ASSERT_FALSE(out.ok());
+  EXPECT_EQ(out.error().code, ErrorCode::kInvalidToken);
+  EXPECT_FALSE(fernet_decrypt_in_place(fd.get(), 0, keys[0], iv, {}, "tmp").ok());
 }
 
 }  // namespace

@@ -212,3 +212,41 @@ TEST_F(UploadSessionTest, APlaintextDigestThatDoesNotMatchIsRefused) {
 
 }  // namespace
 }  // namespace transfer::receiver
+
+namespace transfer::receiver {
+namespace {
+
+// Several keys loaded: one temporary file per upload (ciphertext, then decrypted in place), not
+// one per key; the key that signed the request (only_key) is the only one tried.
+TEST_F(UploadSessionTest, SeveralKeysShareOneTemporaryFile) {
+  settings_.keys = KeyRing::fixed(*parse_key_text("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\n"
+                                                  "HyAhIiMkJSYnKCkqKywtLi8wMTIzNDU2Nzg5Ojs8PT4=\n"
+                                                  "ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=\n", "k"));
+  const std::string plaintext = "<all>" + std::string(200000, 'y') + "</all>";
+  const std::string b = body(*fernet_encrypt(settings_.keys->keys()->at(2), plaintext));
+  committer();
+  UploadSession s(head("rotated", b.size()), settings_);
+  size_t most_files = 0;
+  for (size_t i = 0; i < b.size(); i += 4096) {
+    ASSERT_TRUE(s.feed(b.data() + i, std::min<size_t>(4096, b.size() - i)));
+    most_files = std::max(most_files, files_in_dir());
+  }
+  EXPECT_EQ(most_files, 1u) << "one temporary file, whatever the number of keys";
+  const auto outcome = s.finish(0, *committer_, "test");
+  ASSERT_EQ(outcome.status, 201) << outcome.message;
+  EXPECT_EQ(outcome.key_index, 2u);
+  EXPECT_EQ(read("rotated.xml"), plaintext);
+  EXPECT_EQ(outcome.bytes, plaintext.size());
+
+  // The request was signed with key 1, but the token is for key 2: refused.
+  UploadSession only(head("signed", b.size()), settings_, 1);
+  for (size_t i = 0; i < b.size(); i += 4096) only.feed(b.data() + i, std::min<size_t>(4096, b.size() - i));
+  EXPECT_EQ(only.finish(0, *committer_, "test").status, 422);
+  UploadSession right(head("signed", b.size()), settings_, 2);
+  for (size_t i = 0; i < b.size(); i += 4096) right.feed(b.data() + i, std::min<size_t>(4096, b.size() - i));
+  EXPECT_EQ(right.finish(0, *committer_, "test").status, 201);
+  EXPECT_EQ(read("signed.xml"), plaintext);
+}
+
+}  // namespace
+}  // namespace transfer::receiver

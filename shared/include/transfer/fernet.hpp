@@ -12,6 +12,7 @@
 // that matches is known only at the end, so each key decrypts in parallel into the sink with its
 // index, and finish() says which one counts; a caller with one key sees only index 0.
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -55,10 +56,17 @@ class FernetStreamEncryptor {
 class FernetStreamDecryptor {
  public:
   using PlaintextSink = std::function<Status(size_t key_index, const char* data, size_t size)>;
+  using CiphertextSink = std::function<Status(const char* data, size_t size)>;
 
   // `sink` receives plaintext per key; an error from it stops decryption and is returned.
   static Result<FernetStreamDecryptor> create(std::vector<FernetKey> keys, PlaintextSink sink,
                                               std::optional<uint64_t> ttl_seconds = std::nullopt);
+  // Authenticates without decrypting: the ciphertext (decoded, without header and HMAC) goes
+  // to `sink` once, whatever the number of keys, and finish() says which key's HMAC matched;
+  // decrypt it then with fernet_decrypt_in_place(). For a receiver that must not keep one copy
+  // per key of data nobody has authenticated yet.
+  static Result<FernetStreamDecryptor> create_authenticator(
+      std::vector<FernetKey> keys, CiphertextSink sink, std::optional<uint64_t> ttl_seconds = std::nullopt);
   FernetStreamDecryptor(FernetStreamDecryptor&&) noexcept;
   FernetStreamDecryptor& operator=(FernetStreamDecryptor&&) noexcept;
   ~FernetStreamDecryptor();
@@ -69,12 +77,23 @@ class FernetStreamDecryptor {
   Result<size_t> finish(uint64_t now_unix_seconds);
 
   uint64_t token_timestamp() const;
+  // The token's IV (once its header has arrived).
+  const std::array<uint8_t, 16>& iv() const;
 
  private:
   struct State;
   explicit FernetStreamDecryptor(std::unique_ptr<State> state);
   std::unique_ptr<State> s_;
 };
+
+// Decrypts in place the AES-128-CBC ciphertext of an authenticated token that `fd` holds from
+// offset 0 (`ciphertext_size` bytes, as create_authenticator's sink received it), then truncates
+// the file to the plaintext; `observe` sees the plaintext in order. Returns the plaintext size.
+// kInvalidToken on bad padding; kIo/kNoSpace when reading or writing `path` fails.
+Result<uint64_t> fernet_decrypt_in_place(int fd, uint64_t ciphertext_size, const FernetKey& key,
+                                         const std::array<uint8_t, 16>& iv,
+                                         const std::function<void(const char*, size_t)>& observe,
+                                         const std::string& path);
 
 // Whole-buffer helpers for tests and small payloads.
 Result<std::string> fernet_encrypt(const FernetKey& key, std::string_view plaintext,

@@ -35,7 +35,7 @@ Status write_all(int fd, const char* data, size_t size, const std::string& path)
 Status fsync_fd(int fd, const std::string& path);
 Status fsync_directory(const std::string& dir);
 
-// Creates and opens (O_EXCL, mode 0600 unless given) a hidden file "<dir>/.<prefix>-<random>.tmp".
+// Creates and opens for reading and writing (O_EXCL, mode 0600 unless given) a hidden file "<dir>/.<prefix>-<random>.tmp".
 struct TempFile {
   UniqueFd fd;
   std::string path;

@@ -22,4 +22,8 @@ int report_health(const Result<std::string>& health);
 // with sigwait() and calls `on_signal` with the signal number.
 void handle_stop_signals(std::function<void(int)> on_signal);
 
+// Raises the soft limit on open files towards `wanted` (at most to the hard limit); returns the
+// soft limit in force afterwards.
+size_t raise_open_file_limit(size_t wanted);
+
 }  // namespace transfer

@@ -26,6 +26,7 @@ enum class ErrorCode {
   kCancelled,        // stopped on request (shutdown)
   kChanged,          // the input changed while it was being processed
   kUnauthenticated,  // a request whose signature is missing, malformed, stale or matches no key
+  kBusy,             // a shared allowance is used up for now: retry later
 };
 
 struct Error {

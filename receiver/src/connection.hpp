@@ -1,0 +1,128 @@
+#pragma once
+// One client connection: its non-blocking socket, its TLS session if any, the
+// bytes received and not yet consumed, and who is at the other end. The
+// connection front reads request heads into it without waiting; a worker then
+// serves one request through a ConnectionStream, which waits (poll, with the
+// read and write timeouts) where cpp-httplib expects a blocking stream. A
+// connection is used by one thread at a time: the front, or the worker it was
+// handed to.
+
+#include <httplib.h>
+#include <openssl/ssl.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "transfer/file_util.hpp"
+
+namespace transfer::receiver {
+
+struct SslDeleter {
+  void operator()(SSL *s) const { SSL_free(s); }
+};
+struct SslCtxDeleter {
+  void operator()(SSL_CTX *c) const { SSL_CTX_free(c); }
+};
+using SslPtr = std::unique_ptr<SSL, SslDeleter>;
+using SslCtxPtr = std::unique_ptr<SSL_CTX, SslCtxDeleter>;
+
+// What a non-blocking step did.
+enum class IoState {
+  kDone,       // bytes moved (or the handshake finished)
+  kWantRead,   // would block until the socket is readable
+  kWantWrite,  // would block until the socket is writable
+  kClosed,     // the peer closed the connection (an orderly end)
+  kError,      // reset, TLS failure, ...
+};
+
+struct IoResult {
+  IoState state = IoState::kError;
+  size_t bytes = 0;
+};
+
+class Connection {
+ public:
+  Connection(UniqueFd fd, std::string peer_ip, int peer_port, SslPtr ssl);
+  Connection(const Connection &) = delete;
+  Connection &operator=(const Connection &) = delete;
+
+  int fd() const { return fd_.get(); }
+  bool tls() const { return ssl_ != nullptr; }
+  const std::string &peer_ip() const { return peer_ip_; }
+  int peer_port() const { return peer_port_; }
+  std::string peer() const { return peer_ip_ + ":" + std::to_string(peer_port_); }
+
+  // Never wait. With TLS, handshake() must have returned kDone before reading
+  // or writing.
+  IoResult handshake();
+  IoResult read_some(char *data, size_t size);
+  IoResult write_some(const char *data, size_t size);
+  // Decrypted bytes TLS holds that the socket will not signal.
+  bool tls_pending() const;
+  // Tells the peer no more data follows (TLS close_notify, then a TCP
+  // half-close).
+  void shutdown_write();
+  // Closes the socket (and ends TLS) now; the object stays until its owner
+  // frees it.
+  void close_now();
+
+  // Bytes received and not yet consumed: buffer()[consumed(), size()).
+  std::string &buffer() { return buffer_; }
+  size_t unread() const { return buffer_.size() - consumed_; }
+  // Takes up to `size` unread bytes.
+  size_t take(char *data, size_t size);
+  // Drops the consumed bytes (and the memory of a buffer that has become
+  // empty).
+  void compact();
+
+  uint64_t requests_served = 0;
+
+ private:
+  IoResult tls_result(int ret, size_t bytes);
+
+  UniqueFd fd_;
+  std::string peer_ip_;
+  int peer_port_;
+  SslPtr ssl_;
+  std::string buffer_;
+  size_t consumed_ = 0;
+};
+
+// cpp-httplib's view of a connection while a worker serves one request on it:
+// unread bytes first, then the socket, each wait bounded by its timeout (the
+// body may arrive slowly, but never stall longer than READ_TIMEOUT between two
+// pieces).
+class ConnectionStream : public httplib::Stream {
+ public:
+  ConnectionStream(Connection &connection, int read_timeout_ms, int write_timeout_ms)
+      : c_(connection), read_timeout_ms_(read_timeout_ms), write_timeout_ms_(write_timeout_ms) {}
+
+  bool is_readable() const override;
+  bool is_writable() const override;
+  ssize_t read(char *ptr, size_t size) override;
+  ssize_t write(const char *ptr, size_t size) override;
+  void get_remote_ip_and_port(std::string &ip, int &port) const override;
+  void get_local_ip_and_port(std::string &ip, int &port) const override;
+  socket_t socket() const override { return c_.fd(); }
+
+  // Bytes handed to cpp-httplib so far (head and body).
+  uint64_t bytes_read() const { return bytes_read_; }
+
+ private:
+  // Waits for the socket to be ready for `state`; false on timeout or error.
+  bool wait(IoState state, int timeout_ms) const;
+
+  Connection &c_;
+  int read_timeout_ms_;
+  int write_timeout_ms_;
+  uint64_t bytes_read_ = 0;
+};
+
+// A server TLS context as the receiver serves it: the certificate chain and
+// key, and when `client_ca_file` is set, client certificates required and
+// verified against it.
+Result<SslCtxPtr> make_server_tls_context(const std::string &cert_file, const std::string &key_file,
+                                          const std::string &client_ca_file);
+
+}  // namespace transfer::receiver

@@ -1,0 +1,129 @@
+#include "upload_gate.hpp"
+
+namespace transfer::receiver {
+
+Result<SignaturePolicy> parse_signature_policy(const std::string &text) {
+  if (text == "optional") return SignaturePolicy::kOptional;
+  if (text == "required") return SignaturePolicy::kRequired;
+  return make_error(ErrorCode::kInvalidArgument,
+                    "UPLOAD_SIGNATURES must be optional or required, not '" + text + "'");
+}
+
+UploadGate::UploadGate(UploadGateSettings settings, std::shared_ptr<KeyRing> keys,
+                       FreeBytes free_bytes)
+    : settings_(settings),
+      keys_(std::move(keys)),
+      free_bytes_(std::move(free_bytes)),
+      replays_(settings.window_seconds) {}
+
+std::shared_ptr<const std::vector<UploadSigningKey>> UploadGate::signing_keys() {
+  KeySet current = keys_->keys();
+  std::lock_guard lock(keys_mu_);
+  if (current != derived_from_ || !derived_) {
+    auto derived = std::make_shared<std::vector<UploadSigningKey>>();
+    for (const FernetKey &key : *current) {
+      auto k = derive_upload_signing_key(key);
+      if (!k) return nullptr;
+      derived->push_back(*k);
+    }
+    derived_ = std::move(derived);
+    derived_from_ = std::move(current);
+  }
+  return derived_;
+}
+
+Result<Authentication> UploadGate::authenticate(const GateRequest &request,
+                                                uint64_t now_unix_seconds) {
+  if (!request.signature) {
+    if (settings_.policy == SignaturePolicy::kRequired) {
+      return make_error(ErrorCode::kUnauthenticated, "this receiver accepts signed uploads only (" +
+                                                         std::string(kSignatureHeader) +
+                                                         " is missing)");
+    }
+    return Authentication{};
+  }
+  const auto keys = signing_keys();
+  if (!keys) return make_error(ErrorCode::kIo, "cannot derive the upload signing keys");
+  const SignedHead signed_head{request.method, request.target, request.content_length,
+                               request.plaintext_sha256, request.idempotency_key};
+  auto key = verify_upload_signature(*request.signature, signed_head, *keys, now_unix_seconds,
+                                     settings_.window_seconds);
+  if (!key) return key.error();
+  const auto parsed = parse_upload_signature(*request.signature);
+  if (!parsed || !replays_.first_use(parsed->v1_hex, parsed->time, now_unix_seconds)) {
+    // Most likely a replay; but a second sender process sending the same file
+    // within the same second signs the same head too, so it is told to retry (a
+    // replay gains nothing from that).
+    return make_error(ErrorCode::kBusy,
+                      "this signature was used already; sign the request again and retry");
+  }
+  return Authentication{*key};
+}
+
+UploadGate::Admission &UploadGate::Admission::operator=(Admission &&o) noexcept {
+  if (this != &o) {
+    release();
+    gate_ = o.gate_;
+    bytes_ = o.bytes_;
+    unsigned_ = o.unsigned_;
+    o.gate_ = nullptr;
+  }
+  return *this;
+}
+
+void UploadGate::Admission::release() {
+  if (!gate_) return;
+  std::lock_guard lock(gate_->mu_);
+  gate_->reserved_ -= bytes_;
+  if (unsigned_) gate_->unsigned_reserved_ -= bytes_;
+  gate_ = nullptr;
+}
+
+Result<UploadGate::Admission> UploadGate::admit(const Authentication &auth,
+                                                uint64_t content_length) {
+  const bool is_unsigned = !auth.key_index;
+  if (is_unsigned && content_length > settings_.unsigned_budget_bytes) {
+    return make_error(ErrorCode::kTooLarge, "an unsigned upload of " +
+                                                std::to_string(content_length) +
+                                                " bytes is over UNSIGNED_UPLOAD_BUDGET=" +
+                                                std::to_string(settings_.unsigned_budget_bytes) +
+                                                " (sign the upload, or raise the budget)");
+  }
+  auto free = free_bytes_();  // before taking the lock: statvfs can be slow
+  std::lock_guard lock(mu_);
+  if (is_unsigned && unsigned_reserved_ + content_length > settings_.unsigned_budget_bytes) {
+    return make_error(ErrorCode::kBusy,
+                      "unsigned uploads in flight hold " + std::to_string(unsigned_reserved_) +
+                          " of UNSIGNED_UPLOAD_BUDGET=" +
+                          std::to_string(settings_.unsigned_budget_bytes) + " bytes; retry later");
+  }
+  if (free) {
+    const uint64_t available = *free > reserved_ ? *free - reserved_ : 0;
+    if (available < content_length || available - content_length < settings_.min_free_bytes) {
+      return make_error(ErrorCode::kNoSpace,
+                        "not enough space for " + std::to_string(content_length) + " more bytes: " +
+                            std::to_string(*free) + " bytes free, " + std::to_string(reserved_) +
+                            " reserved by uploads in flight, MIN_FREE_BYTES=" +
+                            std::to_string(settings_.min_free_bytes));
+    }
+  }
+  reserved_ += content_length;
+  if (is_unsigned) unsigned_reserved_ += content_length;
+  Admission a;
+  a.gate_ = this;
+  a.bytes_ = content_length;
+  a.unsigned_ = is_unsigned;
+  return a;
+}
+
+uint64_t UploadGate::unsigned_bytes_in_flight() const {
+  std::lock_guard lock(mu_);
+  return unsigned_reserved_;
+}
+
+uint64_t UploadGate::reserved_bytes() const {
+  std::lock_guard lock(mu_);
+  return reserved_;
+}
+
+}  // namespace transfer::receiver

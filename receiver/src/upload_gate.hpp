@@ -1,0 +1,105 @@
+#pragma once
+// Who may spend the receiver's disk, decided from an upload's request head
+// before a byte of its body is read (as S3 and tus authenticate a request
+// before they store it):
+//   - authenticate(): a signed upload (X-Transfer-Signature, see
+//   transfer/upload_signature.hpp)
+//     is verified against every loaded key, inside the time window and only
+//     once (a replayed signature is refused); a bad signature is refused
+//     whatever the policy; an unsigned upload is refused when the policy
+//     requires signatures (all kUnauthenticated: 401).
+//   - admit(): reserves the upload's Content-Length until the Admission ends.
+//   Unsigned uploads
+//     in flight share `unsigned_budget_bytes` (kBusy beyond it: 503 with
+//     Retry-After; one larger than the whole budget: kTooLarge, 413); any
+//     upload that would leave less than `min_free_bytes` free in the output
+//     file system, counting what uploads in flight have reserved, is refused
+//     (kNoSpace: 507).
+// Thread-safe.
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "transfer/key_ring.hpp"
+#include "transfer/result.hpp"
+#include "transfer/upload_signature.hpp"
+
+namespace transfer::receiver {
+
+enum class SignaturePolicy { kOptional, kRequired };
+Result<SignaturePolicy> parse_signature_policy(const std::string &text);
+
+struct UploadGateSettings {
+  SignaturePolicy policy = SignaturePolicy::kOptional;
+  uint64_t window_seconds = kDefaultSignatureWindowSeconds;
+  uint64_t unsigned_budget_bytes = 2ULL << 30;
+  uint64_t min_free_bytes = 64ULL << 20;
+};
+
+// The parts of an upload's head the gate looks at.
+struct GateRequest {
+  std::string method;
+  std::string target;  // as on the request line
+  uint64_t content_length = 0;
+  std::string plaintext_sha256;
+  std::string idempotency_key;
+  std::optional<std::string> signature;  // X-Transfer-Signature, if sent
+};
+
+struct Authentication {
+  std::optional<size_t> key_index;  // the key that signed; nothing for an unsigned upload
+};
+
+class UploadGate {
+ public:
+  using FreeBytes = std::function<Result<uint64_t>()>;
+  UploadGate(UploadGateSettings settings, std::shared_ptr<KeyRing> keys, FreeBytes free_bytes);
+
+  Result<Authentication> authenticate(const GateRequest &request, uint64_t now_unix_seconds);
+
+  // A reservation of disk, returned when it is destroyed.
+  class Admission {
+   public:
+    Admission() = default;
+    Admission(Admission &&o) noexcept { *this = std::move(o); }
+    Admission &operator=(Admission &&o) noexcept;
+    ~Admission() { release(); }
+
+   private:
+    friend class UploadGate;
+    void release();
+    UploadGate *gate_ = nullptr;
+    uint64_t bytes_ = 0;
+    bool unsigned_ = false;
+  };
+  Result<Admission> admit(const Authentication &auth, uint64_t content_length);
+
+  uint64_t unsigned_bytes_in_flight() const;
+  uint64_t reserved_bytes() const;
+  const UploadGateSettings &settings() const { return settings_; }
+
+ private:
+  // The signing keys derived from the keys in force (derived again when the key
+  // file changes).
+  std::shared_ptr<const std::vector<UploadSigningKey>> signing_keys();
+
+  const UploadGateSettings settings_;
+  std::shared_ptr<KeyRing> keys_;
+  FreeBytes free_bytes_;
+  SignatureReplayGuard replays_;
+
+  std::mutex keys_mu_;
+  KeySet derived_from_;
+  std::shared_ptr<const std::vector<UploadSigningKey>> derived_;
+
+  mutable std::mutex mu_;
+  uint64_t reserved_ = 0;
+  uint64_t unsigned_reserved_ = 0;
+};
+
+}  // namespace transfer::receiver
