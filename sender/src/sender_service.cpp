@@ -341,9 +341,8 @@ SenderService::SenderService(const SenderConfig& config, Logger logger, OutboxSt
       spool_dir_(config.status_db_path + "/spool"),
       watcher_(config.input_dir, config.use_inotify),
       probe_uploader_(upload_target(config), cancel_) {
-  const auto signing_times = std::make_shared<SigningTimes>();  // a retry may go to another worker
   for (int i = 0; i < config_.upload_concurrency; ++i) {
-    uploaders_.push_back(std::make_unique<Uploader>(upload_target(config_), cancel_, signing_times));
+    uploaders_.push_back(std::make_unique<Uploader>(upload_target(config_), cancel_));
   }
   remove_spool_leftovers(spool_dir_);
   store_.set_group_commit(kStateCommitWindow, [this] { watcher_.wake(); });  // run() flushes it when due

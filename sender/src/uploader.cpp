@@ -8,7 +8,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
-#include <thread>
 
 #include "transfer/config.hpp"
 #include "transfer/fernet.hpp"
@@ -61,11 +60,9 @@ uint64_t system_unix_time() {
       std::chrono::duration_cast<std::chrono::seconds>(since_epoch).count());
 }
 
-Uploader::Uploader(UploadTarget target, const std::atomic<bool>& cancel,
-                   std::shared_ptr<SigningTimes> signing_times, UnixClock clock)
+Uploader::Uploader(UploadTarget target, const std::atomic<bool>& cancel, UnixClock clock)
     : target_(std::move(target)),
       cancel_(cancel),
-      signing_times_(signing_times ? std::move(signing_times) : std::make_shared<SigningTimes>()),
       clock_(std::move(clock)),
       client_(std::make_unique<httplib::Client>(
           target_.scheme + "://" +
@@ -191,17 +188,6 @@ UploadResponse Uploader::upload_buffer(const std::string& name, std::string_view
               });
 }
 
-std::optional<uint64_t> Uploader::signing_time(const std::string& upload_key) {
-  // At most a second's wait; the bound only trips on a clock that does not move.
-  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(3);
-  for (;;) {
-    const uint64_t now = clock_();
-    if (signing_times_->claim(upload_key, now)) return now;
-    if (cancel_.load() || std::chrono::steady_clock::now() > give_up) return std::nullopt;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-}
-
 UploadResponse Uploader::send(const std::string& name, uint64_t token_size,
                               const UploadIdentity& identity, const FernetKey& key,
                               const TokenProducer& produce) {
@@ -257,19 +243,16 @@ UploadResponse Uploader::send(const std::string& name, uint64_t token_size,
   if (!identity.transfer_id.empty()) headers.emplace("X-Transfer-Id", identity.transfer_id);
   const std::string path = target_for(name);
   // What the receiver sees: this method, this target on the request line, `length` as the
-  // Content-Length cpp-httplib writes for a sized content provider, the two headers above.
-  const SignedHead signed_head{"POST", path, length, identity.plaintext_sha256,
-                               identity.idempotency_key};
-  const auto signed_at = signing_time(identity.idempotency_key);
-  if (!signed_at) {
-    response.cancelled = cancel_.load();
-    response.error = response.cancelled
-                         ? "cancelled (shutting down)"
-                         : "the wall clock stood still for 3 s: cannot date the upload's signature";
-    return response;
-  }
+  // Content-Length cpp-httplib writes for a sized content provider, the headers above (the
+  // transfer id is this attempt's nonce).
+  const SignedHead signed_head{"POST",
+                               path,
+                               length,
+                               identity.plaintext_sha256,
+                               identity.idempotency_key,
+                               identity.transfer_id};
   headers.emplace(std::string(kSignatureHeader),
-                  sign_upload_head(*signing_key, signed_head, *signed_at));
+                  sign_upload_head(*signing_key, signed_head, clock_()));
   auto result = client_->Post(path, headers, static_cast<size_t>(length), provider,
                               "multipart/form-data; boundary=" + boundary);
   if (!result) {

@@ -3,16 +3,16 @@
 // exact Content-Length: either a token already spooled to a file (large inputs: encrypted while
 // they were converted) or XML in memory, encrypted while it is sent. Each attempt's request head
 // is signed (X-Transfer-Signature, see transfer/upload_signature.hpp) with the key derived from
-// the Fernet key that encrypted the token, at the wall clock's time of the attempt; a retry in
-// the same second as the upload's last attempt waits for the next second (a signature is dated
-// in whole seconds, and the receiver refuses one it has seen). Keeps its connection alive
-// between uploads. The HTTP library stays behind this interface.
+// the Fernet key that encrypted the token, at the wall clock's time of the attempt. The
+// attempt's transfer id (random) is signed too, so attempts within the same second still carry
+// signatures of their own (the receiver refuses a signature it has seen), with no waiting and no
+// state shared between uploaders or sender processes. Keeps its connection alive between
+// uploads. The HTTP library stays behind this interface.
 
 #include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <optional>
 #include <string>
 #include <string_view>
 
@@ -62,10 +62,8 @@ uint64_t system_unix_time();
 
 class Uploader {
  public:
-  // `signing_times` is shared by the uploaders of one sender (a retry may go to another one);
-  // null: this uploader's own. `clock` dates the signatures.
+  // `clock` dates the signatures.
   Uploader(UploadTarget target, const std::atomic<bool>& cancel,
-           std::shared_ptr<SigningTimes> signing_times = nullptr,
            UnixClock clock = system_unix_time);
   ~Uploader();
   // Streams the Fernet token in `token_path` (`token_size` bytes of token text) to
@@ -92,12 +90,8 @@ class Uploader {
   // `produce`), tail; with an exact Content-Length. The head is signed with `key`'s upload key.
   UploadResponse send(const std::string& name, uint64_t token_size, const UploadIdentity& identity,
                       const FernetKey& key, const TokenProducer& produce);
-  // The second to sign an attempt of `upload_key` at: now, or the next second when this upload
-  // was signed in this one. Nothing when cancelled or when the clock stands still.
-  std::optional<uint64_t> signing_time(const std::string& upload_key);
   UploadTarget target_;
   const std::atomic<bool>& cancel_;
-  std::shared_ptr<SigningTimes> signing_times_;
   UnixClock clock_;
   std::unique_ptr<httplib::Client> client_;
 };

@@ -7,7 +7,6 @@
 #include <openssl/kdf.h>
 #include <openssl/params.h>
 
-#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -142,7 +141,8 @@ Result<UploadSigningKey> derive_upload_signing_key(const FernetKey& key) {
 std::string canonical_upload_head(const SignedHead& head, uint64_t unix_time) {
   std::string s;
   s.reserve(kDomain.size() + head.method.size() + head.target.size() +
-            head.plaintext_sha256.size() + head.idempotency_key.size() + 48);
+            head.plaintext_sha256.size() + head.idempotency_key.size() + head.transfer_id.size() +
+            48);
   s += kDomain;
   s += '\n';
   s += head.method;
@@ -154,6 +154,8 @@ std::string canonical_upload_head(const SignedHead& head, uint64_t unix_time) {
   s += head.plaintext_sha256;
   s += '\n';
   s += head.idempotency_key;
+  s += '\n';
+  s += head.transfer_id;
   s += '\n';
   s += std::to_string(unix_time);
   return s;
@@ -202,7 +204,8 @@ Result<size_t> verify_upload_signature(std::string_view header_value, const Sign
                            std::to_string(window_seconds) + " s");
   }
   if (has_line_break(head.method) || has_line_break(head.target) ||
-      has_line_break(head.plaintext_sha256) || has_line_break(head.idempotency_key)) {
+      has_line_break(head.plaintext_sha256) || has_line_break(head.idempotency_key) ||
+      has_line_break(head.transfer_id)) {
     return unauthenticated(
         "a signed request head cannot hold a line break in its method, target or headers");
   }
@@ -258,25 +261,6 @@ void SignatureReplayGuard::drop_oldest() {
   const auto entry = expiry_of_.find(*first->second);
   by_expiry_.erase(first);
   expiry_of_.erase(entry);
-}
-
-bool SigningTimes::claim(std::string_view upload_key, uint64_t now) {
-  std::lock_guard lock(mu_);
-  if (last_.size() >= prune_at_) {
-    std::erase_if(last_, [now](const auto& entry) { return entry.second != now; });
-    prune_at_ =
-        std::max<size_t>(64, 2 * last_.size());  // amortized: each entry is scanned O(1) times
-  }
-  const auto [it, inserted] = last_.try_emplace(std::string(upload_key), now);
-  if (inserted) return true;
-  if (it->second == now) return false;
-  it->second = now;
-  return true;
-}
-
-size_t SigningTimes::size() const {
-  std::lock_guard lock(mu_);
-  return last_.size();
 }
 
 }  // namespace transfer

@@ -10,6 +10,7 @@
 #include <random>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "transfer/key_file.hpp"
@@ -60,6 +61,7 @@ SignedHead golden_head() {
   h.content_length = 1234;
   for (int i = 0; i < 32; ++i) h.plaintext_sha256 += "ab";
   h.idempotency_key = "idem-1";
+  h.transfer_id = "0123456789abcdef";
   return h;
 }
 
@@ -110,12 +112,33 @@ TEST(UploadSignature, SignsTheDocumentedCanonicalString) {
   const auto head = golden_head();
   EXPECT_EQ(canonical_upload_head(head, kTime),
             "transfer-upload-v1\nPOST\n/upload/books%20x\n1234\n" + head.plaintext_sha256 +
-                "\nidem-1\n1764421234");
+                "\nidem-1\n0123456789abcdef\n1764421234");
   EXPECT_EQ(sign_upload_head(derive(kFernetKey), head, kTime),
-            "t=1764421234,v1=721a9f9a217a00f384d360789abba57f1b926fec02dd78013f84810358fe2336");
+            "t=1764421234,v1=65761caef3402f67428ade651ff4f354f31f69f294ecce65fea559b4f90f49a2");
+  // No transfer id: an empty line where it goes.
+  SignedHead no_id = head;
+  no_id.transfer_id.clear();
+  EXPECT_EQ(sign_upload_head(derive(kFernetKey), no_id, kTime),
+            "t=1764421234,v1=2e4c491072a38ee494c7f9b6a1a9213b67ee312823338c141aec61ab7882fa70");
   // Absent headers are empty lines.
-  SignedHead bare{"POST", "/upload/x", 7, "", ""};
-  EXPECT_EQ(canonical_upload_head(bare, 5), "transfer-upload-v1\nPOST\n/upload/x\n7\n\n\n5");
+  SignedHead bare{"POST", "/upload/x", 7, "", "", ""};
+  EXPECT_EQ(canonical_upload_head(bare, 5), "transfer-upload-v1\nPOST\n/upload/x\n7\n\n\n\n5");
+}
+
+TEST(UploadSignature, AttemptsInTheSameSecondDifferByTheirTransferId) {
+  const std::vector<UploadSigningKey> keys = {derive(kFernetKey)};
+  SignedHead first = golden_head();
+  SignedHead second = first;
+  second.transfer_id = "fedcba9876543210";
+  const std::string a = sign_upload_head(keys[0], first, kTime);
+  const std::string b = sign_upload_head(keys[0], second, kTime);
+  EXPECT_NE(a, b);
+  EXPECT_TRUE(verify_upload_signature(a, first, keys, kTime, kWindow).ok());
+  EXPECT_TRUE(verify_upload_signature(b, second, keys, kTime, kWindow).ok());
+  // So a replay guard takes both.
+  SignatureReplayGuard guard(kWindow);
+  EXPECT_TRUE(guard.first_use(parse_upload_signature(a)->v1_hex, kTime, kTime));
+  EXPECT_TRUE(guard.first_use(parse_upload_signature(b)->v1_hex, kTime, kTime));
 }
 
 TEST(UploadSignature, RoundTrips) {
@@ -149,6 +172,10 @@ TEST(UploadSignature, RefusesEachTamperedField) {
       {"sha dropped", [](SignedHead& h, std::string&) { h.plaintext_sha256.clear(); }},
       {"idempotency key", [](SignedHead& h, std::string&) { h.idempotency_key = "idem-2"; }},
       {"idempotency key dropped", [](SignedHead& h, std::string&) { h.idempotency_key.clear(); }},
+      {"transfer id", [](SignedHead& h, std::string&) { h.transfer_id = "0123456789abcdee"; }},
+      {"transfer id dropped", [](SignedHead& h, std::string&) { h.transfer_id.clear(); }},
+      {"transfer id and key swapped",
+       [](SignedHead& h, std::string&) { std::swap(h.idempotency_key, h.transfer_id); }},
       {"t", [](SignedHead&, std::string& v) { v.replace(2, 10, "1764421235"); }},
       {"first hex digit of v1",
        [](SignedHead&, std::string& v) {
@@ -170,6 +197,17 @@ TEST(UploadSignature, RefusesEachTamperedField) {
     auto verified = verify_upload_signature(v, h, keys, kTime, kWindow);
     ASSERT_FALSE(verified.ok()) << c.name;
     EXPECT_EQ(verified.error().code, ErrorCode::kUnauthenticated) << c.name;
+  }
+  // A line break in any field is refused even when the signature was made over it.
+  for (const char* id : {"0123456789\nabcdef", "0123456789abcdef\r"}) {
+    SignedHead h = head;
+    h.transfer_id = id;
+    auto verified =
+        verify_upload_signature(sign_upload_head(keys[0], h, kTime), h, keys, kTime, kWindow);
+    ASSERT_FALSE(verified.ok()) << id;
+    EXPECT_EQ(verified.error().message,
+              "a signed request head cannot hold a line break in its method, target or headers")
+        << id;
   }
 }
 
@@ -412,27 +450,6 @@ TEST(SignatureReplayGuard, OneWinnerPerSignatureAcrossThreads) {
   for (auto& t : threads) t.join();
   EXPECT_EQ(winners.load(), 200);
   EXPECT_LE(guard.size(), 256U);
-}
-
-TEST(SigningTimes, HandsOutEachUploadSecondOnce) {
-  SigningTimes times;
-  EXPECT_TRUE(times.claim("upload-a", kTime));
-  EXPECT_FALSE(times.claim("upload-a", kTime));  // a retry in the same second waits
-  EXPECT_TRUE(times.claim("upload-b", kTime));   // another upload does not
-  EXPECT_TRUE(times.claim("upload-a", kTime + 1));
-  EXPECT_FALSE(times.claim("upload-a", kTime + 1));
-  EXPECT_TRUE(times.claim("upload-a", kTime));  // a clock stepped back: a second not just used
-}
-
-TEST(SigningTimes, KeepsAboutOneSecondOfUploads) {
-  SigningTimes times;
-  for (uint64_t second = 0; second < 50; ++second) {
-    for (int i = 0; i < 1000; ++i) {
-      ASSERT_TRUE(times.claim("upload-" + std::to_string(second) + "-" + std::to_string(i),
-                              kTime + second));
-    }
-    ASSERT_LE(times.size(), 2001U) << second;  // this second's 1000 and at most the last's
-  }
 }
 
 }  // namespace

@@ -6,12 +6,15 @@
 //            half), salt = empty, info = "transfer upload signature v1", L = 32)
 //   header = X-Transfer-Signature: t=<unix seconds>,v1=<64 lowercase hex HMAC-SHA256(key, S)>
 //   S      = "transfer-upload-v1\n<METHOD>\n<request target as sent>\n<Content-Length>\n"
-//            "<X-Transfer-Plaintext-SHA256 or empty>\n<Idempotency-Key or empty>\n<t>"
+//            "<X-Transfer-Plaintext-SHA256 or empty>\n<Idempotency-Key or empty>\n"
+//            "<X-Transfer-Id or empty>\n<t>"
 //
 // The request target is the one on the request line, byte for byte (percent-encoded as sent,
-// never decoded); t is the same decimal in the header and in S. The Fernet signing key itself is
-// never an HMAC key here. Everything is pure: the clock is passed in. The functions are
-// thread-safe; SignatureReplayGuard is thread-safe too.
+// never decoded); t is the same decimal in the header and in S. The transfer id is a nonce: our
+// sender draws 16 random hex digits per attempt, so two attempts of one upload carry different
+// signatures even within the same second (the receiver accepts each signature once). The Fernet
+// signing key itself is never an HMAC key here. Everything is pure: the clock is passed in. The
+// functions are thread-safe; SignatureReplayGuard is thread-safe too.
 
 #include <array>
 #include <cstddef>
@@ -67,6 +70,7 @@ struct SignedHead {
   uint64_t content_length = 0;   // the Content-Length sent
   std::string plaintext_sha256;  // X-Transfer-Plaintext-SHA256, or empty when not sent
   std::string idempotency_key;   // Idempotency-Key, or empty when not sent
+  std::string transfer_id;       // X-Transfer-Id (a nonce per attempt), or empty when not sent
 };
 
 // The string S signed for `head` at `unix_time` (exposed for tests and for independent checks).
@@ -133,26 +137,6 @@ class SignatureReplayGuard {
   mutable std::mutex mu_;
   std::unordered_map<Mac, uint64_t, MacHash> expiry_of_;  // signature -> expires after this time
   std::set<std::pair<uint64_t, const Mac*>> by_expiry_;   // the same entries, soonest expiry first
-};
-
-// The sender's side of the replay guard: t has a resolution of one second, so two attempts of one
-// upload (same head) in the same second would carry the same signature and the second would be
-// refused as a replay. claim() hands out each (upload, second) once; the uploader waits for the
-// next second when it is refused (only a retry within a second of the last attempt).
-//
-// Bound: an entry is kept only while its second is the current one (older ones are dropped as
-// the map grows), so about the number of uploads signed in one second. Thread-safe.
-class SigningTimes {
- public:
-  // True, and remembered, unless `upload_key` (the Idempotency-Key) was already claimed for
-  // the second `now`.
-  bool claim(std::string_view upload_key, uint64_t now);
-  size_t size() const;
-
- private:
-  mutable std::mutex mu_;
-  std::unordered_map<std::string, uint64_t> last_;  // upload -> the second it was last signed at
-  size_t prune_at_ = 64;                            // size at which older seconds are dropped
 };
 
 }  // namespace transfer
