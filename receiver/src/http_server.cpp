@@ -269,6 +269,7 @@ HttpServer::HttpServer(HttpServerOptions options, const UploadSettings &settings
                           *head.content_length,
                           head.claimed_sha256.value_or(""),
                           head.idempotency_key,
+                          req.get_header_value(kTransferIdHeader),
                           req.has_header(kSignatureHeaderName)
                               ? std::optional(req.get_header_value(kSignatureHeaderName))
                               : std::nullopt};

@@ -2,15 +2,16 @@
 
 namespace transfer::receiver {
 
-const char* rejection_reason(int status) {
-  switch (status) {
+const char* rejection_reason(const UploadOutcome& outcome) {
+  switch (outcome.status) {
     case 400: return "bad_request";
+    case 401: return "unauthenticated";
     case 409: return "conflict";
     case 411: return "length_required";
     case 413: return "too_large";
     case 415: return "unsupported_media_type";
     case 422: return "invalid_token";
-    case 503: return "ledger_unavailable";
+    case 503: return outcome.retry_after_s ? "busy" : "ledger_unavailable";
     case 507: return "no_space";
     default: return "internal_error";
   }
@@ -40,12 +41,38 @@ ReceiverMetrics::ReceiverMetrics(std::function<double()> in_flight, std::functio
       .set(1);
 }
 
+void ReceiverMetrics::watch(const FrontStats& f, std::function<double()> unsigned_bytes_in_flight) {
+  auto read = [](const auto& atomic) { return [&atomic] { return static_cast<double>(atomic.load()); }; };
+  registry_.gauge_callback("transfer_receiver_unsigned_bytes_in_flight",
+                           "Content-Length of the unsigned uploads being received (UNSIGNED_UPLOAD_BUDGET)",
+                           std::move(unsigned_bytes_in_flight));
+  registry_.gauge_callback("transfer_receiver_connections_open", "Client connections open", read(f.open));
+  registry_.gauge_callback("transfer_receiver_connections_with_workers",
+                           "Connections whose request a worker is serving", read(f.with_workers));
+  registry_.counter_callback("transfer_receiver_connections_accepted_total", "Connections accepted", read(f.accepted));
+  registry_.counter_callback("transfer_receiver_connections_over_client_limit_total",
+                             "Connections refused (429) over MAX_CONNECTIONS_PER_CLIENT", read(f.refused_per_client));
+  registry_.counter_callback("transfer_receiver_connections_over_total_limit_total",
+                             "Connections refused (503) with every connection busy at MAX_CONNECTIONS",
+                             read(f.refused_full));
+  registry_.counter_callback("transfer_receiver_connections_evicted_total",
+                             "Idle connections (or heads still arriving) closed to make room at MAX_CONNECTIONS",
+                             read(f.evicted));
+  registry_.counter_callback("transfer_receiver_head_timeouts_total",
+                             "Request heads not complete within HEADER_TIMEOUT", read(f.head_timeouts));
+  registry_.counter_callback("transfer_receiver_head_refusals_total",
+                             "Request heads refused by the framing rules and limits (400/414/417/431/501/505)",
+                             read(f.head_refusals));
+  registry_.counter_callback("transfer_receiver_bodies_refused_total",
+                             "Requests refused (413) for a body on a route that takes none", read(f.bodies_refused));
+}
+
 void ReceiverMetrics::record(const UploadOutcome& o, double seconds) {
   const std::string code = std::to_string(o.status);
   duration_.observe(seconds);
   if (o.status != 201) {
     uploads_.with({"rejected", code}).add();
-    rejections_.with({rejection_reason(o.status)}).add();
+    rejections_.with({rejection_reason(o)}).add();
     return;
   }
   decrypts_.with({std::to_string(o.key_index)}).add();

@@ -8,10 +8,16 @@
 //   decrypts_total{key_index}        tokens decrypted, by the index of the key that opened them
 //                                    (line of the key file: watch the old key's reach zero)
 //   uploads_in_flight, free_bytes    gauges read when scraped
+//   unsigned_bytes_in_flight         Content-Length of unsigned uploads being received (their budget)
+//   connections_open, connections_with_workers            gauges of the connection front
+//   connections_accepted_total, connections_over_client_limit_total,
+//   connections_over_total_limit_total, connections_evicted_total, head_timeouts_total,
+//   head_refusals_total, bodies_refused_total             what the connection front did
 //   build_info{version}              always 1
 
 #include <functional>
 
+#include "connection_front.hpp"
 #include "transfer/metrics.hpp"
 #include "upload_session.hpp"
 
@@ -21,6 +27,8 @@ class ReceiverMetrics {
  public:
   ReceiverMetrics(std::function<double()> in_flight, std::function<double()> free_bytes);
   void record(const UploadOutcome& outcome, double seconds);
+  // Adds the connection front's counters (once it exists) and the unsigned uploads' budget use.
+  void watch(const FrontStats& front, std::function<double()> unsigned_bytes_in_flight);
   std::string render() const { return registry_.render(); }
 
  private:
@@ -33,7 +41,7 @@ class ReceiverMetrics {
   Family<Counter>& decrypts_;
 };
 
-// The reason label of a refusal, from its status: a small fixed set.
-const char* rejection_reason(int status);
+// The reason label of a refusal: a small fixed set.
+const char* rejection_reason(const UploadOutcome& outcome);
 
 }  // namespace transfer::receiver

@@ -175,6 +175,7 @@ Readiness ReceiverService::readiness() {
 Result<int> ReceiverService::start() {
   auto port = server_.bind();
   if (!port) return port.error();
+  metrics_.watch(*server_.front_stats(), [this] { return static_cast<double>(gate_.unsigned_bytes_in_flight()); });
   logger_->info("listening address={}://{}:{} output_dir={} threads={}{}", uses_tls(config_) ? "https" : "http",
                 config_.server_ip, *port, log_value(config_.output_dir), config_.threads,
                 config_.client_ca_file.empty() ? "" : " client_certificates=required");

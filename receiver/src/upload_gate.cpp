@@ -44,8 +44,9 @@ Result<Authentication> UploadGate::authenticate(const GateRequest &request,
   }
   const auto keys = signing_keys();
   if (!keys) return make_error(ErrorCode::kIo, "cannot derive the upload signing keys");
-  const SignedHead signed_head{request.method, request.target, request.content_length,
-                               request.plaintext_sha256, request.idempotency_key};
+  const SignedHead signed_head{request.method,          request.target,
+                               request.content_length,  request.plaintext_sha256,
+                               request.idempotency_key, request.transfer_id};
   auto key = verify_upload_signature(*request.signature, signed_head, *keys, now_unix_seconds,
                                      settings_.window_seconds);
   if (!key) return key.error();

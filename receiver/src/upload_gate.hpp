@@ -48,6 +48,7 @@ struct GateRequest {
   uint64_t content_length = 0;
   std::string plaintext_sha256;
   std::string idempotency_key;
+  std::string transfer_id;               // X-Transfer-Id as sent (the signature's nonce), or empty
   std::optional<std::string> signature;  // X-Transfer-Signature, if sent
 };
 

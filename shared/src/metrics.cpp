@@ -101,10 +101,13 @@ template class Family<Gauge>;
 template class Family<Histogram>;
 
 struct MetricsRegistry::Entry {
+  struct CounterRead {
+    std::function<double()> read;
+  };
   std::string name;
   std::string help;
   std::variant<std::unique_ptr<Family<Counter>>, std::unique_ptr<Family<Gauge>>,
-               std::unique_ptr<Family<Histogram>>, std::function<double()>>
+               std::unique_ptr<Family<Histogram>>, std::function<double()>, CounterRead>
       metric;
 };
 
@@ -140,6 +143,12 @@ void MetricsRegistry::gauge_callback(const std::string& name, const std::string&
                                      std::function<double()> read) {
   std::lock_guard lock(mu_);
   entries_.push_back(std::make_shared<Entry>(Entry{name, help, std::move(read)}));
+}
+
+void MetricsRegistry::counter_callback(const std::string& name, const std::string& help,
+                                       std::function<double()> read) {
+  std::lock_guard lock(mu_);
+  entries_.push_back(std::make_shared<Entry>(Entry{name, help, Entry::CounterRead{std::move(read)}}));
 }
 
 std::string MetricsRegistry::render() const {
@@ -180,6 +189,9 @@ std::string MetricsRegistry::render() const {
     } else if (auto* f = std::get_if<std::function<double()>>(&e->metric)) {
       head("gauge");
       out += e->name + " " + format_value((*f)()) + "\n";
+    } else if (auto* r = std::get_if<Entry::CounterRead>(&e->metric)) {
+      head("counter");
+      out += e->name + " " + format_value(r->read()) + "\n";
     }
   }
   return out;

@@ -91,6 +91,8 @@ class MetricsRegistry {
                                std::vector<double> bounds, std::vector<std::string> labels = {});
   // A gauge read when scraped (free bytes, backlog); `read` must be thread-safe.
   void gauge_callback(const std::string& name, const std::string& help, std::function<double()> read);
+  // A counter kept elsewhere (an atomic of another part), read when scraped; thread-safe `read`.
+  void counter_callback(const std::string& name, const std::string& help, std::function<double()> read);
 
   // The exposition text, families in registration order.
   std::string render() const;
