@@ -195,6 +195,22 @@ def probe(port, path, src="127.0.0.1", timeout=PROBE_TIMEOUT_S):
     return status, time.monotonic() - t0
 
 
+def metrics(port):
+    """The receiver's /metrics as {name with labels: value}."""
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        c.request("GET", "/metrics")
+        text = c.getresponse().read().decode()
+    finally:
+        c.close()
+    values = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            values[name] = float(value)
+    return values
+
+
 def p99(values):
     ordered = sorted(values)
     return ordered[max(0, math.ceil(0.99 * len(ordered)) - 1)]
@@ -621,15 +637,15 @@ class MemoryTest(unittest.TestCase):
         statuses = {}
         for f in flows:
             statuses.setdefault(f.label, []).append(f.status)
-        report("memory case=fifty_at_once flows=%d hwm_delta_kib=%d hwm_kib=%d sent_mib=%.1f statuses=%s" %
-               (len(flows), delta, hwm, sum(f.sent for f in flows) / MIB,
+        answered = sum(1 for f in flows if f.status is not None)
+        report("memory case=fifty_at_once flows=%d answered=%d hwm_delta_kib=%d hwm_kib=%d sent_mib=%.1f statuses=%s" %
+               (len(flows), answered, delta, hwm, sum(f.sent for f in flows) / MIB,
                 " ".join("%s:%s" % (k, ",".join(sorted(set(str(s) for s in v)))) for k, v in statuses.items())))
         self.assertEqual(len(flows), 50)
         for f in flows:
             # Under load a reset may come before the answer is read; any answer is the right one.
             self.assertTrue(f.status is None or f.status in HOSTILE[f.label][0], (f.label, f.status))
             self.assertIn(f.how, ("eof", "reset"), f.label)
-        answered = sum(1 for f in flows if f.status is not None)
         self.assertGreaterEqual(answered, 45, "only %d of 50 saw their answer" % answered)
         self.assertLessEqual(delta, 64 * 1024, "fifty at once raised VmHWM by %d KiB" % delta)
         self.assertEqual(self.proc.poll(), None)
@@ -720,10 +736,12 @@ class SlowHeadTest(unittest.TestCase):
         by_server = [f for f in loop.flows if f.how in ("answered", "eof", "reset")]
         ages = [f.age_at_close() for f in by_server] or [0.0]
         got_408 = sum(1 for f in by_server if f.status == 408)
+        head_timeouts = metrics(self.w.port)["transfer_receiver_head_timeouts_total"]
         report("trickle200 probes=%d p99_ms=%.1f max_ms=%.1f %s closed_by_server=%d got_408=%d "
-               "closed_after_s=%.2f..%.2f bytes_each_max=%d flows=%d hwm_kib=%d" %
-               (n, p99_ms, max_ms, hold.upload_figure(), len(by_server), got_408, min(ages), max(ages),
-                max([0] + [f.sent for f in by_server]), len(loop.flows), vm_hwm_kib(self.proc.pid)))
+               "head_timeouts_total=%d closed_after_s=%.2f..%.2f bytes_each_max=%d flows=%d hwm_kib=%d" %
+               (n, p99_ms, max_ms, hold.upload_figure(), len(by_server), got_408, head_timeouts, min(ages),
+                max(ages), max([0] + [f.sent for f in by_server]), len(loop.flows), vm_hwm_kib(self.proc.pid)))
+        self.assertGreaterEqual(head_timeouts, len(by_server))
         hold.prober.assert_answered(self, "trickle200")
         hold.assert_upload(self)
         for f in first:
@@ -778,16 +796,18 @@ class IdleFloodTest(unittest.TestCase):
         full = [rss for rss, fds, _ in samples if fds > self.CONNS]
         rss_max = max([rss_all_open] + full)
         opened = len(loop.flows)
+        head_timeouts = metrics(self.w.port)["transfer_receiver_head_timeouts_total"]
         report("idle2000 probes=%d p99_ms=%.1f max_ms=%.1f %s rss_kib=%d rss_kib_max=%d hwm_kib=%d "
-               "samples_all_open=%d/%d receiver_sockets=%d..%d client_open_min=%d reopened=%d" %
+               "samples_all_open=%d/%d receiver_sockets=%d..%d client_open_min=%d reopened=%d head_timeouts_total=%d" %
                (n, p99_ms, max_ms, hold.upload_figure(), rss_all_open, rss_max, vm_hwm_kib(self.proc.pid),
                 len(full), len(samples), min(s[1] for s in samples), max(s[1] for s in samples),
-                min(s[2] for s in samples), opened - self.CONNS))
+                min(s[2] for s in samples), opened - self.CONNS, head_timeouts))
         hold.prober.assert_answered(self, "idle2000")
         hold.assert_upload(self)
         self.assertLess(rss_max, 64 * 1024, "VmRSS %d KiB with %d idle connections" % (rss_max, self.CONNS))
         # The hold outlasted HEADER_TIMEOUT: the server closed the silent ones and they came back.
         self.assertGreaterEqual(opened - self.CONNS, self.CONNS, "the idle connections were not timed out")
+        self.assertGreaterEqual(head_timeouts, self.CONNS)
         # Most samples saw every connection open in the receiver (all but those taken while the
         # server was closing the timed-out ones and they were coming back).
         self.assertGreaterEqual(len(full), len(samples) // 2, "the load was not held")
@@ -818,19 +838,8 @@ class SlowBodyTest(unittest.TestCase):
         self.addCleanup(self.w.cleanup)
         self.addCleanup(self.loop.stop)
 
-        def workers_held():
-            c = http.client.HTTPConnection("127.0.0.1", self.w.port, timeout=5)
-            try:
-                c.request("GET", "/metrics")
-                text = c.getresponse().read().decode()
-            finally:
-                c.close()
-            for line in text.splitlines():
-                if line.startswith("transfer_receiver_uploads_in_flight "):
-                    return float(line.split()[1]) >= 4
-            return False
-
-        wait_until(workers_held, timeout=10, what="the slow bodies in the upload workers")
+        wait_until(lambda: metrics(self.w.port).get("transfer_receiver_uploads_in_flight", 0) >= 4,
+                   timeout=10, what="the slow bodies in the upload workers")
 
     @unittest.expectedFailure
     def test_slow_bodies_leave_uploads_served(self):
@@ -896,7 +905,10 @@ class ConnectionCapTest(unittest.TestCase):
             self.assertIn(b'"status_code":429', body)
         for i in range(20):
             self.assertEqual(seen[i], [b"", False], "connection %d of the first 20" % i)
-        report("cap per_client=20 opened=25 open=%d refused_429=%d other_client=200" % (25 - len(closed), len(closed)))
+        over = metrics(self.w.port)["transfer_receiver_connections_over_client_limit_total"]
+        self.assertEqual(over, 5)
+        report("cap per_client=20 opened=25 open=%d refused_429=%d over_client_limit_total=%d other_client=200" %
+               (25 - len(closed), len(closed), over))
         # The cap counts open connections: one closed, the client gets one back.
         conns[0].close()
         wait_until(lambda: probe(self.w.port, "/", src="127.0.0.5")[0] == 200, timeout=10,
