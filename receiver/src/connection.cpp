@@ -42,7 +42,7 @@ IoResult Connection::handshake() {
   return tls_result(SSL_accept(ssl_.get()), 0);
 }
 
-IoResult Connection::read_some(char *data, size_t size) {
+IoResult Connection::read_some(char* data, size_t size) {
   if (ssl_) {
     size_t n = 0;
     const int ret = SSL_read_ex(ssl_.get(), data, size, &n);
@@ -58,7 +58,7 @@ IoResult Connection::read_some(char *data, size_t size) {
   }
 }
 
-IoResult Connection::write_some(const char *data, size_t size) {
+IoResult Connection::write_some(const char* data, size_t size) {
   if (ssl_) {
     size_t n = 0;
     const int ret = SSL_write_ex(ssl_.get(), data, size, &n);
@@ -88,7 +88,7 @@ void Connection::close_now() {
   fd_.reset();
 }
 
-size_t Connection::take(char *data, size_t size) {
+size_t Connection::take(char* data, size_t size) {
   const size_t n = std::min(size, unread());
   std::memcpy(data, buffer_.data() + consumed_, n);
   consumed_ += n;
@@ -116,7 +116,14 @@ bool ConnectionStream::is_readable() const {
 
 bool ConnectionStream::is_writable() const { return wait(IoState::kWantWrite, write_timeout_ms_); }
 
-ssize_t ConnectionStream::read(char *ptr, size_t size) {
+void ConnectionStream::require_min_rate(uint64_t head_bytes, double bytes_per_s, double grace_s) {
+  rate_ = bytes_per_s;
+  grace_s_ = grace_s;
+  rate_from_ = head_bytes;
+  rate_start_ = std::chrono::steady_clock::now();
+}
+
+ssize_t ConnectionStream::read(char* ptr, size_t size) {
   if (c_.unread() > 0) {
     const size_t n = c_.take(ptr, size);
     bytes_read_ += n;
@@ -133,14 +140,27 @@ ssize_t ConnectionStream::read(char *ptr, size_t size) {
       case IoState::kError:
         return -1;
       case IoState::kWantRead:
-      case IoState::kWantWrite:
-        if (!wait(r.state, read_timeout_ms_)) return -1;
+      case IoState::kWantWrite: {
+        int timeout_ms = read_timeout_ms_;
+        if (rate_ > 0) {
+          const double received =
+              static_cast<double>(bytes_read_ > rate_from_ ? bytes_read_ - rate_from_ : 0);
+          const auto deadline =
+              rate_start_ + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                                std::chrono::duration<double>(grace_s_ + received / rate_));
+          const auto left = std::chrono::ceil<std::chrono::milliseconds>(
+              deadline - std::chrono::steady_clock::now());
+          if (left.count() <= 0) return -1;  // the body is too slow
+          timeout_ms = static_cast<int>(std::min<int64_t>(timeout_ms, left.count()));
+        }
+        if (!wait(r.state, timeout_ms)) return -1;
         break;
+      }
     }
   }
 }
 
-ssize_t ConnectionStream::write(const char *ptr, size_t size) {
+ssize_t ConnectionStream::write(const char* ptr, size_t size) {
   for (;;) {
     const IoResult r = c_.write_some(ptr, size);
     switch (r.state) {
@@ -157,33 +177,33 @@ ssize_t ConnectionStream::write(const char *ptr, size_t size) {
   }
 }
 
-void ConnectionStream::get_remote_ip_and_port(std::string &ip, int &port) const {
+void ConnectionStream::get_remote_ip_and_port(std::string& ip, int& port) const {
   ip = c_.peer_ip();
   port = c_.peer_port();
 }
 
-void ConnectionStream::get_local_ip_and_port(std::string &ip, int &port) const {
+void ConnectionStream::get_local_ip_and_port(std::string& ip, int& port) const {
   sockaddr_storage addr{};
   socklen_t len = sizeof addr;
   ip.clear();
   port = 0;
-  if (::getsockname(c_.fd(), reinterpret_cast<sockaddr *>(&addr), &len) != 0) return;
+  if (::getsockname(c_.fd(), reinterpret_cast<sockaddr*>(&addr), &len) != 0) return;
   char text[INET6_ADDRSTRLEN] = {};
   if (addr.ss_family == AF_INET) {
-    const auto *a = reinterpret_cast<const sockaddr_in *>(&addr);
+    const auto* a = reinterpret_cast<const sockaddr_in*>(&addr);
     ::inet_ntop(AF_INET, &a->sin_addr, text, sizeof text);
     port = ntohs(a->sin_port);
   } else if (addr.ss_family == AF_INET6) {
-    const auto *a = reinterpret_cast<const sockaddr_in6 *>(&addr);
+    const auto* a = reinterpret_cast<const sockaddr_in6*>(&addr);
     ::inet_ntop(AF_INET6, &a->sin6_addr, text, sizeof text);
     port = ntohs(a->sin6_port);
   }
   ip = text;
 }
 
-Result<SslCtxPtr> make_server_tls_context(const std::string &cert_file, const std::string &key_file,
-                                          const std::string &client_ca_file) {
-  auto fail = [](const std::string &what) {
+Result<SslCtxPtr> make_server_tls_context(const std::string& cert_file, const std::string& key_file,
+                                          const std::string& client_ca_file) {
+  auto fail = [](const std::string& what) {
     ERR_clear_error();
     return make_error(ErrorCode::kInvalidArgument, what);
   };

@@ -10,6 +10,7 @@
 #include <httplib.h>
 #include <openssl/ssl.h>
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -19,10 +20,10 @@
 namespace transfer::receiver {
 
 struct SslDeleter {
-  void operator()(SSL *s) const { SSL_free(s); }
+  void operator()(SSL* s) const { SSL_free(s); }
 };
 struct SslCtxDeleter {
-  void operator()(SSL_CTX *c) const { SSL_CTX_free(c); }
+  void operator()(SSL_CTX* c) const { SSL_CTX_free(c); }
 };
 using SslPtr = std::unique_ptr<SSL, SslDeleter>;
 using SslCtxPtr = std::unique_ptr<SSL_CTX, SslCtxDeleter>;
@@ -44,20 +45,20 @@ struct IoResult {
 class Connection {
  public:
   Connection(UniqueFd fd, std::string peer_ip, int peer_port, SslPtr ssl);
-  Connection(const Connection &) = delete;
-  Connection &operator=(const Connection &) = delete;
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
 
   int fd() const { return fd_.get(); }
   bool tls() const { return ssl_ != nullptr; }
-  const std::string &peer_ip() const { return peer_ip_; }
+  const std::string& peer_ip() const { return peer_ip_; }
   int peer_port() const { return peer_port_; }
   std::string peer() const { return peer_ip_ + ":" + std::to_string(peer_port_); }
 
   // Never wait. With TLS, handshake() must have returned kDone before reading
   // or writing.
   IoResult handshake();
-  IoResult read_some(char *data, size_t size);
-  IoResult write_some(const char *data, size_t size);
+  IoResult read_some(char* data, size_t size);
+  IoResult write_some(const char* data, size_t size);
   // Decrypted bytes TLS holds that the socket will not signal.
   bool tls_pending() const;
   // Tells the peer no more data follows (TLS close_notify, then a TCP
@@ -68,10 +69,10 @@ class Connection {
   void close_now();
 
   // Bytes received and not yet consumed: buffer()[consumed(), size()).
-  std::string &buffer() { return buffer_; }
+  std::string& buffer() { return buffer_; }
   size_t unread() const { return buffer_.size() - consumed_; }
   // Takes up to `size` unread bytes.
-  size_t take(char *data, size_t size);
+  size_t take(char* data, size_t size);
   // Drops the consumed bytes (and the memory of a buffer that has become
   // empty).
   void compact();
@@ -95,34 +96,43 @@ class Connection {
 // pieces).
 class ConnectionStream : public httplib::Stream {
  public:
-  ConnectionStream(Connection &connection, int read_timeout_ms, int write_timeout_ms)
+  ConnectionStream(Connection& connection, int read_timeout_ms, int write_timeout_ms)
       : c_(connection), read_timeout_ms_(read_timeout_ms), write_timeout_ms_(write_timeout_ms) {}
 
   bool is_readable() const override;
   bool is_writable() const override;
-  ssize_t read(char *ptr, size_t size) override;
-  ssize_t write(const char *ptr, size_t size) override;
-  void get_remote_ip_and_port(std::string &ip, int &port) const override;
-  void get_local_ip_and_port(std::string &ip, int &port) const override;
+  ssize_t read(char* ptr, size_t size) override;
+  ssize_t write(const char* ptr, size_t size) override;
+  void get_remote_ip_and_port(std::string& ip, int& port) const override;
+  void get_local_ip_and_port(std::string& ip, int& port) const override;
   socket_t socket() const override { return c_.fd(); }
 
   // Bytes handed to cpp-httplib so far (head and body).
   uint64_t bytes_read() const { return bytes_read_; }
+  // From now on, the bytes after the first `head_bytes` must keep up with `bytes_per_s` after a
+  // grace of `grace_s`: the deadline is now + grace_s + received / bytes_per_s (reads fail past
+  // it).
+  void require_min_rate(uint64_t head_bytes, double bytes_per_s, double grace_s);
 
  private:
   // Waits for the socket to be ready for `state`; false on timeout or error.
   bool wait(IoState state, int timeout_ms) const;
 
-  Connection &c_;
+  Connection& c_;
   int read_timeout_ms_;
   int write_timeout_ms_;
   uint64_t bytes_read_ = 0;
+  // Minimum rate: unset when rate_ is 0.
+  double rate_ = 0;
+  double grace_s_ = 0;
+  uint64_t rate_from_ = 0;  // bytes_read_ when the rate began to count
+  std::chrono::steady_clock::time_point rate_start_{};
 };
 
 // A server TLS context as the receiver serves it: the certificate chain and
 // key, and when `client_ca_file` is set, client certificates required and
 // verified against it.
-Result<SslCtxPtr> make_server_tls_context(const std::string &cert_file, const std::string &key_file,
-                                          const std::string &client_ca_file);
+Result<SslCtxPtr> make_server_tls_context(const std::string& cert_file, const std::string& key_file,
+                                          const std::string& client_ca_file);
 
 }  // namespace transfer::receiver

@@ -34,15 +34,15 @@ void set_nonblocking(int fd) {
   if (flags >= 0) ::fcntl(fd, F_SETFL, flags | O_NONBLOCK);
 }
 
-std::string address_text(const sockaddr_storage &addr, int &port) {
+std::string address_text(const sockaddr_storage& addr, int& port) {
   char text[INET6_ADDRSTRLEN] = {};
   port = 0;
   if (addr.ss_family == AF_INET) {
-    const auto *a = reinterpret_cast<const sockaddr_in *>(&addr);
+    const auto* a = reinterpret_cast<const sockaddr_in*>(&addr);
     ::inet_ntop(AF_INET, &a->sin_addr, text, sizeof text);
     port = ntohs(a->sin_port);
   } else if (addr.ss_family == AF_INET6) {
-    const auto *a = reinterpret_cast<const sockaddr_in6 *>(&addr);
+    const auto* a = reinterpret_cast<const sockaddr_in6*>(&addr);
     ::inet_ntop(AF_INET6, &a->sin6_addr, text, sizeof text);
     port = ntohs(a->sin6_port);
   }
@@ -51,7 +51,7 @@ std::string address_text(const sockaddr_storage &addr, int &port) {
 
 // One write of a whole small answer to a plain socket that is about to be
 // closed.
-void answer_and_close(UniqueFd fd, int status, const std::string &reason, const char *extra = "") {
+void answer_and_close(UniqueFd fd, int status, const std::string& reason, const char* extra = "") {
   const std::string answer = plain_http_answer(status, reason, extra);
   [[maybe_unused]] const ssize_t n =
       ::send(fd.get(), answer.data(), answer.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -63,7 +63,7 @@ struct ConnectionFront::Entry {
   std::unique_ptr<Connection> conn;
   Phase phase = Phase::kNew;
   Clock::time_point since;  // when the current phase's deadline started
-  Timeline *timeline = nullptr;
+  Timeline* timeline = nullptr;
   Timeline::iterator where;
   HeadScanner scanner;
   size_t head_bytes_counted = 0;  // this entry's share of head_bytes_
@@ -102,7 +102,7 @@ void ConnectionFront::stop() {
   [[maybe_unused]] const ssize_t n = ::write(wake_fd_.get(), &one, sizeof one);
 }
 
-void ConnectionFront::finished(Connection &connection, After after) {
+void ConnectionFront::finished(Connection& connection, After after) {
   {
     std::lock_guard lock(returned_mu_);
     returned_.emplace_back(&connection, after);
@@ -111,7 +111,7 @@ void ConnectionFront::finished(Connection &connection, After after) {
   [[maybe_unused]] const ssize_t n = ::write(wake_fd_.get(), &one, sizeof one);
 }
 
-ConnectionFront::Timeline *ConnectionFront::timeline_of(Phase phase) {
+ConnectionFront::Timeline* ConnectionFront::timeline_of(Phase phase) {
   switch (phase) {
     case Phase::kHandshake:
     case Phase::kHead:
@@ -146,7 +146,7 @@ ConnectionFront::Clock::duration ConnectionFront::timeout_of(Phase phase) const 
   return Clock::duration::max();
 }
 
-void ConnectionFront::enter(Entry &e, Phase phase) {
+void ConnectionFront::enter(Entry& e, Phase phase) {
   if (e.phase == Phase::kHead && phase != Phase::kHead) {
     head_bytes_ -= e.head_bytes_counted;
     e.head_bytes_counted = 0;
@@ -164,7 +164,7 @@ void ConnectionFront::enter(Entry &e, Phase phase) {
   e.phase = phase;
 }
 
-void ConnectionFront::watch(Entry &e, uint32_t events) {
+void ConnectionFront::watch(Entry& e, uint32_t events) {
   if (events == e.watched) return;
   epoll_event ev{};
   ev.events = events;
@@ -178,7 +178,7 @@ void ConnectionFront::watch(Entry &e, uint32_t events) {
   e.watched = events;
 }
 
-void ConnectionFront::close(Entry &e) {
+void ConnectionFront::close(Entry& e) {
   if (e.dead) return;
   if (e.phase == Phase::kHead) head_bytes_ -= e.head_bytes_counted;
   if (e.phase == Phase::kBusy) --stats_.with_workers;
@@ -206,7 +206,7 @@ Status ConnectionFront::run() {
       ::epoll_ctl(epoll_fd_.get(), EPOLL_CTL_DEL, listen_fd_.get(), nullptr);
       listen_fd_.reset();
       listening_ = false;
-      for (auto &[conn, entry] : entries_) {
+      for (auto& [conn, entry] : entries_) {
         if (entry->phase != Phase::kBusy) close(*entry);
       }
     }
@@ -218,7 +218,7 @@ Status ConnectionFront::run() {
                                next_timeout_ms(Clock::now()));
     if (n < 0 && errno != EINTR) return errno_error("epoll_wait failed", "", errno);
     for (int i = 0; i < n; ++i) {
-      void *tag = events[static_cast<size_t>(i)].data.ptr;
+      void* tag = events[static_cast<size_t>(i)].data.ptr;
       if (tag == &kListenTag) {
         on_listen_ready();
       } else if (tag == &kWakeTag) {
@@ -226,7 +226,7 @@ Status ConnectionFront::run() {
         [[maybe_unused]] const ssize_t r = ::read(wake_fd_.get(), &count, sizeof count);
         on_returned();
       } else {
-        auto *e = static_cast<Entry *>(tag);
+        auto* e = static_cast<Entry*>(tag);
         if (!e->dead) on_event(*e, events[static_cast<size_t>(i)].events);
       }
     }
@@ -241,7 +241,7 @@ Status ConnectionFront::run() {
     }
     // Entries closed during this batch are freed only now: a later event of the
     // same batch may still point at one.
-    for (const Connection *gone : dead_) entries_.erase(gone);
+    for (const Connection* gone : dead_) entries_.erase(gone);
     dead_.clear();
   }
   return ok_status();
@@ -251,7 +251,7 @@ void ConnectionFront::on_listen_ready() {
   for (int i = 0; i < kAcceptsPerWakeup; ++i) {
     sockaddr_storage addr{};
     socklen_t len = sizeof addr;
-    const int fd = ::accept4(listen_fd_.get(), reinterpret_cast<sockaddr *>(&addr), &len,
+    const int fd = ::accept4(listen_fd_.get(), reinterpret_cast<sockaddr*>(&addr), &len,
                              SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
       if (errno == EINTR || errno == ECONNABORTED) continue;
@@ -275,7 +275,7 @@ void ConnectionFront::on_listen_ready() {
   }
 }
 
-void ConnectionFront::accept_one(UniqueFd fd, const std::string &ip, int port) {
+void ConnectionFront::accept_one(UniqueFd fd, const std::string& ip, int port) {
   ++stats_.accepted;
   const int one = 1;
   ::setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
@@ -309,7 +309,7 @@ void ConnectionFront::accept_one(UniqueFd fd, const std::string &ip, int port) {
   auto entry = std::make_unique<Entry>();
   entry->conn = std::make_unique<Connection>(std::move(fd), ip, port, std::move(ssl));
   entry->scanner = HeadScanner(options_.head_limits);
-  Entry &e = *entry;
+  Entry& e = *entry;
   entries_.emplace(e.conn.get(), std::move(entry));
   ++per_client_[ip];
   ++stats_.open;
@@ -318,9 +318,9 @@ void ConnectionFront::accept_one(UniqueFd fd, const std::string &ip, int port) {
 }
 
 bool ConnectionFront::evict_one() {
-  for (Timeline *t : {&idle_, &heads_}) {
+  for (Timeline* t : {&idle_, &heads_}) {
     if (!t->empty()) {
-      Entry &victim = *t->front();
+      Entry& victim = *t->front();
       logger_->debug("connection closed to make room peer={} phase={}", victim.conn->peer(),
                      victim.phase == Phase::kIdle ? "idle" : "head");
       close(victim);
@@ -331,7 +331,7 @@ bool ConnectionFront::evict_one() {
   return false;
 }
 
-void ConnectionFront::on_event(Entry &e, uint32_t events) {
+void ConnectionFront::on_event(Entry& e, uint32_t events) {
   switch (e.phase) {
     case Phase::kHandshake: {
       const IoResult r = e.conn->handshake();
@@ -362,7 +362,7 @@ void ConnectionFront::on_event(Entry &e, uint32_t events) {
   }
 }
 
-void ConnectionFront::read_head(Entry &e) {
+void ConnectionFront::read_head(Entry& e) {
   char chunk[kReadChunk];
   for (;;) {
     const IoResult r = e.conn->read_some(chunk, sizeof chunk);
@@ -390,11 +390,11 @@ void ConnectionFront::read_head(Entry &e) {
   }
 }
 
-void ConnectionFront::examine_head(Entry &e) {
-  std::string &buf = e.conn->buffer();
+void ConnectionFront::examine_head(Entry& e) {
+  std::string& buf = e.conn->buffer();
   const auto outcome = e.scanner.scan(buf);
   if (std::holds_alternative<HeadScanner::NeedMore>(outcome)) return;
-  if (const auto *err = std::get_if<HeadError>(&outcome)) {
+  if (const auto* err = std::get_if<HeadError>(&outcome)) {
     ++stats_.head_refusals;
     refuse(e, status_for_refusal(err->kind), err->reason);
     return;
@@ -402,7 +402,7 @@ void ConnectionFront::examine_head(Entry &e) {
   const auto done = std::get<HeadScanner::Complete>(outcome);
   auto parsed = parse_request_head(std::string_view(buf).substr(done.start, done.end - done.start),
                                    options_.head_limits);
-  if (const auto *err = std::get_if<HeadError>(&parsed)) {
+  if (const auto* err = std::get_if<HeadError>(&parsed)) {
     ++stats_.head_refusals;
     refuse(e, status_for_refusal(err->kind), err->reason);
     return;
@@ -423,8 +423,8 @@ void ConnectionFront::examine_head(Entry &e) {
   }
 }
 
-void ConnectionFront::refuse(Entry &e, int status, const std::string &reason,
-                             const char *extra_headers) {
+void ConnectionFront::refuse(Entry& e, int status, const std::string& reason,
+                             const char* extra_headers) {
   logger_->debug("request refused peer={} status={} reason={}", e.conn->peer(), status,
                  log_value(reason));
   e.out = plain_http_answer(status, reason, extra_headers);
@@ -433,7 +433,7 @@ void ConnectionFront::refuse(Entry &e, int status, const std::string &reason,
   continue_closing(e);
 }
 
-void ConnectionFront::continue_closing(Entry &e) {
+void ConnectionFront::continue_closing(Entry& e) {
   while (e.out_sent < e.out.size()) {
     const IoResult r = e.conn->write_some(e.out.data() + e.out_sent, e.out.size() - e.out_sent);
     if (r.state == IoState::kDone) {
@@ -470,15 +470,15 @@ void ConnectionFront::continue_closing(Entry &e) {
 }
 
 void ConnectionFront::on_returned() {
-  std::vector<std::pair<const Connection *, After>> returned;
+  std::vector<std::pair<const Connection*, After>> returned;
   {
     std::lock_guard lock(returned_mu_);
     returned.swap(returned_);
   }
-  for (const auto &[conn, after] : returned) {
+  for (const auto& [conn, after] : returned) {
     auto it = entries_.find(conn);
     if (it == entries_.end()) continue;
-    Entry &e = *it->second;
+    Entry& e = *it->second;
     if (after == After::kClose) {
       close(e);
       continue;
@@ -506,9 +506,9 @@ void ConnectionFront::on_returned() {
 }
 
 void ConnectionFront::expire(Clock::time_point now) {
-  for (Timeline *t : {&heads_, &idle_, &closing_}) {
+  for (Timeline* t : {&heads_, &idle_, &closing_}) {
     while (!t->empty()) {
-      Entry &e = *t->front();
+      Entry& e = *t->front();
       if (now - e.since < timeout_of(e.phase)) break;
       if (e.phase == Phase::kHead && e.conn->unread() > 0) {
         ++stats_.head_timeouts;
@@ -527,7 +527,7 @@ void ConnectionFront::expire(Clock::time_point now) {
 
 int ConnectionFront::next_timeout_ms(Clock::time_point now) const {
   Clock::time_point next = Clock::time_point::max();
-  for (const Timeline *t : {&heads_, &idle_, &closing_}) {
+  for (const Timeline* t : {&heads_, &idle_, &closing_}) {
     if (!t->empty()) next = std::min(next, t->front()->since + timeout_of(t->front()->phase));
   }
   if (!listening_ && listen_fd_) next = std::min(next, accept_paused_until_);

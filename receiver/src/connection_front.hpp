@@ -80,16 +80,16 @@ class ConnectionFront {
   // request line) and must hand it back with finished() exactly once. False
   // when it cannot take it now: the front answers 503 and closes the
   // connection.
-  using Dispatch = std::function<bool(Connection &connection, RequestHead head)>;
-  using AcceptsBody = std::function<bool(const RequestHead &head)>;
+  using Dispatch = std::function<bool(Connection& connection, RequestHead head)>;
+  using AcceptsBody = std::function<bool(const RequestHead& head)>;
 
   // `listen_fd` is a bound, listening socket (made non-blocking here); `tls`
   // may be null.
   ConnectionFront(FrontOptions options, UniqueFd listen_fd, SslCtxPtr tls, AcceptsBody accepts_body,
                   Dispatch dispatch, Logger logger);
   ~ConnectionFront();
-  ConnectionFront(const ConnectionFront &) = delete;
-  ConnectionFront &operator=(const ConnectionFront &) = delete;
+  ConnectionFront(const ConnectionFront&) = delete;
+  ConnectionFront& operator=(const ConnectionFront&) = delete;
 
   // Runs the loop until stop() and until every connection with a worker came
   // back.
@@ -111,31 +111,31 @@ class ConnectionFront {
   };
   // From the worker: the request is answered; the connection is the front's
   // again.
-  void finished(Connection &connection, After after);
+  void finished(Connection& connection, After after);
 
-  const FrontStats &stats() const { return stats_; }
+  const FrontStats& stats() const { return stats_; }
 
  private:
   using Clock = std::chrono::steady_clock;
   enum class Phase { kNew, kHandshake, kHead, kIdle, kBusy, kClosing };
   struct Entry;
-  using Timeline = std::list<Entry *>;  // entries in the order of their deadlines
+  using Timeline = std::list<Entry*>;  // entries in the order of their deadlines
 
   void on_listen_ready();
-  void accept_one(UniqueFd fd, const std::string &ip, int port);
-  void on_event(Entry &e, uint32_t events);
+  void accept_one(UniqueFd fd, const std::string& ip, int port);
+  void on_event(Entry& e, uint32_t events);
   void on_returned();
-  void read_head(Entry &e);
-  void examine_head(Entry &e);
-  void refuse(Entry &e, int status, const std::string &reason, const char *extra_headers = "");
-  void continue_closing(Entry &e);
-  void enter(Entry &e, Phase phase);
-  void watch(Entry &e, uint32_t events);
-  void close(Entry &e);
+  void read_head(Entry& e);
+  void examine_head(Entry& e);
+  void refuse(Entry& e, int status, const std::string& reason, const char* extra_headers = "");
+  void continue_closing(Entry& e);
+  void enter(Entry& e, Phase phase);
+  void watch(Entry& e, uint32_t events);
+  void close(Entry& e);
   bool evict_one();
   void expire(Clock::time_point now);
   int next_timeout_ms(Clock::time_point now) const;
-  Timeline *timeline_of(Phase phase);
+  Timeline* timeline_of(Phase phase);
   Clock::duration timeout_of(Phase phase) const;
 
   FrontOptions options_;
@@ -147,8 +147,8 @@ class ConnectionFront {
   Dispatch dispatch_;
   Logger logger_;
 
-  std::unordered_map<const Connection *, std::unique_ptr<Entry>> entries_;
-  std::vector<const Connection *> dead_;  // closed during this batch of events: freed after it
+  std::unordered_map<const Connection*, std::unique_ptr<Entry>> entries_;
+  std::vector<const Connection*> dead_;  // closed during this batch of events: freed after it
   std::unordered_map<std::string, size_t> per_client_;
   Timeline heads_;    // kHandshake and kHead
   Timeline idle_;     // kIdle
@@ -158,7 +158,7 @@ class ConnectionFront {
   bool listening_ = true;
 
   std::mutex returned_mu_;
-  std::vector<std::pair<const Connection *, After>> returned_;
+  std::vector<std::pair<const Connection*, After>> returned_;
   std::atomic<bool> stopping_{false};
   FrontStats stats_;
 };

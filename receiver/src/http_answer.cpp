@@ -5,7 +5,7 @@
 namespace transfer::receiver {
 namespace {
 
-const char *reason_phrase(int status) {
+const char* reason_phrase(int status) {
   switch (status) {
     case 400:
       return "Bad Request";

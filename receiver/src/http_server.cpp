@@ -20,16 +20,16 @@ namespace {
 // Byte for byte what the old Flask receiver answered (jsonify: compact, sorted,
 // newline).
 constexpr std::string_view kHealthBody = "{\"msg\":\"Server is healthy\",\"status_code\":200}\n";
-constexpr const char *kJson = "application/json";
-constexpr const char *kUploadPrefix = "/upload/";
+constexpr const char* kJson = "application/json";
+constexpr const char* kUploadPrefix = "/upload/";
 // cpp-httplib parses every multipart/form-data body itself; we stream ours
 // through our own parser, so the header is moved aside before routing.
-constexpr const char *kOriginalContentType = "X-Transfer-Original-Content-Type";
+constexpr const char* kOriginalContentType = "X-Transfer-Original-Content-Type";
 const std::string kSignatureHeaderName(kSignatureHeader);
 // Seconds a client is asked to wait when a shared allowance is used up (503).
 constexpr int kRetryAfterBusySeconds = 5;
 
-UploadOutcome refusal_for(const Error &error) {
+UploadOutcome refusal_for(const Error& error) {
   UploadOutcome o;
   o.status = status_for(error);
   o.message = error.message;
@@ -43,7 +43,7 @@ uint64_t unix_now() {
                                    .count());
 }
 
-std::optional<uint64_t> content_length(const httplib::Request &req) {
+std::optional<uint64_t> content_length(const httplib::Request& req) {
   if (!req.has_header("Content-Length")) return std::nullopt;
   const std::string v = req.get_header_value("Content-Length");
   if (v.empty() || v.find_first_not_of("0123456789") != std::string::npos || v.size() > 19) {
@@ -52,7 +52,7 @@ std::optional<uint64_t> content_length(const httplib::Request &req) {
   return std::stoull(v);
 }
 
-bool header_contains(const httplib::Request &req, const char *name, const char *token) {
+bool header_contains(const httplib::Request& req, const char* name, const char* token) {
   for (size_t i = 0; i < req.get_header_value_count(name); ++i) {
     std::string v = req.get_header_value(name, i);
     std::transform(v.begin(), v.end(), v.begin(), [](unsigned char c) { return std::tolower(c); });
@@ -71,19 +71,19 @@ constexpr int kOtherWorkers = 4;
 int to_ms(double seconds) { return static_cast<int>(seconds * 1000); }
 
 // A listening socket on host:port (port 0: any free port).
-Result<UniqueFd> listen_on(const std::string &host, int port) {
+Result<UniqueFd> listen_on(const std::string& host, int port) {
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
   hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-  addrinfo *found = nullptr;
+  addrinfo* found = nullptr;
   const std::string service = std::to_string(port);
   if (::getaddrinfo(host.empty() ? nullptr : host.c_str(), service.c_str(), &hints, &found) != 0) {
     return make_error(ErrorCode::kIo, "cannot resolve the address to listen on: " + host);
   }
   std::unique_ptr<addrinfo, decltype(&::freeaddrinfo)> list(found, ::freeaddrinfo);
   int last_errno = EADDRNOTAVAIL;
-  for (const addrinfo *ai = found; ai; ai = ai->ai_next) {
+  for (const addrinfo* ai = found; ai; ai = ai->ai_next) {
     UniqueFd fd(::socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol));
     if (!fd) {
       last_errno = errno;
@@ -102,9 +102,9 @@ Result<UniqueFd> listen_on(const std::string &host, int port) {
 int bound_port(int fd) {
   sockaddr_storage addr{};
   socklen_t len = sizeof addr;
-  if (::getsockname(fd, reinterpret_cast<sockaddr *>(&addr), &len) != 0) return 0;
-  if (addr.ss_family == AF_INET) return ntohs(reinterpret_cast<sockaddr_in *>(&addr)->sin_port);
-  if (addr.ss_family == AF_INET6) return ntohs(reinterpret_cast<sockaddr_in6 *>(&addr)->sin6_port);
+  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) return 0;
+  if (addr.ss_family == AF_INET) return ntohs(reinterpret_cast<sockaddr_in*>(&addr)->sin_port);
+  if (addr.ss_family == AF_INET6) return ntohs(reinterpret_cast<sockaddr_in6*>(&addr)->sin6_port);
   return 0;
 }
 
@@ -114,7 +114,7 @@ int bound_port(int fd) {
 // worker.
 class HttpServer::Router : public httplib::Server {
  public:
-  bool process(httplib::Stream &stream, bool close_connection, bool &connection_closed) {
+  bool process(httplib::Stream& stream, bool close_connection, bool& connection_closed) {
     return process_request(stream, close_connection, connection_closed, nullptr);
   }
 };
@@ -122,7 +122,7 @@ class HttpServer::Router : public httplib::Server {
 namespace {
 
 // A transfer id a client may choose: 1 to 64 of [0-9A-Za-z_-].
-bool well_formed_transfer_id(const std::string &id) {
+bool well_formed_transfer_id(const std::string& id) {
   return !id.empty() && id.size() <= 64 && std::all_of(id.begin(), id.end(), [](char ch) {
     const auto c = static_cast<unsigned char>(ch);
     return std::isalnum(c) != 0 || c == '-' || c == '_';
@@ -141,15 +141,15 @@ std::string new_transfer_id() {
   return id;
 }
 
-void send(httplib::Response &res, const PlainResponse &answer) {
+void send(httplib::Response& res, const PlainResponse& answer) {
   res.status = answer.status;
   res.set_content(answer.body, answer.content_type.c_str());
 }
 
 }  // namespace
 
-HttpServer::HttpServer(HttpServerOptions options, const UploadSettings &settings, UploadGate &gate,
-                       OutputCommitter &committer, UploadObserver observer, ReceiverApi api,
+HttpServer::HttpServer(HttpServerOptions options, const UploadSettings& settings, UploadGate& gate,
+                       OutputCommitter& committer, UploadObserver observer, ReceiverApi api,
                        Logger logger)
     : options_(std::move(options)),
       settings_(settings),
@@ -161,21 +161,21 @@ HttpServer::HttpServer(HttpServerOptions options, const UploadSettings &settings
       router_(std::make_unique<Router>()),
       uploads_(options_.front.max_connections),
       others_(options_.front.max_connections) {
-  auto &svr = *router_;
+  auto& svr = *router_;
   // Only for the Keep-Alive answer header: the front times idle connections out
   // itself.
   svr.set_keep_alive_timeout(static_cast<time_t>(options_.front.keep_alive_timeout_s));
   svr.set_keep_alive_max_count(kKeepAliveMaxRequests);
   svr.set_payload_max_length(settings_.max_upload_bytes);
-  svr.set_post_routing_handler([](const httplib::Request &, httplib::Response &res) {
+  svr.set_post_routing_handler([](const httplib::Request&, httplib::Response& res) {
     if (res.get_header_value("Connection") == "close") res.headers.erase("Keep-Alive");
   });
 
-  svr.set_pre_routing_handler([](const httplib::Request &req, httplib::Response &) {
+  svr.set_pre_routing_handler([](const httplib::Request& req, httplib::Response&) {
     if (req.path.rfind(kUploadPrefix, 0) == 0 && req.has_header("Content-Type")) {
       // The Request object is not const where cpp-httplib owns it; only
       // this hook sees it early.
-      auto &mutable_req = const_cast<httplib::Request &>(req);
+      auto& mutable_req = const_cast<httplib::Request&>(req);
       mutable_req.set_header(kOriginalContentType, req.get_header_value("Content-Type"));
       mutable_req.headers.erase("Content-Type");
     }
@@ -183,11 +183,11 @@ HttpServer::HttpServer(HttpServerOptions options, const UploadSettings &settings
   });
 
   svr.set_exception_handler(
-      [this](const httplib::Request &req, httplib::Response &res, std::exception_ptr ep) {
+      [this](const httplib::Request& req, httplib::Response& res, std::exception_ptr ep) {
         std::string what = "unknown";
         try {
           std::rethrow_exception(ep);
-        } catch (const std::exception &e) {
+        } catch (const std::exception& e) {
           what = e.what();
         } catch (...) {
         }
@@ -197,38 +197,37 @@ HttpServer::HttpServer(HttpServerOptions options, const UploadSettings &settings
                         kJson);  // never the exception text
       });
 
-  svr.set_error_handler([](const httplib::Request &, httplib::Response &res) {
+  svr.set_error_handler([](const httplib::Request&, httplib::Response& res) {
     if (!res.body.empty()) return;
-    const char *msg = res.status == 404   ? "not found"
+    const char* msg = res.status == 404   ? "not found"
                       : res.status == 405 ? "method not allowed"
                       : res.status == 413 ? "request too large"
                                           : "bad request";
     res.set_content(json_message(res.status, msg), kJson);
   });
 
-  svr.Get("/", [](const httplib::Request &, httplib::Response &res) {
+  svr.Get("/", [](const httplib::Request&, httplib::Response& res) {
     res.set_content(std::string(kHealthBody), kJson);
   });
-  svr.Get("/readyz", [this](const httplib::Request &, httplib::Response &res) {
-    send(res, api_.readiness());
-  });
+  svr.Get("/readyz",
+          [this](const httplib::Request&, httplib::Response& res) { send(res, api_.readiness()); });
   svr.Get("/metrics",
-          [this](const httplib::Request &, httplib::Response &res) { send(res, api_.metrics()); });
-  svr.Get("/files", [this](const httplib::Request &req, httplib::Response &res) {
+          [this](const httplib::Request&, httplib::Response& res) { send(res, api_.metrics()); });
+  svr.Get("/files", [this](const httplib::Request& req, httplib::Response& res) {
     std::map<std::string, std::string> query;
-    for (const auto &[k, v] : req.params) query.emplace(k, v);  // the first of each name
+    for (const auto& [k, v] : req.params) query.emplace(k, v);  // the first of each name
     send(res, api_.list_files(query));
   });
-  svr.Get(R"(/files/([^/]+))", [this](const httplib::Request &req, httplib::Response &res) {
+  svr.Get(R"(/files/([^/]+))", [this](const httplib::Request& req, httplib::Response& res) {
     send(res, api_.file(req.matches[1]));
   });
 
-  auto not_allowed = [](const httplib::Request &, httplib::Response &res) {
+  auto not_allowed = [](const httplib::Request&, httplib::Response& res) {
     res.status = 405;
     res.set_header("Connection", "close");
     res.set_content(json_message(405, "method not allowed"), kJson);
   };
-  for (const char *pattern :
+  for (const char* pattern :
        {"/", R"(/upload/[^/]+)", "/readyz", "/metrics", "/files", R"(/files/[^/]+)"}) {
     if (std::string_view(pattern).rfind("/upload/", 0) == 0) svr.Get(pattern, not_allowed);
     svr.Put(pattern, not_allowed);
@@ -236,13 +235,16 @@ HttpServer::HttpServer(HttpServerOptions options, const UploadSettings &settings
     svr.Patch(pattern, not_allowed);
   }
   // With a content reader so a bodiless POST is not waited on for a body.
-  for (const char *pattern : {"/", "/readyz", "/metrics", "/files", R"(/files/[^/]+)"}) {
-    svr.Post(pattern, [not_allowed](const httplib::Request &req, httplib::Response &res,
-                                    const httplib::ContentReader &) { not_allowed(req, res); });
+  for (const char* pattern : {"/", "/readyz", "/metrics", "/files", R"(/files/[^/]+)"}) {
+    svr.Post(pattern, [not_allowed](const httplib::Request& req, httplib::Response& res,
+                                    const httplib::ContentReader&) { not_allowed(req, res); });
   }
 
-  svr.Post(R"(/upload/([^/]+))", [this](const httplib::Request &req, httplib::Response &res,
-                                        const httplib::ContentReader &reader) {
+  // Every POST under /upload/ is streamed by this route, whatever its name: a name with a '/'
+  // (or %2F) or none at all is refused by the name rules before the body is read. (A path no
+  // route matched would have its body read into memory by cpp-httplib before its 404.)
+  svr.Post(R"(/upload/(.*))", [this](const httplib::Request& req, httplib::Response& res,
+                                     const httplib::ContentReader& reader) {
     const auto started = std::chrono::steady_clock::now();
     UploadRequestHead head;
     head.name = req.matches[1];
@@ -290,9 +292,11 @@ HttpServer::HttpServer(HttpServerOptions options, const UploadSettings &settings
     } else {
       UploadSession session(head, settings_, auth.key_index);
       body_fully_read =
-          reader([&](const char *data, size_t size) { return session.feed(data, size); });
+          reader([&](const char* data, size_t size) { return session.feed(data, size); });
       outcome = body_fully_read ? session.finish(unix_now(), committer_, peer)
-                                : session.abandon(400, "the request body ended early");
+                                : session.abandon(400,
+                                                  "the request body ended early, or arrived too "
+                                                  "slowly (READ_TIMEOUT, MIN_BODY_RATE)");
     }
     --in_flight_;
     if (!body_fully_read) res.set_header("Connection", "close");
@@ -311,7 +315,7 @@ HttpServer::HttpServer(HttpServerOptions options, const UploadSettings &settings
 HttpServer::~HttpServer() {
   uploads_.close();
   others_.close();
-  for (auto &t : workers_) {
+  for (auto& t : workers_) {
     if (t.joinable()) t.join();
   }
 }
@@ -332,11 +336,11 @@ Result<int> HttpServer::bind() {
   auto fd = listen_on(options_.host, options_.port);
   if (!fd) return fd.error();
   const int port = bound_port(fd->get());
-  auto accepts_body = [](const RequestHead &head) {
+  auto accepts_body = [](const RequestHead& head) {
     return head.method == "POST" && head.path().rfind(kUploadPrefix, 0) == 0;
   };
-  auto dispatch = [this](Connection &connection, RequestHead head) {
-    auto &queue = head.has_body() ? uploads_ : others_;
+  auto dispatch = [this](Connection& connection, RequestHead head) {
+    auto& queue = head.has_body() ? uploads_ : others_;
     Job job{&connection, std::move(head)};
     return queue.try_push(job);
   };
@@ -352,7 +356,7 @@ Status HttpServer::serve() {
   Status st = front_->run();
   uploads_.close();
   others_.close();
-  for (auto &t : workers_) t.join();
+  for (auto& t : workers_) t.join();
   workers_.clear();
   return st;
 }
@@ -361,14 +365,17 @@ void HttpServer::stop() {
   if (front_) front_->stop();
 }
 
-void HttpServer::work(BoundedQueue<Job> &queue) {
+void HttpServer::work(BoundedQueue<Job>& queue) {
   while (auto job = queue.pop()) serve_request(*job->connection, job->head);
 }
 
-void HttpServer::serve_request(Connection &connection, const RequestHead &head) {
+void HttpServer::serve_request(Connection& connection, const RequestHead& head) {
   using After = ConnectionFront::After;
   ConnectionStream stream(connection, to_ms(options_.read_timeout_s),
                           to_ms(options_.write_timeout_s));
+  if (head.has_body()) {
+    stream.require_min_rate(head.head_bytes, options_.min_body_rate, options_.read_timeout_s);
+  }
   const bool last = !head.keep_alive || front_->stopping() ||
                     ++connection.requests_served >= kKeepAliveMaxRequests;
   bool closed = false;

@@ -40,6 +40,9 @@ struct HttpServerOptions {
   int port = 0;
   int threads = 8;             // upload workers
   double read_timeout_s = 30;  // a body may stall this long between two pieces
+  // A body must arrive at this many bytes per second on average, after a grace of
+  // read_timeout_s (Apache's mod_reqtimeout MinRate): a trickle cannot hold a worker for long.
+  double min_body_rate = 1024;
   double write_timeout_s = 30;
   FrontOptions front;
   // HTTPS when cert_file is set; client certificates required when
@@ -49,17 +52,17 @@ struct HttpServerOptions {
   std::string client_ca_file;
 };
 
-inline constexpr const char *kTransferIdHeader = "X-Transfer-Id";
+inline constexpr const char* kTransferIdHeader = "X-Transfer-Id";
 
 // What the adapter hands over after each upload.
 struct UploadEvent {
-  const std::string &name;
-  const std::string &transfer_id;
-  const std::string &peer;
+  const std::string& name;
+  const std::string& transfer_id;
+  const std::string& peer;
   double seconds;
-  const UploadOutcome &outcome;
+  const UploadOutcome& outcome;
 };
-using UploadObserver = std::function<void(const UploadEvent &)>;
+using UploadObserver = std::function<void(const UploadEvent&)>;
 
 // A response made without the HTTP library's types.
 struct PlainResponse {
@@ -72,8 +75,8 @@ struct PlainResponse {
 struct ReceiverApi {
   std::function<PlainResponse()> readiness;
   std::function<PlainResponse()> metrics;
-  std::function<PlainResponse(const std::map<std::string, std::string> &query)> list_files;
-  std::function<PlainResponse(const std::string &name)> file;
+  std::function<PlainResponse(const std::map<std::string, std::string>& query)> list_files;
+  std::function<PlainResponse(const std::string& name)> file;
   // Called before each upload's body is read (the service reloads a changed key
   // file here).
   std::function<void()> before_upload;
@@ -81,8 +84,8 @@ struct ReceiverApi {
 
 class HttpServer {
  public:
-  HttpServer(HttpServerOptions options, const UploadSettings &settings, UploadGate &gate,
-             OutputCommitter &committer, UploadObserver observer, ReceiverApi api, Logger logger);
+  HttpServer(HttpServerOptions options, const UploadSettings& settings, UploadGate& gate,
+             OutputCommitter& committer, UploadObserver observer, ReceiverApi api, Logger logger);
   ~HttpServer();
   // Binds; returns the port actually bound (useful with port 0). With TLS,
   // first checks that the certificate and key were taken.
@@ -92,21 +95,21 @@ class HttpServer {
   void stop();
   int uploads_in_flight() const { return in_flight_.load(); }
   // Null before bind().
-  const FrontStats *front_stats() const { return front_ ? &front_->stats() : nullptr; }
+  const FrontStats* front_stats() const { return front_ ? &front_->stats() : nullptr; }
 
  private:
   class Router;
   struct Job {
-    Connection *connection;
+    Connection* connection;
     RequestHead head;
   };
-  void work(BoundedQueue<Job> &queue);
-  void serve_request(Connection &connection, const RequestHead &head);
+  void work(BoundedQueue<Job>& queue);
+  void serve_request(Connection& connection, const RequestHead& head);
 
   HttpServerOptions options_;
-  const UploadSettings &settings_;
-  UploadGate &gate_;
-  OutputCommitter &committer_;
+  const UploadSettings& settings_;
+  UploadGate& gate_;
+  OutputCommitter& committer_;
   UploadObserver observer_;
   ReceiverApi api_;
   std::atomic<int> in_flight_{0};

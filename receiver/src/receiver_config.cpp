@@ -19,10 +19,11 @@ const std::vector<OptionSpec>& receiver_options() {
       {"status-db-path", "STATUS_DB_PATH", "/usr/src/app-receiver/status-db", "Directory of the upload ledger receiver.db"},
       {"log-level", "LOG_LEVEL", "info", "debug, info, warning, error or critical"},
       {"max-upload-bytes", "MAX_UPLOAD_BYTES", "16G", "Largest upload body accepted (413 above it); suffixes K, M, G"},
-      {"threads", "THREADS", "0", "Uploads served at once (0: four per core, at least 16); requests without a body have 4 workers of their own, and idle or slow connections hold none"},
+      {"threads", "THREADS", "0", "Uploads served at once (0: four per core, at least 16), of which unsigned uploads may take half; requests without a body have 4 workers of their own, and idle or slow connections hold none"},
       {"token-ttl", "TOKEN_TTL", "0", "Refuse tokens older than this many seconds (0: no limit, as the old pair)"},
       {"read-timeout", "READ_TIMEOUT", "30", "Seconds an upload's body may stall between two pieces"},
-      {"header-timeout", "HEADER_TIMEOUT", "10", "Seconds the whole request head may take to arrive, from the connection (or the end of the previous request) to its empty line (408 beyond)"},
+      {"min-body-rate", "MIN_BODY_RATE", "1K", "Bytes per second an upload's body must average after READ_TIMEOUT's grace (the deadline grows by one second per MIN_BODY_RATE bytes received), so a trickle cannot hold a worker; suffixes K, M"},
+      {"header-timeout", "HEADER_TIMEOUT", "10", "Seconds the whole request head may take to arrive, from the accept (on a kept-alive connection, from the next request's first byte) to its empty line (408 beyond)"},
       {"keep-alive-timeout", "KEEP_ALIVE_TIMEOUT", "30", "Seconds an idle keep-alive connection stays open between two requests"},
       {"max-head-bytes", "MAX_HEAD_BYTES", "64K", "Largest request head (request line and header fields; 431 beyond); suffixes K, M"},
       {"max-headers", "MAX_HEADERS", "100", "Most header fields in one request (431 beyond)"},
@@ -85,6 +86,10 @@ std::variant<ReceiverConfig, EarlyExit> load_receiver_config(const std::vector<s
   auto drain = parse_seconds(v.get("drain-timeout"), "DRAIN_TIMEOUT");
   if (!drain) return bad(drain.error());
   c.drain_timeout_s = *drain;
+  auto min_rate = parse_size(v.get("min-body-rate"), "MIN_BODY_RATE");
+  if (!min_rate) return bad(min_rate.error());
+  if (*min_rate == 0) return bad(make_error(ErrorCode::kInvalidArgument, "MIN_BODY_RATE must be at least 1"));
+  c.min_body_rate = *min_rate;
   auto header_timeout = parse_seconds(v.get("header-timeout"), "HEADER_TIMEOUT");
   if (!header_timeout) return bad(header_timeout.error());
   c.header_timeout_s = *header_timeout;

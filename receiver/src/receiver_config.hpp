@@ -24,6 +24,7 @@ struct ReceiverConfig {
   std::string ready_file;
   std::string on_conflict = "overwrite";
   double drain_timeout_s = 10;
+  unsigned long long min_body_rate = 1024;
   double header_timeout_s = 10;
   double keep_alive_timeout_s = 30;
   unsigned long long max_head_bytes = 64 * 1024;

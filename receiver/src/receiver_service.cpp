@@ -32,6 +32,7 @@ HttpServerOptions http_options(const ReceiverConfig& c) {
   o.port = c.server_port;
   o.threads = c.threads;
   o.read_timeout_s = c.read_timeout_s;
+  o.min_body_rate = static_cast<double>(c.min_body_rate);
   o.front.head_limits.max_head_bytes = c.max_head_bytes;
   o.front.head_limits.max_headers = c.max_headers;
   o.front.head_timeout_s = c.header_timeout_s;
@@ -106,7 +107,8 @@ ReceiverService::ReceiverService(const ReceiverConfig& config, Logger logger, Up
       ledger_(std::move(ledger)),
       settings_(std::move(settings)),
       gate_(UploadGateSettings{signatures, config.signature_window_s, config.unsigned_upload_budget,
-                               config.min_free_bytes},
+                               config.min_free_bytes,
+                               static_cast<size_t>(std::max(1, config.threads / 2))},
             settings_.keys, [dir = config.output_dir] { return free_bytes(dir); }),
       committer_(settings_.output_dir, policy, settings_.fsync, ledger_, settings_.create_lock),
       metrics_([this] { return static_cast<double>(server_.uploads_in_flight()); },

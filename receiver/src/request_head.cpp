@@ -91,8 +91,8 @@ int status_for_refusal(HeadRefusal kind) {
   return 400;
 }
 
-const std::string *RequestHead::field(std::string_view name) const {
-  for (const auto &[k, v] : fields) {
+const std::string* RequestHead::field(std::string_view name) const {
+  for (const auto& [k, v] : fields) {
     if (iequals(k, name)) return &v;
   }
   return nullptr;
@@ -151,7 +151,7 @@ HeadScanner::Outcome HeadScanner::scan(std::string_view buffer) {
 }
 
 std::variant<RequestHead, HeadError> parse_request_head(std::string_view head,
-                                                        const RequestHeadLimits &limits) {
+                                                        const RequestHeadLimits& limits) {
   RequestHead h;
   while (head.size() >= 2 && head.substr(0, 2) == "\r\n") head.remove_prefix(2);
   h.head_bytes = head.size();
@@ -250,13 +250,13 @@ std::variant<RequestHead, HeadError> parse_request_head(std::string_view head,
 
   for (const std::string_view single : kSingletons) {
     const auto n = std::count_if(h.fields.begin(), h.fields.end(),
-                                 [&](const auto &f) { return iequals(f.first, single); });
+                                 [&](const auto& f) { return iequals(f.first, single); });
     if (n > 1) return malformed(std::string(single) + " is sent more than once");
   }
   if (h.minor_version == 1 && !h.field("Host")) return malformed("HTTP/1.1 requires a Host field");
 
-  const std::string *length = h.field("Content-Length");
-  const std::string *encoding = h.field("Transfer-Encoding");
+  const std::string* length = h.field("Content-Length");
+  const std::string* encoding = h.field("Transfer-Encoding");
   if (length && encoding) return malformed("Content-Length and Transfer-Encoding together");
   if (length) {
     if (length->empty() || length->size() > 19 ||
@@ -274,7 +274,7 @@ std::variant<RequestHead, HeadError> parse_request_head(std::string_view head,
     h.chunked = true;
   }
   h.keep_alive = h.minor_version == 1;
-  if (const std::string *connection = h.field("Connection")) {
+  if (const std::string* connection = h.field("Connection")) {
     bool close = false, keep_alive = false;
     for_each_token(*connection, [&](std::string_view token) {
       close = close || iequals(token, "close");
@@ -282,7 +282,7 @@ std::variant<RequestHead, HeadError> parse_request_head(std::string_view head,
     });
     h.keep_alive = !close && (h.minor_version == 1 || keep_alive);
   }
-  if (const std::string *expect = h.field("Expect")) {
+  if (const std::string* expect = h.field("Expect")) {
     if (!iequals(*expect, "100-continue")) {
       return refuse(HeadRefusal::kExpectationFailed, "only Expect: 100-continue is understood");
     }

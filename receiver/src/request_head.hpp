@@ -69,7 +69,7 @@ struct RequestHead {
   size_t head_bytes = 0;  // bytes of the head, from the request line to the empty line
 
   // The first field of that name (case-insensitive), or nullptr.
-  const std::string *field(std::string_view name) const;
+  const std::string* field(std::string_view name) const;
   // The path part of the target (before '?'), not decoded.
   std::string_view path() const;
   // Whether a body follows the head (a non-zero length, or chunked).
@@ -105,6 +105,6 @@ class HeadScanner {
 
 // Parses a complete head (as HeadScanner delimited it: ends with CRLF CRLF).
 std::variant<RequestHead, HeadError> parse_request_head(std::string_view head,
-                                                        const RequestHeadLimits &limits = {});
+                                                        const RequestHeadLimits& limits = {});
 
 }  // namespace transfer::receiver

@@ -2,7 +2,7 @@
 
 namespace transfer::receiver {
 
-Result<SignaturePolicy> parse_signature_policy(const std::string &text) {
+Result<SignaturePolicy> parse_signature_policy(const std::string& text) {
   if (text == "optional") return SignaturePolicy::kOptional;
   if (text == "required") return SignaturePolicy::kRequired;
   return make_error(ErrorCode::kInvalidArgument,
@@ -21,7 +21,7 @@ std::shared_ptr<const std::vector<UploadSigningKey>> UploadGate::signing_keys() 
   std::lock_guard lock(keys_mu_);
   if (current != derived_from_ || !derived_) {
     auto derived = std::make_shared<std::vector<UploadSigningKey>>();
-    for (const FernetKey &key : *current) {
+    for (const FernetKey& key : *current) {
       auto k = derive_upload_signing_key(key);
       if (!k) return nullptr;
       derived->push_back(*k);
@@ -32,7 +32,7 @@ std::shared_ptr<const std::vector<UploadSigningKey>> UploadGate::signing_keys() 
   return derived_;
 }
 
-Result<Authentication> UploadGate::authenticate(const GateRequest &request,
+Result<Authentication> UploadGate::authenticate(const GateRequest& request,
                                                 uint64_t now_unix_seconds) {
   if (!request.signature) {
     if (settings_.policy == SignaturePolicy::kRequired) {
@@ -61,7 +61,7 @@ Result<Authentication> UploadGate::authenticate(const GateRequest &request,
   return Authentication{*key};
 }
 
-UploadGate::Admission &UploadGate::Admission::operator=(Admission &&o) noexcept {
+UploadGate::Admission& UploadGate::Admission::operator=(Admission&& o) noexcept {
   if (this != &o) {
     release();
     gate_ = o.gate_;
@@ -76,11 +76,14 @@ void UploadGate::Admission::release() {
   if (!gate_) return;
   std::lock_guard lock(gate_->mu_);
   gate_->reserved_ -= bytes_;
-  if (unsigned_) gate_->unsigned_reserved_ -= bytes_;
+  if (unsigned_) {
+    gate_->unsigned_reserved_ -= bytes_;
+    --gate_->unsigned_uploads_;
+  }
   gate_ = nullptr;
 }
 
-Result<UploadGate::Admission> UploadGate::admit(const Authentication &auth,
+Result<UploadGate::Admission> UploadGate::admit(const Authentication& auth,
                                                 uint64_t content_length) {
   const bool is_unsigned = !auth.key_index;
   if (is_unsigned && content_length > settings_.unsigned_budget_bytes) {
@@ -92,6 +95,13 @@ Result<UploadGate::Admission> UploadGate::admit(const Authentication &auth,
   }
   auto free = free_bytes_();  // before taking the lock: statvfs can be slow
   std::lock_guard lock(mu_);
+  if (is_unsigned && settings_.unsigned_upload_slots > 0 &&
+      unsigned_uploads_ >= settings_.unsigned_upload_slots) {
+    return make_error(ErrorCode::kBusy,
+                      std::to_string(unsigned_uploads_) +
+                          " unsigned uploads are in flight, as many as they may hold at once; "
+                          "retry later (signed uploads are not limited)");
+  }
   if (is_unsigned && unsigned_reserved_ + content_length > settings_.unsigned_budget_bytes) {
     return make_error(ErrorCode::kBusy,
                       "unsigned uploads in flight hold " + std::to_string(unsigned_reserved_) +
@@ -109,7 +119,10 @@ Result<UploadGate::Admission> UploadGate::admit(const Authentication &auth,
     }
   }
   reserved_ += content_length;
-  if (is_unsigned) unsigned_reserved_ += content_length;
+  if (is_unsigned) {
+    unsigned_reserved_ += content_length;
+    ++unsigned_uploads_;
+  }
   Admission a;
   a.gate_ = this;
   a.bytes_ = content_length;

@@ -32,13 +32,16 @@
 namespace transfer::receiver {
 
 enum class SignaturePolicy { kOptional, kRequired };
-Result<SignaturePolicy> parse_signature_policy(const std::string &text);
+Result<SignaturePolicy> parse_signature_policy(const std::string& text);
 
 struct UploadGateSettings {
   SignaturePolicy policy = SignaturePolicy::kOptional;
   uint64_t window_seconds = kDefaultSignatureWindowSeconds;
   uint64_t unsigned_budget_bytes = 2ULL << 30;
   uint64_t min_free_bytes = 64ULL << 20;
+  // Unsigned uploads in flight at once (0: no limit). The receiver gives them half its upload
+  // workers, so clients without a key, however slow, never take every worker from signed ones.
+  size_t unsigned_upload_slots = 0;
 };
 
 // The parts of an upload's head the gate looks at.
@@ -61,28 +64,28 @@ class UploadGate {
   using FreeBytes = std::function<Result<uint64_t>()>;
   UploadGate(UploadGateSettings settings, std::shared_ptr<KeyRing> keys, FreeBytes free_bytes);
 
-  Result<Authentication> authenticate(const GateRequest &request, uint64_t now_unix_seconds);
+  Result<Authentication> authenticate(const GateRequest& request, uint64_t now_unix_seconds);
 
   // A reservation of disk, returned when it is destroyed.
   class Admission {
    public:
     Admission() = default;
-    Admission(Admission &&o) noexcept { *this = std::move(o); }
-    Admission &operator=(Admission &&o) noexcept;
+    Admission(Admission&& o) noexcept { *this = std::move(o); }
+    Admission& operator=(Admission&& o) noexcept;
     ~Admission() { release(); }
 
    private:
     friend class UploadGate;
     void release();
-    UploadGate *gate_ = nullptr;
+    UploadGate* gate_ = nullptr;
     uint64_t bytes_ = 0;
     bool unsigned_ = false;
   };
-  Result<Admission> admit(const Authentication &auth, uint64_t content_length);
+  Result<Admission> admit(const Authentication& auth, uint64_t content_length);
 
   uint64_t unsigned_bytes_in_flight() const;
   uint64_t reserved_bytes() const;
-  const UploadGateSettings &settings() const { return settings_; }
+  const UploadGateSettings& settings() const { return settings_; }
 
  private:
   // The signing keys derived from the keys in force (derived again when the key
@@ -101,6 +104,7 @@ class UploadGate {
   mutable std::mutex mu_;
   uint64_t reserved_ = 0;
   uint64_t unsigned_reserved_ = 0;
+  size_t unsigned_uploads_ = 0;
 };
 
 }  // namespace transfer::receiver

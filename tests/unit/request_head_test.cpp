@@ -22,15 +22,15 @@ std::string crlf(std::string s) {  // "\n" in the test text stands for CRLF
 // Scans `bytes` one byte at a time, then parses the head found. Returns the
 // status a client would see (0 when the head is accepted, -1 when more bytes
 // are needed).
-int status_of(const std::string &bytes, RequestHead *out = nullptr, RequestHeadLimits limits = {}) {
+int status_of(const std::string& bytes, RequestHead* out = nullptr, RequestHeadLimits limits = {}) {
   HeadScanner scanner(limits);
   for (size_t n = 1; n <= bytes.size(); ++n) {
     auto outcome = scanner.scan(std::string_view(bytes).substr(0, n));
-    if (auto *err = std::get_if<HeadError>(&outcome)) return status_for_refusal(err->kind);
-    if (auto *done = std::get_if<HeadScanner::Complete>(&outcome)) {
+    if (auto* err = std::get_if<HeadError>(&outcome)) return status_for_refusal(err->kind);
+    if (auto* done = std::get_if<HeadScanner::Complete>(&outcome)) {
       auto parsed = parse_request_head(
           std::string_view(bytes).substr(done->start, done->end - done->start), limits);
-      if (auto *err = std::get_if<HeadError>(&parsed)) return status_for_refusal(err->kind);
+      if (auto* err = std::get_if<HeadError>(&parsed)) return status_for_refusal(err->kind);
       if (out) *out = std::get<RequestHead>(parsed);
       return 0;
     }
@@ -81,7 +81,7 @@ TEST(RequestHead, AcceptsOrdinaryRequests) {
 TEST(RequestHead, RefusesAmbiguousFraming) {
   using namespace std::string_literals;
   struct Case {
-    const char *what;
+    const char* what;
     std::string head;
     int status;
   };
@@ -146,7 +146,7 @@ TEST(RequestHead, RefusesAmbiguousFraming) {
       {"garbage first byte", "\x16\x03\x01\x02\x00\x01\x00", 400},
       {"odd Expect", crlf("POST /upload/x HTTP/1.1\nHost: a\nExpect: 200-ok\n\n"), 417},
   };
-  for (const auto &c : cases) EXPECT_EQ(status_of(c.head), c.status) << c.what;
+  for (const auto& c : cases) EXPECT_EQ(status_of(c.head), c.status) << c.what;
 }
 
 TEST(RequestHead, EnforcesLimitsAsBytesArrive) {

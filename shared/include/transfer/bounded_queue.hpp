@@ -17,8 +17,8 @@ template <typename T>
 class BoundedQueue {
  public:
   explicit BoundedQueue(size_t capacity) : capacity_(capacity == 0 ? 1 : capacity) {}
-  BoundedQueue(const BoundedQueue &) = delete;
-  BoundedQueue &operator=(const BoundedQueue &) = delete;
+  BoundedQueue(const BoundedQueue&) = delete;
+  BoundedQueue& operator=(const BoundedQueue&) = delete;
 
   // Waits for room; false (and `item` dropped) once the queue is closed.
   bool push(T item) {
@@ -32,7 +32,7 @@ class BoundedQueue {
 
   // Queues `item` if there is room now; otherwise returns false and leaves
   // `item` as it was.
-  bool try_push(T &item) {
+  bool try_push(T& item) {
     std::lock_guard lock(mu_);
     if (closed_ || items_.size() >= capacity_) return false;
     items_.push_back(std::move(item));
