@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
-# The README's test command: install what is missing, then run every test three ways:
-#   1. the release build: unit, integration, curl, interop, memory, chaos and docker tests (the
-#      docker tests start Debian's dockerd when no engine answers, and stop it again);
+# The README's test command: install what is missing, then run every test four ways:
+#   1. the release build: unit, integration, curl, interop, memory, attack, chaos and docker tests
+#      (the docker tests start Debian's dockerd when no engine answers, and stop it again);
 #   2. the same suite built with AddressSanitizer + UndefinedBehaviorSanitizer (build-asan/),
-#      except the memory test, whose peak-RSS limits do not hold under ASan's shadow memory, and
-#      the docker tests, which build their own binaries inside the images;
-#   3. the libFuzzer targets (clang, build-fuzz/), each for FUZZ_SECONDS (default 10).
-# Extra arguments go to every ctest run (e.g. -L unit). TRANSFER_SKIP_ASAN=1 or
-# TRANSFER_SKIP_FUZZ=1 leave out a stage for quick local runs; CI runs all three.
+#      except the memory and attack tests, whose peak-RSS and latency limits do not hold under
+#      ASan's shadow memory and slowdown, and the docker tests, which build their own binaries
+#      inside the images;
+#   3. the unit and integration tests built with ThreadSanitizer (build-tsan/): the connection
+#      front, the worker pools and the sender's queues are shared-state code; a race stops the
+#      program (halt_on_error), which fails its test. tests/tsan.supp says what is suppressed and
+#      why (Debian's cpp-httplib is not built with TSan);
+#   4. the libFuzzer targets (clang, build-fuzz/), each for FUZZ_SECONDS (default 10).
+# Extra arguments go to every ctest run (e.g. -L unit). TRANSFER_SKIP_ASAN=1, TRANSFER_SKIP_TSAN=1
+# or TRANSFER_SKIP_FUZZ=1 leave out a stage for quick local runs; CI runs all four.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$(date +%s)
@@ -23,7 +28,15 @@ if [[ "${TRANSFER_SKIP_ASAN:-0}" != 1 ]]; then
   cmake --preset asan -G Ninja >/dev/null
   cmake --build build-asan -j "$(nproc)"
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
-    ctest --test-dir build-asan --output-on-failure -j 2 -LE 'memory|docker' "$@"
+    ctest --test-dir build-asan --output-on-failure -j 2 -LE 'memory|attack|docker' "$@"
+fi
+
+if [[ "${TRANSFER_SKIP_TSAN:-0}" != 1 ]]; then
+  stage "ThreadSanitizer build and tests"
+  cmake --preset tsan -G Ninja >/dev/null
+  cmake --build build-tsan -j "$(nproc)"
+  TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$PWD/tests/tsan.supp" \
+    ctest --test-dir build-tsan --output-on-failure -j 2 -L 'unit|integration' -LE 'memory|attack|chaos|docker' "$@"
 fi
 
 if [[ "${TRANSFER_SKIP_FUZZ:-0}" != 1 ]]; then

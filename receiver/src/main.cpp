@@ -1,6 +1,7 @@
 // receiver: decrypts uploads from the sender and writes the XML to the output directory.
 #include <atomic>
 #include <iostream>
+#include <mutex>
 
 #include "health_probe.hpp"
 #include "receiver_service.hpp"
@@ -8,12 +9,20 @@
 
 int main(int argc, char** argv) {
   using namespace transfer;
-  static std::atomic<receiver::ReceiverService*> running{nullptr};
+  // The signal thread calls stop() on the running service; main clears `running` under the same
+  // lock before the service is destroyed, so stop() never runs on a destroyed service.
+  static std::mutex running_mu;
+  static receiver::ReceiverService* running = nullptr;
   static std::atomic<bool> stop_requested{false};
   handle_stop_signals([](int) {
     stop_requested = true;
-    if (auto* s = running.load()) s->stop();
+    std::lock_guard lock(running_mu);
+    if (running) running->stop();
   });
+  auto set_running = [](receiver::ReceiverService* s) {
+    std::lock_guard lock(running_mu);
+    running = s;
+  };
   auto loaded = receiver::load_receiver_config(arguments(argc, argv), process_environment());
   if (auto* exit = std::get_if<EarlyExit>(&loaded)) {
     std::cout << exit->out;
@@ -37,9 +46,12 @@ int main(int argc, char** argv) {
     logger->critical("{}", port.error().message);
     return 1;
   }
-  running = service->get();
-  if (stop_requested) return 0;
+  set_running(service->get());
+  if (stop_requested) {
+    set_running(nullptr);
+    return 0;
+  }
   const bool ok = (*service)->run().ok();
-  running = nullptr;
+  set_running(nullptr);
   return ok ? 0 : 1;
 }

@@ -1,6 +1,7 @@
 // sender: converts JSON files to XML, encrypts them and uploads them to the receiver.
 #include <atomic>
 #include <iostream>
+#include <mutex>
 
 #include "sender_admin.hpp"
 #include "sender_health.hpp"
@@ -9,12 +10,20 @@
 
 int main(int argc, char** argv) {
   using namespace transfer;
-  static std::atomic<sender::SenderService*> running{nullptr};
+  // The signal thread calls stop() on the running service; main clears `running` under the same
+  // lock before the service is destroyed, so stop() never runs on a destroyed service.
+  static std::mutex running_mu;
+  static sender::SenderService* running = nullptr;
   static std::atomic<bool> stop_requested{false};
   handle_stop_signals([](int) {
     stop_requested = true;
-    if (auto* s = running.load()) s->stop();
+    std::lock_guard lock(running_mu);
+    if (running) running->stop();
   });
+  auto set_running = [](sender::SenderService* s) {
+    std::lock_guard lock(running_mu);
+    running = s;
+  };
   if (auto code = sender::run_admin_command(arguments(argc, argv), process_environment(), std::cout, std::cerr)) {
     return *code;
   }
@@ -37,10 +46,13 @@ int main(int argc, char** argv) {
     logger->critical("{}", service.error().message);
     return service.error().code == ErrorCode::kInvalidKey ? 2 : 1;
   }
-  running = service->get();
-  if (stop_requested) return 0;
+  set_running(service->get());
+  if (stop_requested) {
+    set_running(nullptr);
+    return 0;
+  }
   const auto summary = (*service)->run();
-  running = nullptr;
+  set_running(nullptr);
   if (!config.once || stop_requested) return 0;
   return summary.failed + summary.quarantined > 0 ? 1 : 0;
 }
