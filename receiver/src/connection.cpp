@@ -182,13 +182,9 @@ void ConnectionStream::get_remote_ip_and_port(std::string& ip, int& port) const 
   port = c_.peer_port();
 }
 
-void ConnectionStream::get_local_ip_and_port(std::string& ip, int& port) const {
-  sockaddr_storage addr{};
-  socklen_t len = sizeof addr;
-  ip.clear();
-  port = 0;
-  if (::getsockname(c_.fd(), reinterpret_cast<sockaddr*>(&addr), &len) != 0) return;
+std::string socket_address_text(const sockaddr_storage& addr, int& port) {
   char text[INET6_ADDRSTRLEN] = {};
+  port = 0;
   if (addr.ss_family == AF_INET) {
     const auto* a = reinterpret_cast<const sockaddr_in*>(&addr);
     ::inet_ntop(AF_INET, &a->sin_addr, text, sizeof text);
@@ -198,7 +194,17 @@ void ConnectionStream::get_local_ip_and_port(std::string& ip, int& port) const {
     ::inet_ntop(AF_INET6, &a->sin6_addr, text, sizeof text);
     port = ntohs(a->sin6_port);
   }
-  ip = text;
+  return text;
+}
+
+void ConnectionStream::get_local_ip_and_port(std::string& ip, int& port) const {
+  sockaddr_storage addr{};
+  socklen_t len = sizeof addr;
+  ip.clear();
+  port = 0;
+  if (::getsockname(c_.fd(), reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
+    ip = socket_address_text(addr, port);
+  }
 }
 
 Result<SslCtxPtr> make_server_tls_context(const std::string& cert_file, const std::string& key_file,

@@ -9,6 +9,7 @@
 
 #include <httplib.h>
 #include <openssl/ssl.h>
+#include <sys/socket.h>
 
 #include <chrono>
 #include <cstdint>
@@ -128,6 +129,9 @@ class ConnectionStream : public httplib::Stream {
   uint64_t rate_from_ = 0;  // bytes_read_ when the rate began to count
   std::chrono::steady_clock::time_point rate_start_{};
 };
+
+// The address in `addr` as text ("127.0.0.1", "::1"), its port in `port` (0 for other families).
+std::string socket_address_text(const sockaddr_storage& addr, int& port);
 
 // A server TLS context as the receiver serves it: the certificate chain and
 // key, and when `client_ca_file` is set, client certificates required and

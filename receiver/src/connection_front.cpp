@@ -34,21 +34,6 @@ void set_nonblocking(int fd) {
   if (flags >= 0) ::fcntl(fd, F_SETFL, flags | O_NONBLOCK);
 }
 
-std::string address_text(const sockaddr_storage& addr, int& port) {
-  char text[INET6_ADDRSTRLEN] = {};
-  port = 0;
-  if (addr.ss_family == AF_INET) {
-    const auto* a = reinterpret_cast<const sockaddr_in*>(&addr);
-    ::inet_ntop(AF_INET, &a->sin_addr, text, sizeof text);
-    port = ntohs(a->sin_port);
-  } else if (addr.ss_family == AF_INET6) {
-    const auto* a = reinterpret_cast<const sockaddr_in6*>(&addr);
-    ::inet_ntop(AF_INET6, &a->sin6_addr, text, sizeof text);
-    port = ntohs(a->sin6_port);
-  }
-  return text;
-}
-
 // One write of a whole small answer to a plain socket that is about to be
 // closed.
 void answer_and_close(UniqueFd fd, int status, const std::string& reason, const char* extra = "") {
@@ -270,7 +255,7 @@ void ConnectionFront::on_listen_ready() {
       return;
     }
     int port = 0;
-    const std::string ip = address_text(addr, port);
+    const std::string ip = socket_address_text(addr, port);
     accept_one(UniqueFd(fd), ip, port);
   }
 }

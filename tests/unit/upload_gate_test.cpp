@@ -1,0 +1,125 @@
+// UploadGate: who may spend the receiver's disk, decided from the request head. Signatures made
+// with the real derivation and signing code; free space injected.
+#include "upload_gate.hpp"
+
+#include <gtest/gtest.h>
+
+namespace transfer::receiver {
+namespace {
+
+constexpr const char* kTwoKeys =
+    "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\n"
+    "HyAhIiMkJSYnKCkqKywtLi8wMTIzNDU2Nzg5Ojs8PT4=\n";
+constexpr uint64_t kNow = 1'800'000'000;
+
+class UploadGateTest : public ::testing::Test {
+ protected:
+  UploadGate gate(UploadGateSettings settings) {
+    return UploadGate(settings, keys_, [this]() -> Result<uint64_t> { return free_; });
+  }
+  GateRequest request(const std::string& transfer_id = "0123456789abcdef") {
+    GateRequest r;
+    r.method = "POST";
+    r.target = "/upload/books%20x";
+    r.content_length = 1000;
+    r.plaintext_sha256 = std::string(64, 'a');
+    r.idempotency_key = "k1";
+    r.transfer_id = transfer_id;
+    return r;
+  }
+  std::string sign(const GateRequest& r, size_t key_index, uint64_t at) {
+    const auto key = derive_upload_signing_key(keys_->keys()->at(key_index));
+    const SignedHead head{r.method,           r.target,          r.content_length,
+                          r.plaintext_sha256, r.idempotency_key, r.transfer_id};
+    return sign_upload_head(*key, head, at);
+  }
+
+  std::shared_ptr<KeyRing> keys_ = KeyRing::fixed(*parse_key_text(kTwoKeys, "k"));
+  uint64_t free_ = 100ULL << 30;
+};
+
+TEST_F(UploadGateTest, SignaturesAreVerifiedOnceAndRequiredWhenAsked) {
+  UploadGateSettings required;
+  required.policy = SignaturePolicy::kRequired;
+  auto strict = gate(required);
+  auto unsigned_request = request();
+  auto refused = strict.authenticate(unsigned_request, kNow);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code, ErrorCode::kUnauthenticated);
+
+  auto lenient = gate({});
+  auto accepted = lenient.authenticate(unsigned_request, kNow);
+  ASSERT_TRUE(accepted.ok());
+  EXPECT_FALSE(accepted->key_index.has_value()) << "unsigned, accepted by the optional policy";
+
+  auto signed_request = request();
+  signed_request.signature = sign(signed_request, 1, kNow - 10);
+  auto first = strict.authenticate(signed_request, kNow);
+  ASSERT_TRUE(first.ok()) << first.error().message;
+  EXPECT_EQ(first->key_index, 1u) << "the second key signed";
+  auto again = strict.authenticate(signed_request, kNow);
+  ASSERT_FALSE(again.ok()) << "a signature is accepted once";
+  EXPECT_EQ(again.error().code, ErrorCode::kBusy);
+
+  // Another attempt (another transfer id) in the same second is a different signature.
+  auto retry = request("fedcba9876543210");
+  retry.signature = sign(retry, 1, kNow - 10);
+  EXPECT_TRUE(strict.authenticate(retry, kNow).ok());
+
+  auto tampered = request("aaaaaaaaaaaaaaaa");
+  tampered.signature = sign(tampered, 0, kNow);
+  tampered.content_length += 1;
+  EXPECT_EQ(lenient.authenticate(tampered, kNow).error().code, ErrorCode::kUnauthenticated)
+      << "a bad signature is refused even when signatures are optional";
+  auto stale = request("bbbbbbbbbbbbbbbb");
+  stale.signature = sign(stale, 0, kNow - 301);
+  EXPECT_EQ(strict.authenticate(stale, kNow).error().code, ErrorCode::kUnauthenticated);
+}
+
+TEST_F(UploadGateTest, UnsignedUploadsShareABudgetAndHalfTheWorkers) {
+  UploadGateSettings s;
+  s.unsigned_budget_bytes = 1'000'000;
+  s.unsigned_upload_slots = 2;
+  auto g = gate(s);
+  const Authentication unsigned_upload{};
+  const Authentication signed_upload{0};
+
+  auto a = g.admit(unsigned_upload, 700'000);
+  ASSERT_TRUE(a.ok());
+  auto b = g.admit(unsigned_upload, 700'000);
+  ASSERT_FALSE(b.ok());
+  EXPECT_EQ(b.error().code, ErrorCode::kBusy) << "over the budget while the first is in flight";
+  EXPECT_EQ(g.admit(unsigned_upload, 1'000'001).error().code, ErrorCode::kTooLarge);
+  EXPECT_EQ(g.unsigned_bytes_in_flight(), 700'000u);
+  {
+    auto small = g.admit(unsigned_upload, 1000);
+    ASSERT_TRUE(small.ok());
+    auto third = g.admit(unsigned_upload, 1000);
+    ASSERT_FALSE(third.ok());
+    EXPECT_EQ(third.error().code, ErrorCode::kBusy) << "both unsigned slots taken";
+    EXPECT_TRUE(g.admit(signed_upload, 5'000'000).ok())
+        << "signed uploads are not limited by either";
+  }
+  *a = UploadGate::Admission();  // the first one ends
+  EXPECT_EQ(g.unsigned_bytes_in_flight(), 0u);
+  EXPECT_EQ(g.reserved_bytes(), 0u);
+  EXPECT_TRUE(g.admit(unsigned_upload, 700'000).ok());
+}
+
+TEST_F(UploadGateTest, FreeSpaceCountsWhatUploadsInFlightReserved) {
+  UploadGateSettings s;
+  s.min_free_bytes = 64 << 20;
+  free_ = 100 << 20;
+  auto g = gate(s);
+  const Authentication signed_upload{0};
+  auto a = g.admit(signed_upload, 30 << 20);
+  ASSERT_TRUE(a.ok()) << "100 MiB free - 30 MiB >= 64 MiB";
+  auto b = g.admit(signed_upload, 10 << 20);
+  ASSERT_FALSE(b.ok()) << "100 - 30 reserved - 10 < 64";
+  EXPECT_EQ(b.error().code, ErrorCode::kNoSpace);
+  *a = UploadGate::Admission();
+  EXPECT_TRUE(g.admit(signed_upload, 10 << 20).ok());
+}
+
+}  // namespace
+}  // namespace transfer::receiver
