@@ -376,36 +376,80 @@ void ConnectionFront::read_head(Entry& e) {
 }
 
 void ConnectionFront::examine_head(Entry& e) {
+  // In a loop: requests answered here at once may be followed by more in the buffer (pipelining).
+  while (e.phase == Phase::kHead) {
+    std::string& buf = e.conn->buffer();
+    const auto outcome = e.scanner.scan(buf);
+    if (std::holds_alternative<HeadScanner::NeedMore>(outcome)) return;
+    if (const auto* err = std::get_if<HeadError>(&outcome)) {
+      ++stats_.head_refusals;
+      refuse(e, status_for_refusal(err->kind), err->reason);
+      return;
+    }
+    const auto done = std::get<HeadScanner::Complete>(outcome);
+    auto parsed = parse_request_head(
+        std::string_view(buf).substr(done.start, done.end - done.start), options_.head_limits);
+    if (const auto* err = std::get_if<HeadError>(&parsed)) {
+      ++stats_.head_refusals;
+      refuse(e, status_for_refusal(err->kind), err->reason);
+      return;
+    }
+    RequestHead head = std::move(std::get<RequestHead>(parsed));
+    if (head.has_body() && !accepts_body_(head)) {
+      ++stats_.bodies_refused;
+      refuse(e, 413, head.method + " " + std::string(head.path()) + " takes no request body");
+      return;
+    }
+    buf.erase(0, done.start);  // the empty lines before the request line
+    e.scanner.reset();
+    if (immediate_) {
+      if (auto answer = immediate_(head, *e.conn)) {
+        answer_now(e, head.head_bytes, std::move(*answer));
+        continue;
+      }
+    }
+    enter(e, Phase::kBusy);
+    watch(e, 0);
+    if (!dispatch_(*e.conn, std::move(head))) {
+      ++stats_.refused_full;
+      refuse(e, 503, "the server is busy; retry later", "Retry-After: 1\r\n");
+    }
+    return;
+  }
+}
+
+void ConnectionFront::answer_now(Entry& e, size_t head_bytes, ImmediateAnswer answer) {
+  ++stats_.answered_here;
   std::string& buf = e.conn->buffer();
-  const auto outcome = e.scanner.scan(buf);
-  if (std::holds_alternative<HeadScanner::NeedMore>(outcome)) return;
-  if (const auto* err = std::get_if<HeadError>(&outcome)) {
-    ++stats_.head_refusals;
-    refuse(e, status_for_refusal(err->kind), err->reason);
+  buf.erase(0, head_bytes);
+  head_bytes_ -= e.head_bytes_counted;
+  e.head_bytes_counted = buf.size();
+  head_bytes_ += e.head_bytes_counted;
+  size_t sent = 0;
+  while (sent < answer.bytes.size()) {
+    const IoResult r = e.conn->write_some(answer.bytes.data() + sent, answer.bytes.size() - sent);
+    if (r.state != IoState::kDone) break;
+    sent += r.bytes;
+  }
+  if (answer.close || sent < answer.bytes.size()) {
+    // The last request of the connection, or a client that does not read its answers: what is
+    // left is written while closing.
+    e.out = answer.bytes.substr(sent);
+    e.out_sent = 0;
+    enter(e, Phase::kClosing);
+    continue_closing(e);
     return;
   }
-  const auto done = std::get<HeadScanner::Complete>(outcome);
-  auto parsed = parse_request_head(std::string_view(buf).substr(done.start, done.end - done.start),
-                                   options_.head_limits);
-  if (const auto* err = std::get_if<HeadError>(&parsed)) {
-    ++stats_.head_refusals;
-    refuse(e, status_for_refusal(err->kind), err->reason);
+  if (buf.empty() && !e.conn->tls_pending()) {
+    e.conn->compact();
+    enter(e, Phase::kIdle);
+    watch(e, EPOLLIN);
     return;
   }
-  RequestHead head = std::move(std::get<RequestHead>(parsed));
-  if (head.has_body() && !accepts_body_(head)) {
-    ++stats_.bodies_refused;
-    refuse(e, 413, head.method + " " + std::string(head.path()) + " takes no request body");
-    return;
-  }
-  buf.erase(0, done.start);  // the empty lines before the request line
-  e.scanner.reset();
-  enter(e, Phase::kBusy);
-  watch(e, 0);
-  if (!dispatch_(*e.conn, std::move(head))) {
-    ++stats_.refused_full;
-    refuse(e, 503, "the server is busy; retry later", "Retry-After: 1\r\n");
-  }
+  enter(e, Phase::kIdle);  // restarts the head's deadline for the next request
+  enter(e, Phase::kHead);
+  e.head_bytes_counted = buf.size();
+  head_bytes_ += e.head_bytes_counted;
 }
 
 void ConnectionFront::refuse(Entry& e, int status, const std::string& reason,

@@ -41,6 +41,7 @@
 #include <list>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -70,6 +71,7 @@ struct FrontStats {
   std::atomic<uint64_t> head_timeouts{0};       // 408 or closed silently when nothing came
   std::atomic<uint64_t> head_refusals{0};       // 400/414/417/431/501/505 from the head rules
   std::atomic<uint64_t> bodies_refused{0};      // 413: a body on a route that does not stream one
+  std::atomic<uint64_t> answered_here{0};       // requests answered by the front itself (GET /)
   std::atomic<int64_t> open{0};
   std::atomic<int64_t> with_workers{0};
 };
@@ -94,6 +96,18 @@ class ConnectionFront {
   // Runs the loop until stop() and until every connection with a worker came
   // back.
   Status run();
+  // A request the front answers itself, without a worker: the whole response, and whether the
+  // connection ends with it. For answers that need no work (liveness), so they cost no hand-off
+  // between threads and never wait behind the workers.
+  struct ImmediateAnswer {
+    std::string bytes;
+    bool close = false;
+  };
+  using Immediate = std::function<std::optional<ImmediateAnswer>(const RequestHead& head,
+                                                                 Connection& connection)>;
+  // Before run(): consulted for every complete head before it is dispatched.
+  void set_immediate_answers(Immediate immediate) { immediate_ = std::move(immediate); }
+
   // From any thread: stop accepting, close what is not with a worker, let run()
   // return once the workers are done. Workers should then answer with
   // Connection: close.
@@ -127,6 +141,7 @@ class ConnectionFront {
   void on_returned();
   void read_head(Entry& e);
   void examine_head(Entry& e);
+  void answer_now(Entry& e, size_t head_bytes, ImmediateAnswer answer);
   void refuse(Entry& e, int status, const std::string& reason, const char* extra_headers = "");
   void continue_closing(Entry& e);
   void enter(Entry& e, Phase phase);
@@ -145,6 +160,7 @@ class ConnectionFront {
   SslCtxPtr tls_;
   AcceptsBody accepts_body_;
   Dispatch dispatch_;
+  Immediate immediate_;
   Logger logger_;
 
   std::unordered_map<const Connection*, std::unique_ptr<Entry>> entries_;

@@ -346,6 +346,30 @@ Result<int> HttpServer::bind() {
   };
   front_ = std::make_unique<ConnectionFront>(options_.front, std::move(*fd), std::move(tls),
                                              accepts_body, dispatch, logger_);
+  // GET / (liveness) needs no work: the front answers it itself, the same bytes cpp-httplib
+  // writes, so it costs no hand-off to a worker and never waits behind them.
+  const std::string keep_alive_header =
+      "Keep-Alive: timeout=" +
+      std::to_string(static_cast<int>(options_.front.keep_alive_timeout_s)) +
+      ", max=" + std::to_string(kKeepAliveMaxRequests) + "\r\n";
+  front_->set_immediate_answers(
+      [this, keep_alive_header](
+          const RequestHead& head,
+          Connection& connection) -> std::optional<ConnectionFront::ImmediateAnswer> {
+        if (head.method != "GET" || head.path() != "/") return std::nullopt;
+        const bool last = !head.keep_alive || front_->stopping() ||
+                          ++connection.requests_served >= kKeepAliveMaxRequests;
+        ConnectionFront::ImmediateAnswer answer;
+        answer.close = last;
+        answer.bytes = "HTTP/1.1 200 OK\r\n";
+        if (last) answer.bytes += "Connection: close\r\n";
+        answer.bytes += "Content-Length: " + std::to_string(kHealthBody.size()) +
+                        "\r\nContent-Type: application/json\r\n";
+        if (!last) answer.bytes += keep_alive_header;
+        answer.bytes += "\r\n";
+        answer.bytes += kHealthBody;
+        return answer;
+      });
   return port;
 }
 

@@ -63,6 +63,9 @@ void ReceiverMetrics::watch(const FrontStats& f, std::function<double()> unsigne
   registry_.counter_callback("transfer_receiver_head_refusals_total",
                              "Request heads refused by the framing rules and limits (400/414/417/431/501/505)",
                              read(f.head_refusals));
+  registry_.counter_callback("transfer_receiver_answered_by_front_total",
+                             "Requests the connection front answered itself (GET /), without a worker",
+                             read(f.answered_here));
   registry_.counter_callback("transfer_receiver_bodies_refused_total",
                              "Requests refused (413) for a body on a route that takes none", read(f.bodies_refused));
 }
