@@ -40,7 +40,8 @@ int main(int argc, char** argv) {
   auto service = receiver::ReceiverService::create(config, logger);
   if (!service) {
     logger->critical("{}", service.error().message);
-    return service.error().code == ErrorCode::kInvalidKey ? 2 : 1;
+    const ErrorCode code = service.error().code;  // a setting to fix: 2, as for bad options
+    return code == ErrorCode::kInvalidKey || code == ErrorCode::kInvalidArgument ? 2 : 1;
   }
   if (auto port = (*service)->start(); !port) {
     logger->critical("{}", port.error().message);

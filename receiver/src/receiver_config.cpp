@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <thread>
 
+#include "clamd_client.hpp"
 #include "output_committer.hpp"
 #include "upload_gate.hpp"
 #include "transfer/logging.hpp"
@@ -37,6 +38,12 @@ const std::vector<OptionSpec>& receiver_options() {
       {"drain-timeout", "DRAIN_TIMEOUT", "10", "Seconds in-flight uploads may take to finish after SIGTERM"},
       {"min-free-bytes", "MIN_FREE_BYTES", "64M", "GET /readyz answers 503 when the output file system has less free space than this; suffixes K, M, G"},
       {"fsync", "FSYNC", "on", "on: a 201 means the file and its name are on disk (fsync of the file, then of the directory); off: skip both (faster, but a power loss can lose or empty files already answered 201, as with the old pair)"},
+      {"xml-check", "XML_CHECK", "wellformed", "wellformed: only well-formed XML lands (libxml2, streaming; no entity declarations, no external DTD, nesting at most XML_MAX_DEPTH; 422 otherwise); off: any plaintext is written, as the old pair did"},
+      {"xml-max-depth", "XML_MAX_DEPTH", "256", "Deepest element nesting XML_CHECK accepts, the root included (256: what libxml2 reads on default settings and what our sender's MAX_DEPTH makes)"},
+      {"xml-schema", "XML_SCHEMA", "", "An XML Schema (XSD 1.0) file every upload must be valid against (422 otherwise); reloaded when the file changes, a broken new one keeps the old; needs XML_CHECK=wellformed"},
+      {"clamd-address", "CLAMD_ADDRESS", "", "Scan every upload with clamd before it lands: unix:/run/clamav/clamd.ctl or host:port (a virus: 422; clamd unreachable, slow or in error: 503 with Retry-After, nothing unscanned lands)"},
+      {"clamd-timeout", "CLAMD_TIMEOUT", "60", "Seconds clamd may take for each write and for its verdict (connecting: at most 5)"},
+      {"scan-quarantine-dir", "SCAN_QUARANTINE_DIR", "", "Keep the plaintext of uploads clamd found a virus in here (mode 0600, with a .reason file), for forensics; empty: discard them"},
       {"log-format", "LOG_FORMAT", "text", "text, or json: one JSON object per line (time, level, event and the fields)"},
       {"tls-cert-file", "TLS_CERT_FILE", "", "PEM certificate (chain) to serve HTTPS with; needs TLS_KEY_FILE (empty: plain HTTP, as the old pair)"},
       {"tls-key-file", "TLS_KEY_FILE", "", "PEM private key of TLS_CERT_FILE (read like the Fernet key: never logged)"},
@@ -127,6 +134,28 @@ std::variant<ReceiverConfig, EarlyExit> load_receiver_config(const std::vector<s
     return bad(make_error(ErrorCode::kInvalidArgument, "FSYNC must be on or off, not '" + fsync + "'"));
   }
   c.fsync = fsync == "on";
+  c.xml_check = v.get("xml-check");
+  if (c.xml_check != "wellformed" && c.xml_check != "off") {
+    return bad(make_error(ErrorCode::kInvalidArgument, "XML_CHECK must be wellformed or off, not '" + c.xml_check + "'"));
+  }
+  auto depth = parse_integer(v.get("xml-max-depth"), "XML_MAX_DEPTH", 1, 100000);
+  if (!depth) return bad(depth.error());
+  c.xml_max_depth = static_cast<size_t>(*depth);
+  c.xml_schema = v.get("xml-schema");
+  if (!c.xml_schema.empty() && c.xml_check == "off") {
+    return bad(make_error(ErrorCode::kInvalidArgument, "XML_SCHEMA needs XML_CHECK=wellformed (a schema checks XML)"));
+  }
+  c.clamd_address = v.get("clamd-address");
+  if (!c.clamd_address.empty()) {
+    if (auto a = parse_clamd_address(c.clamd_address); !a) return bad(a.error());
+  }
+  auto clamd_timeout = parse_seconds(v.get("clamd-timeout"), "CLAMD_TIMEOUT");
+  if (!clamd_timeout) return bad(clamd_timeout.error());
+  c.clamd_timeout_s = *clamd_timeout;
+  c.scan_quarantine_dir = v.get("scan-quarantine-dir");
+  if (!c.scan_quarantine_dir.empty() && c.clamd_address.empty()) {
+    return bad(make_error(ErrorCode::kInvalidArgument, "SCAN_QUARANTINE_DIR needs CLAMD_ADDRESS (it keeps what clamd finds)"));
+  }
   c.log_format = v.get("log-format");
   if (auto f = parse_log_format(c.log_format); !f) return bad(f.error());
   c.tls_cert_file = v.get("tls-cert-file");

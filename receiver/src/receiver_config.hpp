@@ -36,6 +36,12 @@ struct ReceiverConfig {
   unsigned long long unsigned_upload_budget = 2ULL << 30;
   unsigned long long min_free_bytes = 64ULL << 20;
   bool fsync = true;  // FSYNC=off: no fsync of files or the directory (as unsafe as the old pair)
+  std::string xml_check = "wellformed";  // or off
+  size_t xml_max_depth = 256;
+  std::string xml_schema;           // an XSD every upload must be valid against
+  std::string clamd_address;        // scan uploads with clamd
+  double clamd_timeout_s = 60;
+  std::string scan_quarantine_dir;  // keep what clamd refused here
   std::string log_format = "text";
   std::string tls_cert_file;   // with tls_key_file: serve HTTPS
   std::string tls_key_file;

@@ -3,6 +3,9 @@
 namespace transfer::receiver {
 
 const char* rejection_reason(const UploadOutcome& outcome) {
+  if (outcome.check) {
+    return outcome.check->outcome == CheckOutcome::kRefused ? "content_refused" : "check_unavailable";
+  }
   switch (outcome.status) {
     case 400: return "bad_request";
     case 401: return "unauthenticated";
@@ -33,7 +36,19 @@ ReceiverMetrics::ReceiverMetrics(std::function<double()> in_flight, std::functio
                                     {"reason"})),
       decrypts_(registry_.counter("transfer_receiver_decrypts_total",
                                   "Tokens decrypted, by the index of the key that opened them (line in the key file, from 0)",
-                                  {"key_index"})) {
+                                  {"key_index"})),
+      check_refusals_(registry_.counter("transfer_receiver_check_refusals_total",
+                                        "Uploads a plaintext check refused (422), by check and reason", {"check", "reason"})),
+      checks_unavailable_(registry_.counter("transfer_receiver_checks_unavailable_total",
+                                            "Uploads answered 503 because a plaintext check could not be done",
+                                            {"check", "reason"})),
+      scans_(registry_.counter("transfer_receiver_virus_scans_total", "Virus scans by clamd, by result (clean, found, error)",
+                               {"result"})),
+      detections_(registry_.counter("transfer_receiver_virus_detections_total",
+                                    "Uploads clamd found a virus in, by the signature it named", {"signature"})),
+      scan_seconds_(registry_.histogram("transfer_receiver_virus_scan_seconds",
+                                        "Time from connecting to clamd to its verdict", latency_buckets())
+                        .get()) {
   registry_.gauge_callback("transfer_receiver_uploads_in_flight", "Uploads being received now", std::move(in_flight));
   registry_.gauge_callback("transfer_receiver_free_bytes", "Bytes free for the output directory", std::move(free_bytes));
   registry_.gauge("transfer_receiver_build_info", "Version of the running receiver (always 1)", {"version"})
@@ -75,6 +90,10 @@ void ReceiverMetrics::record(const UploadOutcome& o, double seconds) {
   duration_.observe(seconds);
   if (o.status != 201) {
     uploads_.with({"rejected", code}).add();
+    if (o.check) {
+      auto& family = o.check->outcome == CheckOutcome::kRefused ? check_refusals_ : checks_unavailable_;
+      family.with({o.check->check, o.check->reason}).add();
+    }
     rejections_.with({rejection_reason(o)}).add();
     return;
   }
@@ -85,6 +104,18 @@ void ReceiverMetrics::record(const UploadOutcome& o, double seconds) {
   } else {
     uploads_.with({"accepted", code}).add();
     written_bytes_.add(static_cast<double>(o.bytes));
+  }
+}
+
+void ReceiverMetrics::record_scan(const CheckVerdict& v, double seconds) {
+  scan_seconds_.observe(seconds);
+  if (v.passed()) {
+    scans_.with({"clean"}).add();
+  } else if (v.outcome == CheckOutcome::kRefused) {
+    scans_.with({"found"}).add();
+    detections_.with({v.signature}).add();
+  } else {
+    scans_.with({"error"}).add();
   }
 }
 

@@ -13,6 +13,11 @@
 //   connections_accepted_total, connections_over_client_limit_total,
 //   connections_over_total_limit_total, connections_evicted_total, head_timeouts_total,
 //   head_refusals_total, bodies_refused_total             what the connection front did
+//   check_refusals_total{check,reason}      uploads a plaintext check refused (422): xml, schema,
+//                                    virus_scan; reasons not_wellformed, entity, too_deep, invalid, found...
+//   checks_unavailable_total{check,reason}  uploads a check could not decide (503): clamd unreachable...
+//   virus_scans_total{result}        clean, found, error; virus_scan_seconds histogram
+//   virus_detections_total{signature}  by the signature clamd named (its database's fixed set)
 //   build_info{version}              always 1
 
 #include <functional>
@@ -27,6 +32,8 @@ class ReceiverMetrics {
  public:
   ReceiverMetrics(std::function<double()> in_flight, std::function<double()> free_bytes);
   void record(const UploadOutcome& outcome, double seconds);
+  // One virus scan's verdict and duration (every scan, clean ones included).
+  void record_scan(const CheckVerdict& verdict, double seconds);
   // Adds the connection front's counters (once it exists) and the unsigned uploads' budget use.
   void watch(const FrontStats& front, std::function<double()> unsigned_bytes_in_flight);
   std::string render() const { return registry_.render(); }
@@ -39,6 +46,11 @@ class ReceiverMetrics {
   Counter& duplicates_;
   Family<Counter>& rejections_;
   Family<Counter>& decrypts_;
+  Family<Counter>& check_refusals_;
+  Family<Counter>& checks_unavailable_;
+  Family<Counter>& scans_;
+  Family<Counter>& detections_;
+  Histogram& scan_seconds_;
 };
 
 // The reason label of a refusal: a small fixed set.

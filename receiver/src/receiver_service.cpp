@@ -95,16 +95,21 @@ Result<std::unique_ptr<ReceiverService>> ReceiverService::create(const ReceiverC
                  config.unsigned_upload_budget);
   }
   if (const std::string warning = settings.keys->access_warning(); !warning.empty()) logger->warn("{}", warning);
+  auto checks = ContentChecks::create(config, logger);
+  if (!checks) return checks.error();
+  logger->info("plaintext checks {}", (*checks)->describe());
   return std::unique_ptr<ReceiverService>(
       new ReceiverService(adjusted, std::move(logger), std::move(*ledger), std::move(settings), *policy,
-                          *parse_signature_policy(config.upload_signatures)));
+                          *parse_signature_policy(config.upload_signatures), std::move(*checks)));
 }
 
 ReceiverService::ReceiverService(const ReceiverConfig& config, Logger logger, UploadLedger ledger,
-                                 UploadSettings settings, ConflictPolicy policy, SignaturePolicy signatures)
+                                 UploadSettings settings, ConflictPolicy policy, SignaturePolicy signatures,
+                                 std::unique_ptr<ContentChecks> checks)
     : config_(config),
       logger_(std::move(logger)),
       ledger_(std::move(ledger)),
+      checks_(std::move(checks)),
       settings_(std::move(settings)),
       gate_(UploadGateSettings{signatures, config.signature_window_s, config.unsigned_upload_budget,
                                config.min_free_bytes,
@@ -117,7 +122,12 @@ ReceiverService::ReceiverService(const ReceiverConfig& config, Logger logger, Up
                  return free ? static_cast<double>(*free) : 0.0;
                }),
       server_(http_options(config), settings_, gate_, committer_, [this](const UploadEvent& e) { on_upload(e); }, api(),
-              logger_) {}
+              logger_) {
+  checks_->observe_scans([this](const CheckVerdict& v, double seconds) { metrics_.record_scan(v, seconds); });
+  settings_.checks = [this] { return checks_->make(); };
+  settings_.keep_refused = [this](const std::string& temp_path, int fd, const std::string& name,
+                                  const CheckVerdict& verdict) { checks_->keep_refused(temp_path, fd, name, verdict); };
+}
 
 ReceiverApi ReceiverService::api() {
   ReceiverApi a;
@@ -131,7 +141,10 @@ ReceiverApi ReceiverService::api() {
   };
   a.list_files = [this](const std::map<std::string, std::string>& q) { return list_files(ledger_, q); };
   a.file = [this](const std::string& name) { return describe_file(ledger_, name); };
-  a.before_upload = [this] { refresh_keys(); };
+  a.before_upload = [this] {
+    refresh_keys();
+    checks_->refresh();
+  };
   return a;
 }
 
@@ -171,6 +184,7 @@ Readiness ReceiverService::readiness() {
   auto db = ledger_.probe_write(250);
   r.add("database", db ? db : Status(make_error(ErrorCode::kDatabase, "ledger cannot be written: " + db.error().message)),
         "ledger answers");
+  checks_->add_readiness(r);
   return r;
 }
 
@@ -221,8 +235,9 @@ void ReceiverService::on_upload(const UploadEvent& e) {
                   outcome.key_index, log_value(outcome.output_path));
     if (!outcome.warning.empty()) logger_->error("name={} {}", log_value(e.name), outcome.warning);
   } else {
-    logger_->warn("upload rejected name={} transfer_id={} status={} reason={} ms={:.1f} peer={}",
-                  log_value(e.name), e.transfer_id, outcome.status, log_value(outcome.message), ms, e.peer);
+    const std::string check = outcome.check ? " check=" + outcome.check->check + " check_reason=" + outcome.check->reason : "";
+    logger_->warn("upload rejected name={} transfer_id={} status={}{} reason={} ms={:.1f} peer={}", log_value(e.name),
+                  e.transfer_id, outcome.status, check, log_value(outcome.message), ms, e.peer);
     st = ledger_.record_rejected(e.name, outcome.status, outcome.message, e.peer);
   }
   if (!st) logger_->error("ledger write failed: {}", st.error().message);

@@ -4,6 +4,7 @@
 #include <atomic>
 #include <memory>
 
+#include "content_checks.hpp"
 #include "http_server.hpp"
 #include "output_committer.hpp"
 #include "receiver_config.hpp"
@@ -31,12 +32,13 @@ class ReceiverService {
   void stop();
 
   // GET /readyz: the key file loads, the output directory takes a new file, free space is at
-  // least MIN_FREE_BYTES and the ledger's write lock can be taken within 250 ms.
+  // least MIN_FREE_BYTES, the ledger's write lock can be taken within 250 ms, and (when set) the
+  // schema is loaded and clamd answers zPING.
   Readiness readiness();
 
  private:
-  ReceiverService(const ReceiverConfig& config, Logger logger, UploadLedger ledger,
-                  UploadSettings settings, ConflictPolicy policy, SignaturePolicy signatures);
+  ReceiverService(const ReceiverConfig& config, Logger logger, UploadLedger ledger, UploadSettings settings,
+                  ConflictPolicy policy, SignaturePolicy signatures, std::unique_ptr<ContentChecks> checks);
   void on_upload(const UploadEvent& event);
   void refresh_keys();
   ReceiverApi api();
@@ -44,6 +46,7 @@ class ReceiverService {
   ReceiverConfig config_;
   Logger logger_;
   UploadLedger ledger_;
+  std::unique_ptr<ContentChecks> checks_;
   UploadSettings settings_;
   UploadGate gate_;
   OutputCommitter committer_;

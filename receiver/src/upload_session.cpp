@@ -10,6 +10,10 @@
 #include "transfer/upload_name.hpp"
 
 namespace transfer::receiver {
+namespace {
+// A check that could not be done (clamd down or busy): when to try again.
+constexpr int kCheckRetryAfterSeconds = 10;
+}  // namespace
 
 std::string UploadOutcome::json_body() const {
   nlohmann::json j;  // std::map underneath: keys come out sorted, as Flask's jsonify writes them
@@ -123,6 +127,7 @@ Status UploadSession::on_part_begin(const MultipartPart& part) {
   }
   if (candidates.empty()) return make_error(ErrorCode::kInvalidToken, "the key that signed the request is no longer loaded");
   in_place_ = candidates.size() > 1;
+  if (settings_.checks) checks_ = settings_.checks();
   auto dec = in_place_
                  ? FernetStreamDecryptor::create_authenticator(
                        std::move(candidates), [this](const char* d, size_t n) { return write_temp(d, n); },
@@ -131,6 +136,7 @@ Status UploadSession::on_part_begin(const MultipartPart& part) {
                        std::move(candidates),
                        [this](size_t, const char* d, size_t n) {
                          hash_.update(d, n);
+                         checks_.update(d, n);
                          return write_temp(d, n);
                        },
                        settings_.ttl_seconds);
@@ -207,7 +213,11 @@ UploadOutcome UploadSession::finish(uint64_t now_unix_seconds, OutputCommitter& 
   uint64_t plaintext_bytes = written_;
   if (in_place_) {
     auto size = fernet_decrypt_in_place(temp_->fd.get(), written_, (*keys_)[key_map_[*matched]], decryptor_->iv(),
-                                        [this](const char* d, size_t n) { hash_.update(d, n); }, temp_->path);
+                                        [this](const char* d, size_t n) {
+                                          hash_.update(d, n);
+                                          checks_.update(d, n);
+                                        },
+                                        temp_->path);
     if (!size) {
       fail(size.error());
       return *failure_;
@@ -225,6 +235,17 @@ UploadOutcome UploadSession::finish(uint64_t now_unix_seconds, OutputCommitter& 
     fail(422, "the plaintext's SHA-256 " + verified.sha256 + " is not the " +
                   kPlaintextSha256Header + " sent (" + *claimed_sha256_ + ")");
     return *failure_;
+  }
+  if (!checks_.empty()) {
+    CheckVerdict verdict = checks_.finish();
+    if (!verdict.passed()) {
+      const bool refused = verdict.outcome == CheckOutcome::kRefused;
+      if (refused && settings_.keep_refused) settings_.keep_refused(temp_->path, temp_->fd.get(), name_, verdict);
+      fail(refused ? 422 : 503, verdict.message);
+      if (!refused) failure_->retry_after_s = kCheckRetryAfterSeconds;
+      failure_->check = std::move(verdict);
+      return *failure_;
+    }
   }
   if (settings_.fsync) {
     if (auto st = fsync_fd(temp_->fd.get(), verified.temp_path); !st) {

@@ -8,11 +8,14 @@
 //     plaintext -> the file, whose HMAC is verified at the end;
 //   - with several: token text -> ciphertext -> the file while every key's HMAC is computed;
 //     at the end the matching key decrypts the file in place.
-// The verified plaintext is fsynced and handed to the OutputCommitter (which renames it into
+// The plaintext is fed to the checks (UploadSettings::checks) as it is decrypted; their verdict is
+// taken once the token is verified, so it only ever concerns the sender's bytes. The verified
+// plaintext is fsynced and handed to the OutputCommitter (which renames it into
 // place or answers a retry from the ledger). On any error the temporary file is removed and
 // nothing is written.
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -25,6 +28,7 @@
 #include "transfer/multipart.hpp"
 #include "transfer/sha256.hpp"
 #include "output_committer.hpp"
+#include "plaintext_check.hpp"
 
 namespace transfer::receiver {
 
@@ -38,6 +42,7 @@ struct UploadOutcome {
   bool duplicate = false;   // a retry answered from the ledger
   std::string warning;      // logged, not sent
   std::optional<int> retry_after_s;  // a refusal that may succeed later (503): Retry-After
+  std::optional<CheckVerdict> check;  // set when a plaintext check refused it or could not be done
   // The JSON body: {"bytes":..,"duplicate":..,"msg":..,"sha256":..,"status_code":..} on 201,
   // {"msg":..,"status_code":..} otherwise (keys sorted, compact, as Flask's jsonify).
   std::string json_body() const;
@@ -53,6 +58,12 @@ struct UploadSettings {
   // directory contend on its lock and on inode allocation so badly that one at a time is
   // several times faster (bench/fsync_limit: 9,100 creates/s from 1 thread, 3,000 from 4).
   std::shared_ptr<std::mutex> create_lock = std::make_shared<std::mutex>();
+  // The plaintext checks of each upload (XML, schema, virus scan); none when empty.
+  CheckFactory checks;
+  // Given a refused upload's plaintext, still in its temporary file (descriptor open), before it
+  // is removed: SCAN_QUARANTINE_DIR keeps what the virus scan found this way.
+  std::function<void(const std::string& temp_path, int fd, const std::string& name, const CheckVerdict& verdict)>
+      keep_refused;
 };
 
 struct UploadRequestHead {
@@ -111,6 +122,7 @@ class UploadSession {
   std::optional<FernetStreamDecryptor> decryptor_;
   std::optional<TempFile> temp_;
   Sha256 hash_;                  // of the plaintext
+  CheckPipeline checks_;         // fed the plaintext with hash_
   uint64_t written_ = 0;         // bytes in the temporary file
   bool in_file_part_ = false;
   int file_parts_ = 0;

@@ -1,0 +1,328 @@
+#include "xml_check.hpp"
+
+#include <libxml/SAX2.h>
+#include <libxml/parser.h>
+#include <libxml/parserInternals.h>
+#include <libxml/xmlerror.h>
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <climits>
+#include <cstring>
+#include <filesystem>
+#include <vector>
+
+#include "transfer/file_util.hpp"
+
+namespace transfer::receiver {
+namespace {
+
+std::string trimmed(const char* text) {
+  std::string s = text != nullptr ? text : "";
+  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+  return s;
+}
+
+XmlCheck* self_of(void* user) { return static_cast<XmlCheck*>(user); }
+
+void sax_start_element(void* user, const xmlChar*, const xmlChar*, const xmlChar*, int,
+                       const xmlChar**, int, int, const xmlChar**) {
+  self_of(user)->on_start_element();
+}
+void sax_end_element(void* user, const xmlChar*, const xmlChar*, const xmlChar*) {
+  self_of(user)->on_end_element();
+}
+void sax_text(void* user, const xmlChar*, int len) {
+  self_of(user)->on_text(static_cast<size_t>(len));
+}
+void sax_entity_declaration(void* user, const xmlChar* name, int, const xmlChar*, const xmlChar*,
+                            xmlChar*) {
+  self_of(user)->on_entity_declaration(reinterpret_cast<const char*>(name));
+}
+void sax_unparsed_entity_declaration(void* user, const xmlChar* name, const xmlChar*,
+                                     const xmlChar*, const xmlChar*) {
+  self_of(user)->on_entity_declaration(reinterpret_cast<const char*>(name));
+}
+void sax_internal_subset(void* user, const xmlChar*, const xmlChar* external_id,
+                         const xmlChar* system_id) {
+  self_of(user)->on_doctype(reinterpret_cast<const char*>(external_id),
+                            reinterpret_cast<const char*>(system_id));
+}
+// Parser errors come with the parser context, whose _private is the check: the user data the
+// parser passes is the schema plug's, not ours, when a schema is plugged in.
+void parser_error(void*, xmlErrorPtr error) {
+  if (error == nullptr || error->ctxt == nullptr) return;
+  auto* parser = static_cast<xmlParserCtxtPtr>(error->ctxt);
+  if (parser->_private != nullptr) static_cast<XmlCheck*>(parser->_private)->on_parser_error(error);
+}
+void schema_error(void* user, xmlErrorPtr error) { self_of(user)->on_schema_error(error); }
+
+void collect_message(void* user, xmlErrorPtr error) {
+  auto* messages = static_cast<std::vector<std::string>*>(user);
+  if (error == nullptr || error->level < XML_ERR_ERROR || messages->size() >= 3) return;
+  std::string where = error->line > 0 ? " (line " + std::to_string(error->line) + ")" : "";
+  messages->push_back(trimmed(error->message) + where);
+}
+
+}  // namespace
+
+void init_xml_library() {
+  xmlInitParser();
+  xmlSetExternalEntityLoader(xmlNoNetExternalEntityLoader);
+}
+
+// --- XmlSchema ---------------------------------------------------------------------------------
+
+Result<std::shared_ptr<const XmlSchema>> XmlSchema::load(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return errno_error("XML_SCHEMA cannot be read:", path, errno);
+  if (!S_ISREG(st.st_mode))
+    return make_error(ErrorCode::kInvalidArgument, "XML_SCHEMA " + path + " is not a regular file");
+  std::vector<std::string> messages;
+  xmlSchemaParserCtxtPtr parser = xmlSchemaNewParserCtxt(path.c_str());
+  if (parser == nullptr)
+    return make_error(ErrorCode::kInvalidArgument,
+                      "XML_SCHEMA " + path + ": cannot start libxml2's schema parser");
+  xmlSchemaSetParserStructuredErrors(parser, collect_message, &messages);
+  // The schema document's own parse errors go to the thread's handler, not the schema parser's.
+  xmlSetStructuredErrorFunc(&messages, collect_message);
+  xmlSchemaPtr schema = xmlSchemaParse(parser);
+  xmlSetStructuredErrorFunc(nullptr, nullptr);
+  xmlSchemaFreeParserCtxt(parser);
+  if (schema == nullptr) {
+    std::string why;
+    for (const auto& m : messages) why += (why.empty() ? "" : "; ") + m;
+    return make_error(ErrorCode::kInvalidArgument, "XML_SCHEMA " + path +
+                                                       " is not a usable XML Schema: " +
+                                                       (why.empty() ? "libxml2 refused it" : why));
+  }
+  return std::shared_ptr<const XmlSchema>(new XmlSchema(schema));
+}
+
+XmlSchema::~XmlSchema() { xmlSchemaFree(schema_); }
+
+// --- SchemaFile --------------------------------------------------------------------------------
+
+SchemaFile::Stamp SchemaFile::stamp_of(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return Stamp{};
+  return Stamp{static_cast<long long>(st.st_size),
+               static_cast<long long>(st.st_mtim.tv_sec) * 1'000'000'000LL + st.st_mtim.tv_nsec,
+               static_cast<long long>(st.st_ino)};
+}
+
+Result<std::shared_ptr<SchemaFile>> SchemaFile::load(const std::string& path) {
+  const Stamp stamp = stamp_of(path);
+  auto schema = XmlSchema::load(path);
+  if (!schema) return schema.error();
+  return std::shared_ptr<SchemaFile>(new SchemaFile(path, std::move(*schema), stamp));
+}
+
+Result<bool> SchemaFile::refresh() {
+  const Stamp stamp = stamp_of(path_);
+  {
+    std::lock_guard lock(mu_);
+    if (stamp == stamp_) {
+      if (error_) return *error_;
+      return false;
+    }
+  }
+  auto schema = XmlSchema::load(path_);  // outside the lock: uploads keep taking the old one
+  std::lock_guard lock(mu_);
+  stamp_ = stamp;
+  if (!schema) {
+    error_ = schema.error();
+    return schema.error();
+  }
+  schema_ = std::move(*schema);
+  error_.reset();
+  return true;
+}
+
+std::shared_ptr<const XmlSchema> SchemaFile::current() const {
+  std::lock_guard lock(mu_);
+  return schema_;
+}
+
+std::optional<Error> SchemaFile::error() const {
+  std::lock_guard lock(mu_);
+  return error_;
+}
+
+// --- XmlCheck ----------------------------------------------------------------------------------
+
+XmlCheck::XmlCheck(XmlLimits limits, std::shared_ptr<const XmlSchema> schema)
+    : limits_(limits), schema_(std::move(schema)) {
+  sax_.initialized = XML_SAX2_MAGIC;  // SAX2 callbacks; nothing that builds a tree
+  sax_.startElementNs = sax_start_element;
+  sax_.endElementNs = sax_end_element;
+  sax_.characters = sax_text;
+  sax_.ignorableWhitespace = sax_text;
+  sax_.cdataBlock = sax_text;
+  sax_.entityDecl = sax_entity_declaration;
+  sax_.unparsedEntityDecl = sax_unparsed_entity_declaration;
+  sax_.internalSubset = sax_internal_subset;
+  sax_.serror = parser_error;
+}
+
+XmlCheck::~XmlCheck() { release(); }
+
+void XmlCheck::release() {
+  if (parser_ != nullptr) {
+    xmlFreeParserCtxt(parser_);
+    parser_ = nullptr;
+  }
+  if (plug_ != nullptr) {
+    xmlSchemaSAXUnplug(plug_);
+    plug_ = nullptr;
+  }
+  if (validator_ != nullptr) {
+    xmlSchemaFreeValidCtxt(validator_);
+    validator_ = nullptr;
+  }
+}
+
+void XmlCheck::start() {
+  sax_in_use_ = &sax_;
+  void* user = this;
+  if (schema_) {
+    validator_ = xmlSchemaNewValidCtxt(schema_->get());
+    if (validator_ == nullptr) {
+      refuse("schema", "internal", "the schema validator could not start (out of memory?)");
+      return;
+    }
+    xmlSchemaSetValidStructuredErrors(validator_, schema_error, this);
+    // The plug puts the validator's handler in front of ours (ours are still called) and
+    // replaces sax_in_use_ and user; the parser copies the handler it is given.
+    plug_ = xmlSchemaSAXPlug(validator_, &sax_in_use_, &user);
+    if (plug_ == nullptr) {
+      refuse("schema", "internal", "the schema validator could not be attached to the parser");
+      return;
+    }
+    sax_in_use_->serror = parser_error;
+  }
+  // The first bytes go to the parser after _private is set, so every error finds this check.
+  parser_ = xmlCreatePushParserCtxt(sax_in_use_, user, nullptr, 0, "upload");
+  if (parser_ == nullptr) {
+    refuse("xml", "internal", "the XML parser could not start (out of memory?)");
+    return;
+  }
+  parser_->_private = this;
+  xmlCtxtUseOptions(parser_, XML_PARSE_NONET | XML_PARSE_NOWARNING);
+}
+
+bool XmlCheck::update(const char* data, size_t size) {
+  if (decided()) return false;
+  if (size == 0) return true;
+  if (parser_ == nullptr) {
+    start();
+    if (decided()) return false;
+  }
+  fed_ += size;
+  while (size > 0 && !decided()) {
+    const int n = static_cast<int>(std::min<size_t>(size, INT_MAX / 2));
+    xmlParseChunk(parser_, data, n, 0);
+    data += n;
+    size -= static_cast<size_t>(n);
+    if (parser_->wellFormed == 0 && !decided()) {
+      refuse("xml", "not_wellformed",
+             "not well-formed XML at line " + std::to_string(xmlSAX2GetLineNumber(parser_)) +
+                 ": the parser stopped");
+    }
+  }
+  return !decided();
+}
+
+CheckVerdict XmlCheck::finish() {
+  if (!decided()) {
+    if (parser_ == nullptr) {
+      refuse("xml", "not_wellformed",
+             "not well-formed XML at line 1, column 1: the document is empty");
+    } else {
+      xmlParseChunk(parser_, nullptr, 0, 1);
+      if (parser_->wellFormed == 0 && !decided()) {
+        refuse("xml", "not_wellformed",
+               "not well-formed XML at the end of the document: the parser stopped");
+      }
+      if (!decided() && !schema_error_.empty()) refuse("schema", "invalid", schema_error_);
+      if (!decided() && validator_ != nullptr && xmlSchemaIsValid(validator_) != 1) {
+        refuse("schema", "invalid", "not valid against the schema: the validator refused it");
+      }
+    }
+  }
+  release();
+  return verdict_;
+}
+
+void XmlCheck::refuse(const char* check, const char* reason, std::string message) {
+  if (decided()) return;
+  verdict_.outcome = CheckOutcome::kRefused;
+  verdict_.check = check;
+  verdict_.reason = reason;
+  verdict_.message = std::move(message);
+  if (parser_ != nullptr) xmlStopParser(parser_);
+}
+
+void XmlCheck::on_start_element() {
+  text_run_ = 0;
+  if (++depth_ > limits_.max_depth) {
+    refuse("xml", "too_deep",
+           "XML nested deeper than " + std::to_string(limits_.max_depth) + " elements at line " +
+               std::to_string(xmlSAX2GetLineNumber(parser_)) +
+               " (XML_MAX_DEPTH; libxml2 reads at most 256 by default)");
+  }
+}
+
+void XmlCheck::on_end_element() {
+  text_run_ = 0;
+  if (depth_ > 0) --depth_;
+}
+
+void XmlCheck::on_text(size_t size) {
+  text_run_ += size;
+  if (schema_ && text_run_ > kMaxSchemaTextBytes) {
+    refuse("schema", "text_too_large",
+           "XML text of over " + std::to_string(kMaxSchemaTextBytes) +
+               " bytes in one element at line " + std::to_string(xmlSAX2GetLineNumber(parser_)) +
+               " (the limit while validating against a schema, which copies an element's text)");
+  }
+}
+
+void XmlCheck::on_entity_declaration(const char* name) {
+  refuse("xml", "entity",
+         "XML declaring an entity ('" + trimmed(name) + "') at line " +
+             std::to_string(xmlSAX2GetLineNumber(parser_)) +
+             ": entity declarations are not accepted");
+}
+
+void XmlCheck::on_doctype(const char* external_id, const char* system_id) {
+  if (external_id == nullptr && system_id == nullptr) return;
+  refuse("xml", "external_dtd",
+         "XML whose DOCTYPE names an external DTD ('" +
+             trimmed(system_id != nullptr ? system_id : external_id) + "') at line " +
+             std::to_string(xmlSAX2GetLineNumber(parser_)) + ": external DTDs are not accepted");
+}
+
+void XmlCheck::on_parser_error(const void* raw) {
+  const auto* error = static_cast<const xmlError*>(raw);
+  if (decided() || error->level != XML_ERR_FATAL)
+    return;  // namespace and other non-fatal errors pass
+  refuse("xml", "not_wellformed",
+         "not well-formed XML at line " + std::to_string(error->line) + ", column " +
+             std::to_string(error->int2) + ": " + trimmed(error->message));
+}
+
+void XmlCheck::on_schema_error(const void* raw) {
+  const auto* error = static_cast<const xmlError*>(raw);
+  if (decided() || !schema_error_.empty() || error->level < XML_ERR_ERROR) return;
+  // The first error is kept and the parse goes on: a document that turns out not to be XML at all
+  // is refused for that. The validator plugged into a push parser knows no position; the parser's
+  // is where it is.
+  const long line =
+      error->line > 0 ? error->line : (parser_ != nullptr ? xmlSAX2GetLineNumber(parser_) : 0);
+  const long column = parser_ != nullptr ? xmlSAX2GetColumnNumber(parser_) : 0;
+  schema_error_ = "not valid against the schema at line " + std::to_string(line) + ", column " +
+                  std::to_string(column) + ": " + trimmed(error->message);
+}
+
+}  // namespace transfer::receiver

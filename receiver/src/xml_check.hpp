@@ -1,0 +1,124 @@
+#pragma once
+// XML checks on an upload's plaintext, streaming (XML_CHECK=wellformed, XML_SCHEMA=<xsd>).
+// libxml2's push parser is fed the plaintext as it is decrypted, with a SAX handler that builds
+// no tree. Its default limits stay on (no XML_PARSE_HUGE), because they are what the consumers
+// behind the receiver read on default settings and they bound memory: a name of at most 50,000
+// characters, an attribute value of at most 10 MB, at most 10 MB of input it must look ahead in
+// (one tag, comment or processing instruction). Text between tags is streamed in small pieces,
+// whatever its length, except with a schema: the validator copies an element's text to check
+// its type, so then a run of text over kMaxSchemaTextBytes is refused.
+// Refused as well: nesting deeper than XmlLimits::max_depth (as MAX_DEPTH on our sender makes it),
+// any entity declaration (no entity expansion at all, so no "billion laughs") and a DTD that
+// names an external subset (a consumer that loads it would fetch from the network). No network,
+// no DTD loading, no entity substitution (XML_PARSE_NONET without XML_PARSE_NOENT/DTDLOAD).
+// Thread-safety: an XmlCheck is one upload's; an XmlSchema is shared, read-only, by any number of
+// concurrent validations; SchemaFile is thread-safe.
+
+#include <libxml/xmlschemas.h>
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+
+#include "plaintext_check.hpp"
+#include "transfer/result.hpp"
+
+namespace transfer::receiver {
+
+// Once per process, before any thread parses: libxml2's globals, and an entity loader that never
+// uses the network.
+void init_xml_library();
+
+// libxml2's own limit for one text node when it builds a tree (XML_MAX_TEXT_LENGTH).
+inline constexpr uint64_t kMaxSchemaTextBytes = 10'000'000;
+
+struct XmlLimits {
+  size_t max_depth = 256;  // elements nested, the root included: libxml2's default limit
+};
+
+// A compiled XML Schema (XSD 1.0).
+class XmlSchema {
+ public:
+  // kInvalidArgument with libxml2's first messages when the file is not a usable schema.
+  static Result<std::shared_ptr<const XmlSchema>> load(const std::string& path);
+  ~XmlSchema();
+  XmlSchema(const XmlSchema&) = delete;
+  XmlSchema& operator=(const XmlSchema&) = delete;
+  xmlSchemaPtr get() const { return schema_; }
+
+ private:
+  explicit XmlSchema(xmlSchemaPtr schema) : schema_(schema) {}
+  xmlSchemaPtr schema_;
+};
+
+// XML_SCHEMA, reloaded as the key file is: refresh() re-reads the file when its size, mtime or
+// inode changed; a file that no longer loads keeps the schema loaded before and is reported by
+// error() until fixed. (Only the named file is watched, not the files it includes or imports.)
+class SchemaFile {
+ public:
+  static Result<std::shared_ptr<SchemaFile>> load(const std::string& path);
+  // Ok(true) when a new schema was taken.
+  Result<bool> refresh();
+  std::shared_ptr<const XmlSchema> current() const;
+  std::optional<Error> error() const;
+  const std::string& path() const { return path_; }
+
+ private:
+  struct Stamp {
+    long long size = -1, mtime_ns = 0, inode = 0;
+    bool operator==(const Stamp&) const = default;
+  };
+  static Stamp stamp_of(const std::string& path);
+  SchemaFile(std::string path, std::shared_ptr<const XmlSchema> schema, Stamp stamp)
+      : path_(std::move(path)), schema_(std::move(schema)), stamp_(stamp) {}
+
+  std::string path_;
+  mutable std::mutex mu_;
+  std::shared_ptr<const XmlSchema> schema_;
+  Stamp stamp_;
+  std::optional<Error> error_;
+};
+
+// Well-formed, within the limits, and valid against `schema` when one is given.
+class XmlCheck : public PlaintextCheck {
+ public:
+  explicit XmlCheck(XmlLimits limits, std::shared_ptr<const XmlSchema> schema = nullptr);
+  ~XmlCheck() override;
+  XmlCheck(const XmlCheck&) = delete;
+  XmlCheck& operator=(const XmlCheck&) = delete;
+
+  bool update(const char* data, size_t size) override;
+  CheckVerdict finish() override;
+
+  // libxml2's callbacks (C linkage through static functions in the .cpp).
+  void on_start_element();
+  void on_end_element();
+  void on_text(size_t size);
+  void on_entity_declaration(const char* name);
+  void on_doctype(const char* external_id, const char* system_id);
+  void on_parser_error(const void* error);
+  void on_schema_error(const void* error);
+
+ private:
+  void refuse(const char* check, const char* reason, std::string message);
+  bool decided() const { return verdict_.outcome != CheckOutcome::kPassed; }
+  void start();  // at the first byte: an empty plaintext never starts a parser
+  void release();
+
+  XmlLimits limits_;
+  std::shared_ptr<const XmlSchema> schema_;
+  xmlSAXHandler sax_{};
+  xmlSAXHandlerPtr sax_in_use_ = nullptr;  // ours, or the schema validator's plugged over it
+  xmlParserCtxtPtr parser_ = nullptr;
+  xmlSchemaValidCtxtPtr validator_ = nullptr;
+  xmlSchemaSAXPlugPtr plug_ = nullptr;
+  uint64_t fed_ = 0;
+  size_t depth_ = 0;
+  uint64_t text_run_ = 0;     // text since the last tag
+  std::string schema_error_;  // the validator's first error
+  CheckVerdict verdict_;
+};
+
+}  // namespace transfer::receiver

@@ -1,0 +1,247 @@
+// XmlCheck and SchemaFile against libxml2 itself: what passes, what is refused and why.
+#include "xml_check.hpp"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+namespace transfer::receiver {
+namespace {
+
+namespace fs = std::filesystem;
+
+class XmlCheckTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() { init_xml_library(); }
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("xml_check_test." + std::to_string(::getpid()));
+    fs::create_directories(dir_);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  std::string write(const std::string& name, const std::string& text) {
+    const fs::path p = dir_ / name;
+    std::ofstream(p, std::ios::binary) << text;
+    return p.string();
+  }
+
+  // Feeds `text` in pieces of `piece` bytes.
+  static CheckVerdict run(const std::string& text, size_t piece = 4096,
+                          std::shared_ptr<const XmlSchema> schema = nullptr,
+                          XmlLimits limits = {}) {
+    XmlCheck check(limits, std::move(schema));
+    for (size_t at = 0; at < text.size(); at += piece) {
+      if (!check.update(text.data() + at, std::min(piece, text.size() - at))) break;
+    }
+    return check.finish();
+  }
+
+  static std::string nested(size_t depth) {
+    std::string s;
+    for (size_t i = 0; i < depth; ++i) s += "<e>";
+    for (size_t i = 0; i < depth; ++i) s += "</e>";
+    return s;
+  }
+
+  fs::path dir_;
+};
+
+TEST_F(XmlCheckTest, WellFormedDocumentsPassInAnyPieces) {
+  const std::string docs[] = {
+      "<?xml version=\"1.0\" ?>\n<all>\n\t<a type=\"str\">x &amp; y &#233; \xc3\xa9</a>\n</all>\n",
+      "<all/>",
+      "<a:b xmlns:a=\"urn:x\"><![CDATA[ <not> markup ]]></a:b>",
+      "<p:q>an undeclared prefix is a namespace error, not a well-formedness one</p:q>",
+      "<!DOCTYPE all [<!ELEMENT all (#PCDATA)>]><all>an internal DTD without entities</all>",
+      "<!-- a comment --><all><?pi data?></all>",
+  };
+  for (const auto& doc : docs) {
+    for (size_t piece : {size_t{1}, size_t{7}, size_t{4096}}) {
+      const CheckVerdict v = run(doc, piece);
+      EXPECT_TRUE(v.passed()) << doc << " in pieces of " << piece << ": " << v.message;
+    }
+  }
+}
+
+TEST_F(XmlCheckTest, GoldenCorpusPasses) {
+  const fs::path expected = fs::path(TRANSFER_TESTDATA) / "json2xml" / "expected";
+  int seen = 0;
+  for (const auto& e : fs::directory_iterator(expected)) {
+    std::ifstream in(e.path(), std::ios::binary);
+    std::stringstream text;
+    text << in.rdbuf();
+    const CheckVerdict v = run(text.str(), 1000);
+    EXPECT_TRUE(v.passed()) << e.path() << ": " << v.message;
+    ++seen;
+  }
+  EXPECT_GT(seen, 10);
+}
+
+TEST_F(XmlCheckTest, RefusalsNameTheCheckTheReasonAndThePlace) {
+  struct Case {
+    std::string text;
+    std::string reason;
+    std::string message_part;
+  };
+  const std::string laughs =
+      "<?xml version=\"1.0\"?>\n<!DOCTYPE lolz [\n <!ENTITY lol \"lol\">\n <!ENTITY lol2 "
+      "\"&lol;&lol;&lol;\">\n]>\n"
+      "<lolz>&lol2;</lolz>";
+  const Case cases[] = {
+      {"", "not_wellformed", "line 1, column 1: the document is empty"},
+      {"hello, not XML", "not_wellformed", "not well-formed XML at line 1, column 1: "},
+      {"<all>\n<a>x</b>\n</all>", "not_wellformed", "not well-formed XML at line 2, column"},
+      {"<all><a>half a document", "not_wellformed", "not well-formed XML at line 1"},
+      {std::string("<all>\0</all>", 12), "not_wellformed", "not well-formed XML at line 1"},
+      {"<all>&undeclared;</all>", "not_wellformed", "Entity 'undeclared' not defined"},
+      {"<all/><second/>", "not_wellformed", "Extra content at the end of the document"},
+      {"\xff\xfe\x00<", "not_wellformed", "not well-formed XML"},
+      {laughs, "entity", "XML declaring an entity ('lol') at line 3"},
+      {"<!DOCTYPE all SYSTEM \"http://example.com/x.dtd\"><all/>", "external_dtd",
+       "http://example.com/x.dtd"},
+      {nested(257), "too_deep", "deeper than 256 elements"},
+  };
+  for (const auto& c : cases) {
+    const CheckVerdict v = run(c.text, 3);
+    EXPECT_EQ(v.outcome, CheckOutcome::kRefused) << c.text;
+    EXPECT_EQ(v.check, "xml") << c.text;
+    EXPECT_EQ(v.reason, c.reason) << c.text << ": " << v.message;
+    EXPECT_NE(v.message.find(c.message_part), std::string::npos) << c.text << ": " << v.message;
+  }
+}
+
+TEST_F(XmlCheckTest, DepthLimitIsInclusiveAndConfigurable) {
+  EXPECT_TRUE(run(nested(256)).passed());
+  EXPECT_FALSE(run(nested(257)).passed());
+  XmlLimits deeper;
+  deeper.max_depth = 300;
+  EXPECT_TRUE(run(nested(300), 4096, nullptr, deeper).passed());
+  EXPECT_FALSE(run(nested(301), 4096, nullptr, deeper).passed());
+}
+
+TEST_F(XmlCheckTest, LongTextStreamsWithoutASchemaButOneHugeTagIsRefused) {
+  // 30 MB of text in one element: streamed in pieces, no limit without a schema.
+  XmlCheck check({}, nullptr);
+  const std::string open = "<all><a type=\"str\">";
+  ASSERT_TRUE(check.update(open.data(), open.size()));
+  const std::string text(1 << 20, 'x');
+  for (int i = 0; i < 30; ++i) ASSERT_TRUE(check.update(text.data(), text.size())) << i;
+  const std::string close = "</a></all>";
+  check.update(close.data(), close.size());
+  EXPECT_TRUE(check.finish().passed());
+
+  // One attribute value of 12 MB: libxml2 must look ahead for the end of the tag, and stops at 10
+  // MB.
+  XmlCheck tag({}, nullptr);
+  const std::string start = "<all a=\"";
+  tag.update(start.data(), start.size());
+  bool stopped = false;
+  for (int i = 0; i < 12 && !stopped; ++i) stopped = !tag.update(text.data(), text.size());
+  const CheckVerdict v = tag.finish();
+  EXPECT_TRUE(stopped);
+  EXPECT_EQ(v.reason, "not_wellformed");
+  EXPECT_NE(v.message.find("not well-formed XML at line 1"), std::string::npos) << v.message;
+}
+
+constexpr const char* kSchema = R"(<?xml version="1.0"?>
+<xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema">
+  <xs:element name="all">
+    <xs:complexType>
+      <xs:sequence>
+        <xs:element name="id" type="xs:integer"/>
+        <xs:element name="note" type="xs:string" minOccurs="0"/>
+      </xs:sequence>
+    </xs:complexType>
+  </xs:element>
+</xs:schema>
+)";
+
+TEST_F(XmlCheckTest, SchemaValidatesWhileStreaming) {
+  auto schema = XmlSchema::load(write("s.xsd", kSchema));
+  ASSERT_TRUE(schema) << schema.error().message;
+  EXPECT_TRUE(run("<all><id>42</id><note>hi</note></all>", 2, *schema).passed());
+
+  const CheckVerdict invalid = run("<all>\n  <id>forty-two</id>\n</all>", 5, *schema);
+  EXPECT_EQ(invalid.outcome, CheckOutcome::kRefused);
+  EXPECT_EQ(invalid.check, "schema");
+  EXPECT_EQ(invalid.reason, "invalid");
+  EXPECT_NE(invalid.message.find("not valid against the schema at line 2, column"),
+            std::string::npos)
+      << invalid.message;
+  EXPECT_NE(invalid.message.find("forty-two"), std::string::npos) << invalid.message;
+
+  const CheckVerdict missing = run("<all><note>no id</note></all>", 4096, *schema);
+  EXPECT_EQ(missing.reason, "invalid") << missing.message;
+  const CheckVerdict other_root = run("<other/>", 4096, *schema);
+  EXPECT_EQ(other_root.reason, "invalid") << other_root.message;
+  // Not well-formed wins over invalid: the document is not XML at all.
+  const CheckVerdict broken = run("<all><id>x</id>", 4096, *schema);
+  EXPECT_EQ(broken.check, "xml") << broken.message;
+}
+
+TEST_F(XmlCheckTest, SchemaRefusesOneTextOverTheLimitInsteadOfCopyingIt) {
+  auto schema = XmlSchema::load(write("s.xsd", kSchema));
+  ASSERT_TRUE(schema);
+  XmlCheck check({}, *schema);
+  const std::string open = "<all><id>1</id><note>";
+  ASSERT_TRUE(check.update(open.data(), open.size()));
+  const std::string text(1 << 20, 'x');
+  bool stopped = false;
+  for (int i = 0; i < 12 && !stopped; ++i) stopped = !check.update(text.data(), text.size());
+  const CheckVerdict v = check.finish();
+  EXPECT_TRUE(stopped);
+  EXPECT_EQ(v.reason, "text_too_large") << v.message;
+}
+
+TEST_F(XmlCheckTest, BadSchemaIsRefusedWithLibxml2sMessage) {
+  auto not_xml = XmlSchema::load(write("bad.xsd", "<xs:schema"));
+  ASSERT_FALSE(not_xml);
+  EXPECT_NE(not_xml.error().message.find("is not a usable XML Schema"), std::string::npos)
+      << not_xml.error().message;
+  auto wrong =
+      XmlSchema::load(write("wrong.xsd",
+                            "<xs:schema xmlns:xs=\"http://www.w3.org/2001/XMLSchema\">"
+                            "<xs:element name=\"a\" type=\"xs:nosuchtype\"/></xs:schema>"));
+  ASSERT_FALSE(wrong);
+  EXPECT_NE(wrong.error().message.find("nosuchtype"), std::string::npos) << wrong.error().message;
+  auto missing = XmlSchema::load((dir_ / "none.xsd").string());
+  ASSERT_FALSE(missing);
+  EXPECT_NE(missing.error().message.find("none.xsd"), std::string::npos) << missing.error().message;
+}
+
+TEST_F(XmlCheckTest, SchemaFileReloadsAndKeepsTheOldOneWhenTheNewIsBroken) {
+  const std::string path = write("live.xsd", kSchema);
+  auto file = SchemaFile::load(path);
+  ASSERT_TRUE(file) << file.error().message;
+  const std::string doc = "<all><id>1</id></all>";
+  EXPECT_TRUE(run(doc, 4096, (*file)->current()).passed());
+  auto unchanged = (*file)->refresh();
+  ASSERT_TRUE(unchanged);
+  EXPECT_FALSE(*unchanged);
+
+  // A new schema (another root): written aside and renamed over, as an operator would.
+  std::string other = kSchema;
+  other.replace(other.find("name=\"all\""), 10, "name=\"doc\"");
+  fs::rename(write("next.xsd", other), path);
+  auto changed = (*file)->refresh();
+  ASSERT_TRUE(changed) << changed.error().message;
+  EXPECT_TRUE(*changed);
+  EXPECT_FALSE(run(doc, 4096, (*file)->current()).passed());
+
+  // Broken: the schema loaded before stays in force, and the error is reported until fixed.
+  fs::rename(write("broken.xsd", "<xs:schema"), path);
+  EXPECT_FALSE((*file)->refresh());
+  ASSERT_TRUE((*file)->error().has_value());
+  EXPECT_TRUE(run("<doc><id>1</id></doc>", 4096, (*file)->current()).passed());
+  fs::rename(write("fixed.xsd", kSchema), path);
+  auto fixed = (*file)->refresh();
+  ASSERT_TRUE(fixed);
+  EXPECT_FALSE((*file)->error().has_value());
+  EXPECT_TRUE(run(doc, 4096, (*file)->current()).passed());
+}
+
+}  // namespace
+}  // namespace transfer::receiver
