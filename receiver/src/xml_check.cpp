@@ -56,6 +56,19 @@ void parser_error(void*, xmlErrorPtr error) {
   if (parser->_private != nullptr) static_cast<XmlCheck*>(parser->_private)->on_parser_error(error);
 }
 void schema_error(void* user, xmlErrorPtr error) { self_of(user)->on_schema_error(error); }
+// Errors libxml2 raises without a parser context (the input's encoding conversion failing: "I/O
+// error : encoder error") go to the thread's handler; it is this check's while it feeds the parser.
+void thread_error(void* user, xmlErrorPtr error) { self_of(user)->on_parser_error(error); }
+
+// Routes the thread's libxml2 errors to `check` for as long as it lives (an upload runs on one
+// thread at a time).
+class ThreadErrors {
+ public:
+  explicit ThreadErrors(XmlCheck* check) { xmlSetStructuredErrorFunc(check, thread_error); }
+  ~ThreadErrors() { xmlSetStructuredErrorFunc(nullptr, nullptr); }
+  ThreadErrors(const ThreadErrors&) = delete;
+  ThreadErrors& operator=(const ThreadErrors&) = delete;
+};
 
 void collect_message(void* user, xmlErrorPtr error) {
   auto* messages = static_cast<std::vector<std::string>*>(user);
@@ -169,6 +182,10 @@ XmlCheck::~XmlCheck() { release(); }
 
 void XmlCheck::release() {
   if (parser_ != nullptr) {
+    // Entity declarations make libxml2 build a document for "expat compatibility in SAX mode",
+    // which the parser context does not own (found by fuzz_content_checks).
+    if (parser_->myDoc != nullptr) xmlFreeDoc(parser_->myDoc);
+    parser_->myDoc = nullptr;
     xmlFreeParserCtxt(parser_);
     parser_ = nullptr;
   }
@@ -219,6 +236,7 @@ bool XmlCheck::update(const char* data, size_t size) {
     if (decided()) return false;
   }
   fed_ += size;
+  ThreadErrors errors(this);
   while (size > 0 && !decided()) {
     const int n = static_cast<int>(std::min<size_t>(size, INT_MAX / 2));
     xmlParseChunk(parser_, data, n, 0);
@@ -239,10 +257,19 @@ CheckVerdict XmlCheck::finish() {
       refuse("xml", "not_wellformed",
              "not well-formed XML at line 1, column 1: the document is empty");
     } else {
+      ThreadErrors errors(this);
       xmlParseChunk(parser_, nullptr, 0, 1);
       if (parser_->wellFormed == 0 && !decided()) {
         refuse("xml", "not_wellformed",
                "not well-formed XML at the end of the document: the parser stopped");
+      }
+      // libxml2 halts on some errors without marking the document (an encoding it cannot convert):
+      // a document is only whole once its root element has ended.
+      if (!decided() && !root_closed_) {
+        refuse("xml", "not_wellformed",
+               "not well-formed XML at line " + std::to_string(xmlSAX2GetLineNumber(parser_)) +
+                   ", column " + std::to_string(xmlSAX2GetColumnNumber(parser_)) +
+                   ": the root element does not end");
       }
       if (!decided() && !schema_error_.empty()) refuse("schema", "invalid", schema_error_);
       if (!decided() && validator_ != nullptr && xmlSchemaIsValid(validator_) != 1) {
@@ -254,13 +281,14 @@ CheckVerdict XmlCheck::finish() {
   return verdict_;
 }
 
-void XmlCheck::refuse(const char* check, const char* reason, std::string message) {
+void XmlCheck::refuse(const char* check, const char* reason, std::string message,
+                      bool stop_parser) {
   if (decided()) return;
   verdict_.outcome = CheckOutcome::kRefused;
   verdict_.check = check;
   verdict_.reason = reason;
   verdict_.message = std::move(message);
-  if (parser_ != nullptr) xmlStopParser(parser_);
+  if (stop_parser && parser_ != nullptr) xmlStopParser(parser_);
 }
 
 void XmlCheck::on_start_element() {
@@ -275,7 +303,7 @@ void XmlCheck::on_start_element() {
 
 void XmlCheck::on_end_element() {
   text_run_ = 0;
-  if (depth_ > 0) --depth_;
+  if (depth_ > 0 && --depth_ == 0) root_closed_ = true;
 }
 
 void XmlCheck::on_text(size_t size) {
@@ -305,11 +333,22 @@ void XmlCheck::on_doctype(const char* external_id, const char* system_id) {
 
 void XmlCheck::on_parser_error(const void* raw) {
   const auto* error = static_cast<const xmlError*>(raw);
-  if (decided() || error->level != XML_ERR_FATAL)
-    return;  // namespace and other non-fatal errors pass
+  // Namespace errors and other non-fatal ones pass (our sender and the old one write element
+  // names with a colon and no namespace declared, as dicttoxml does); an input that cannot be
+  // decoded does not.
+  const bool decoding = error->domain == XML_FROM_IO || error->domain == XML_FROM_I18N;
+  if (decided() || (error->level != XML_ERR_FATAL && !(decoding && error->level >= XML_ERR_ERROR)))
+    return;
+  const long line =
+      error->line > 0 ? error->line : (parser_ != nullptr ? xmlSAX2GetLineNumber(parser_) : 0);
+  const long column =
+      error->line > 0 ? error->int2 : (parser_ != nullptr ? xmlSAX2GetColumnNumber(parser_) : 0);
+  // Not stopped from here: libxml2 may still be using its input (it halts itself after a fatal
+  // error, and update() stops feeding it once the verdict is known).
   refuse("xml", "not_wellformed",
-         "not well-formed XML at line " + std::to_string(error->line) + ", column " +
-             std::to_string(error->int2) + ": " + trimmed(error->message));
+         "not well-formed XML at line " + std::to_string(line) + ", column " +
+             std::to_string(column) + ": " + trimmed(error->message),
+         /*stop_parser=*/false);
 }
 
 void XmlCheck::on_schema_error(const void* raw) {

@@ -102,7 +102,8 @@ class XmlCheck : public PlaintextCheck {
   void on_schema_error(const void* error);
 
  private:
-  void refuse(const char* check, const char* reason, std::string message);
+  // stop_parser: from a SAX callback, where xmlStopParser is safe (not from an error handler).
+  void refuse(const char* check, const char* reason, std::string message, bool stop_parser = true);
   bool decided() const { return verdict_.outcome != CheckOutcome::kPassed; }
   void start();  // at the first byte: an empty plaintext never starts a parser
   void release();
@@ -116,6 +117,7 @@ class XmlCheck : public PlaintextCheck {
   xmlSchemaSAXPlugPtr plug_ = nullptr;
   uint64_t fed_ = 0;
   size_t depth_ = 0;
+  bool root_closed_ = false;  // the root element ended
   uint64_t text_run_ = 0;     // text since the last tag
   std::string schema_error_;  // the validator's first error
   CheckVerdict verdict_;
