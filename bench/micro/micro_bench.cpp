@@ -11,10 +11,10 @@
 #include <iterator>
 #include <string>
 
+#include "outbox_store.hpp"
 #include "transfer/fernet.hpp"
 #include "transfer/json_to_xml.hpp"
 #include "transfer/key_file.hpp"
-#include "transfer/outbox_store.hpp"
 #include "transfer/upload_ledger.hpp"
 
 namespace transfer {

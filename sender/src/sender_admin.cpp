@@ -9,10 +9,10 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "outbox_store.hpp"
 #include "sender_config.hpp"
 #include "sender_service.hpp"
 #include "transfer/file_util.hpp"
-#include "transfer/outbox_store.hpp"
 
 namespace transfer::sender {
 namespace {

@@ -27,13 +27,13 @@
 #include <unordered_map>
 
 #include "input_watcher.hpp"
+#include "outbox_store.hpp"
 #include "transfer/drain_deadline.hpp"
 #include "sender_config.hpp"
 #include "sender_metrics.hpp"
 #include "status_server.hpp"
 #include "transfer/key_ring.hpp"
 #include "transfer/logging.hpp"
-#include "transfer/outbox_store.hpp"
 #include "transfer/readiness.hpp"
 #include "uploader.hpp"
 

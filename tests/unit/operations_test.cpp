@@ -9,11 +9,11 @@
 #include <thread>
 
 #include "ledger_api.hpp"
+#include "outbox_store.hpp"
 #include "sender_admin.hpp"
 #include "transfer/key_ring.hpp"
 #include "transfer/logging.hpp"
 #include "transfer/metrics.hpp"
-#include "transfer/outbox_store.hpp"
 #include "transfer/readiness.hpp"
 #include "transfer/tls_files.hpp"
 #include "transfer/upload_ledger.hpp"

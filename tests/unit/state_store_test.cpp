@@ -8,7 +8,7 @@
 #include <filesystem>
 #include <fstream>
 
-#include "transfer/outbox_store.hpp"
+#include "outbox_store.hpp"
 #include "transfer/sqlite_db.hpp"
 #include "transfer/upload_ledger.hpp"
 

@@ -1,4 +1,4 @@
-#include "transfer/outbox_store.hpp"
+#include "outbox_store.hpp"
 
 #include <algorithm>
 
