@@ -1,5 +1,8 @@
 #pragma once
-// The sender's state: $STATUS_DB_PATH/sender.db, one row per (file name, SHA-256 of content).
+// The sender's state: $STATUS_DB_PATH/sender.db, one row per (file name, SHA-256 of content,
+// destination): fan-out (issue 14) delivers one file version to several receivers, each with its
+// own state, attempts and schedule. Methods on one file version take the destination last and
+// default to kDefaultDestination; the lists return every destination's rows unless given one.
 // Each step of a file's life is one statement, so a crash at any instant leaves a state a
 // restart can continue from:
 //   pending -> delivered                      (only after the receiver answered 201)
@@ -31,12 +34,17 @@
 
 namespace transfer {
 
+// The destination the flat options describe (see destinations.hpp). Schema 3 made every row of an
+// older database this destination's: an upgrade resends nothing.
+inline constexpr const char* kDefaultDestination = "default";
+
 enum class OutboxState { kPending, kDelivered, kFailed, kQuarantined };
 std::string_view to_string(OutboxState state);
 
 struct OutboxEntry {
   std::string name;    // file name in the input directory
   std::string sha256;  // of the file's content
+  std::string destination = kDefaultDestination;  // whose state this is ([a-z0-9_-]{1,32})
   int64_t size = 0;
   int64_t mtime_ns = 0;
   OutboxState state = OutboxState::kPending;
@@ -50,6 +58,13 @@ struct OutboxEntry {
   double first_failure_unix = 0;  // 0: never failed
   double next_attempt_unix = 0;   // a failed file is not retried before this
   std::string quarantine_path;    // where it was moved; empty when it stayed in place
+};
+
+// Rows of one destination in one state (counts_by_destination).
+struct DestinationStateCount {
+  std::string destination;
+  OutboxState state = OutboxState::kPending;
+  int64_t count = 0;
 };
 
 // What a failed attempt leaves behind.
@@ -81,32 +96,47 @@ class OutboxStore {
   // When the queued batch falls due; nothing when no step is queued.
   std::optional<std::chrono::steady_clock::time_point> batch_due();
 
-  Result<std::optional<OutboxEntry>> find(const std::string& name, const std::string& sha256);
+  Result<std::optional<OutboxEntry>> find(const std::string& name, const std::string& sha256,
+                                          const std::string& destination = kDefaultDestination);
   // Records a file version as seen (pending) unless it is already known; refreshes size and mtime.
   Status record_seen(const std::string& name, const std::string& sha256, int64_t size,
-                     int64_t mtime_ns);
+                     int64_t mtime_ns, const std::string& destination = kDefaultDestination);
   Status mark_delivered(const std::string& name, const std::string& sha256, int receiver_status,
-                        const std::string& receiver_answer);
+                        const std::string& receiver_answer,
+                        const std::string& destination = kDefaultDestination);
   // A transient failure: counts an attempt, keeps the first failure time, schedules the next.
-  Status mark_failed(const std::string& name, const std::string& sha256, const FailureRecord& failure);
+  Status mark_failed(const std::string& name, const std::string& sha256,
+                     const FailureRecord& failure,
+                     const std::string& destination = kDefaultDestination);
   // Gave up: not retried until the content changes (or an operator moves it back).
   Status mark_quarantined(const std::string& name, const std::string& sha256,
-                          const FailureRecord& failure, const std::string& quarantine_path);
+                          const FailureRecord& failure, const std::string& quarantine_path,
+                          const std::string& destination = kDefaultDestination);
   // Back to pending with no attempts: an operator put a quarantined file back.
-  Status reset(const std::string& name, const std::string& sha256);
+  Status reset(const std::string& name, const std::string& sha256,
+               const std::string& destination = kDefaultDestination);
+  // The lists: every destination's rows, or only those of `*destination` when it is given.
   // Every row in a settled state (delivered or quarantined), newest per name last.
-  Result<std::vector<OutboxEntry>> settled();
-  Result<std::vector<OutboxEntry>> all();
+  Result<std::vector<OutboxEntry>> settled(const std::string* destination = nullptr);
+  Result<std::vector<OutboxEntry>> all(const std::string* destination = nullptr);
   // Every version of one file name, oldest first.
-  Result<std::vector<OutboxEntry>> by_name(const std::string& name);
+  Result<std::vector<OutboxEntry>> by_name(const std::string& name,
+                                           const std::string* destination = nullptr);
   // Rows in a state, oldest update first.
-  Result<std::vector<OutboxEntry>> in_state(OutboxState state);
+  Result<std::vector<OutboxEntry>> in_state(OutboxState state,
+                                            const std::string* destination = nullptr);
   // Rows per state (every state present, zero or not).
-  Result<std::vector<std::pair<OutboxState, int64_t>>> counts();
+  Result<std::vector<std::pair<OutboxState, int64_t>>> counts(
+      const std::string* destination = nullptr);
+  // Rows per destination and state: every state of every destination that has a row, zero or
+  // not; by destination name.
+  Result<std::vector<DestinationStateCount>> counts_by_destination();
   // The `limit` most recently failed or quarantined rows.
-  Result<std::vector<OutboxEntry>> recent_errors(int64_t limit);
-  // Removes every row of `name`; returns how many there were. The file is then new to the sender.
-  Result<int64_t> forget(const std::string& name);
+  Result<std::vector<OutboxEntry>> recent_errors(int64_t limit,
+                                                 const std::string* destination = nullptr);
+  // Removes every row of `name` (of every destination, or of `*destination` only); returns how
+  // many there were. The file is then new to the sender (for that destination).
+  Result<int64_t> forget(const std::string& name, const std::string* destination = nullptr);
   // PRAGMA integrity_check: "ok", or the problems found.
   Result<std::vector<std::string>> integrity_check();
   // For a second connection (readiness, operator commands): see SqliteDb.
@@ -121,17 +151,21 @@ class OutboxStore {
 
  private:
   explicit OutboxStore(SqliteDb db) : db_(std::move(db)) {}
-  Result<std::vector<OutboxEntry>> select(const std::string& where_and_order);  // caller holds mu_
   using Binder = std::function<void(SqliteStatement&)>;
+  // The caller holds mu_. `bind` binds the parameters of `where_and_order`.
+  Result<std::vector<OutboxEntry>> select(const std::string& where_and_order,
+                                          const Binder& bind = {});
   // A queued step: its statement and a binder that owns the values.
   struct PendingWrite {
     const std::string* sql;
     Binder bind;
     std::string name;
     std::string sha256;
+    std::string destination;
   };
   // The caller holds mu_ for these three. `sql` is a statement that outlives the store.
-  Status write_batched(const std::string& sql, Binder bind, const std::string& name, const std::string& sha256);
+  Status write_batched(const std::string& sql, Binder bind, const std::string& name,
+                       const std::string& sha256, const std::string& destination);
   Status write_now(const std::string& sql, const Binder& bind);
   Status commit_batch();
   std::mutex mu_;

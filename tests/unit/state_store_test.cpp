@@ -7,6 +7,10 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <string>
+#include <tuple>
+#include <variant>
+#include <vector>
 
 #include "outbox_store.hpp"
 #include "transfer/sqlite_db.hpp"
@@ -226,6 +230,381 @@ TEST(OutboxStore, MigratesASchemaOneDatabase) {
   EXPECT_EQ((*store->find("b.json", "h"))->state, OutboxState::kQuarantined);
 }
 
+TEST(OutboxStore, DestinationsHoldIndependentStatesForOneFileVersion) {
+  TempDir dir;
+  auto store = OutboxStore::open(dir / "sender.db");
+  ASSERT_TRUE(store.ok()) << store.error().message;
+  const std::string partner = "partner-a";
+  const std::string archive = "archive";
+  for (const std::string& d : {std::string(kDefaultDestination), partner, archive}) {
+    ASSERT_TRUE(store->record_seen("a.json", "h1", 10, 111, d).ok()) << d;
+  }
+  ASSERT_TRUE(store->record_seen("b.json", "h2", 5, 222).ok());  // the default destination only
+  ASSERT_TRUE(store->mark_delivered("a.json", "h1", 201, "{\"msg\":\"ok\"}").ok());
+  ASSERT_TRUE(
+      store->mark_failed("a.json", "h1", FailureRecord{"refused", 0, "", 1000.5, 1002}, partner)
+          .ok());
+  ASSERT_TRUE(
+      store->mark_failed("a.json", "h1", FailureRecord{"503", 503, "busy", 1003, 1009}, partner)
+          .ok());
+
+  auto delivered = **store->find("a.json", "h1");  // the default destination
+  EXPECT_EQ(delivered.destination, kDefaultDestination);
+  EXPECT_EQ(delivered.state, OutboxState::kDelivered);
+  EXPECT_EQ(delivered.attempts, 1);
+  EXPECT_DOUBLE_EQ(delivered.first_failure_unix, 0);
+  auto failed = **store->find("a.json", "h1", partner);
+  EXPECT_EQ(failed.destination, partner);
+  EXPECT_EQ(failed.state, OutboxState::kFailed);
+  EXPECT_EQ(failed.attempts, 2);
+  EXPECT_EQ(failed.last_error, "503");
+  EXPECT_EQ(failed.receiver_answer, "busy");
+  EXPECT_DOUBLE_EQ(failed.first_failure_unix, 1000.5);
+  EXPECT_DOUBLE_EQ(failed.next_attempt_unix, 1009);
+  auto waiting = **store->find("a.json", "h1", archive);
+  EXPECT_EQ(waiting.state, OutboxState::kPending);
+  EXPECT_EQ(waiting.attempts, 0);
+  EXPECT_FALSE(store->find("b.json", "h2", partner)->has_value());
+  EXPECT_FALSE(store->find("a.json", "h1", "unknown")->has_value());
+
+  // The lists: every destination's rows, or one destination's.
+  EXPECT_EQ(store->all()->size(), 4U);
+  EXPECT_EQ(store->all(&partner)->size(), 1U);
+  EXPECT_EQ(store->by_name("a.json")->size(), 3U);
+  ASSERT_EQ(store->by_name("a.json", &archive)->size(), 1U);
+  EXPECT_EQ(store->by_name("a.json", &archive)->front().destination, archive);
+  EXPECT_EQ(store->settled()->size(), 1U);
+  EXPECT_TRUE(store->settled(&partner)->empty());
+  EXPECT_EQ(store->in_state(OutboxState::kPending)->size(), 2U);
+  EXPECT_EQ(store->in_state(OutboxState::kPending, &archive)->size(), 1U);
+  ASSERT_EQ(store->recent_errors(10)->size(), 1U);
+  EXPECT_EQ(store->recent_errors(10)->front().destination, partner);
+  EXPECT_TRUE(store->recent_errors(10, &archive)->empty());
+  const std::vector<std::pair<OutboxState, int64_t>> all_counts = {{OutboxState::kPending, 2},
+                                                                   {OutboxState::kFailed, 1},
+                                                                   {OutboxState::kDelivered, 1},
+                                                                   {OutboxState::kQuarantined, 0}};
+  EXPECT_EQ(*store->counts(), all_counts);
+  const std::vector<std::pair<OutboxState, int64_t>> partner_counts = {
+      {OutboxState::kPending, 0},
+      {OutboxState::kFailed, 1},
+      {OutboxState::kDelivered, 0},
+      {OutboxState::kQuarantined, 0}};
+  EXPECT_EQ(*store->counts(&partner), partner_counts);
+  auto by_destination = store->counts_by_destination();
+  ASSERT_TRUE(by_destination.ok());
+  std::vector<std::tuple<std::string, OutboxState, int64_t>> flat;
+  for (const auto& c : *by_destination) flat.emplace_back(c.destination, c.state, c.count);
+  const std::vector<std::tuple<std::string, OutboxState, int64_t>> expected = {
+      {"archive", OutboxState::kPending, 1},     {"archive", OutboxState::kFailed, 0},
+      {"archive", OutboxState::kDelivered, 0},   {"archive", OutboxState::kQuarantined, 0},
+      {"default", OutboxState::kPending, 1},     {"default", OutboxState::kFailed, 0},
+      {"default", OutboxState::kDelivered, 1},   {"default", OutboxState::kQuarantined, 0},
+      {"partner-a", OutboxState::kPending, 0},   {"partner-a", OutboxState::kFailed, 1},
+      {"partner-a", OutboxState::kDelivered, 0}, {"partner-a", OutboxState::kQuarantined, 0}};
+  EXPECT_EQ(flat, expected);
+
+  // Quarantine and reset touch one destination.
+  ASSERT_TRUE(
+      store->mark_quarantined("a.json", "h1", FailureRecord{"413", 413, "", 1010, 0}, "", partner)
+          .ok());
+  EXPECT_EQ((*store->find("a.json", "h1", partner))->state, OutboxState::kQuarantined);
+  EXPECT_EQ((*store->find("a.json", "h1"))->state, OutboxState::kDelivered);
+  ASSERT_TRUE(store->reset("a.json", "h1", partner).ok());
+  EXPECT_EQ((*store->find("a.json", "h1", partner))->state, OutboxState::kPending);
+  EXPECT_EQ((*store->find("a.json", "h1"))->state, OutboxState::kDelivered);
+
+  // Group commit keys queued steps by destination: find() of a destination with a queued step
+  // sees it, and a queued step of another destination changes nothing of this one.
+  store->set_group_commit(std::chrono::hours(1));
+  ASSERT_TRUE(store->mark_delivered("a.json", "h1", 201, "{}", archive).ok());
+  EXPECT_EQ((*store->find("a.json", "h1"))->state, OutboxState::kDelivered);
+  EXPECT_EQ((*store->find("a.json", "h1", partner))->state, OutboxState::kPending);
+  EXPECT_TRUE(store->batch_due().has_value());  // still queued: no step of those destinations
+  EXPECT_EQ((*store->find("a.json", "h1", archive))->state, OutboxState::kDelivered);
+  EXPECT_FALSE(store->batch_due().has_value());  // written to answer
+  store->set_group_commit(std::chrono::milliseconds(0));
+
+  // forget: one destination's rows, or every destination's.
+  EXPECT_EQ(*store->forget("a.json", &partner), 1);
+  EXPECT_FALSE(store->find("a.json", "h1", partner)->has_value());
+  EXPECT_TRUE(store->find("a.json", "h1")->has_value());
+  EXPECT_EQ(*store->forget("a.json", &partner), 0);
+  EXPECT_EQ(*store->forget("a.json"), 2);  // default and archive
+  EXPECT_TRUE(store->by_name("a.json")->empty());
+  EXPECT_EQ(store->all()->size(), 1U);  // b.json
+}
+
+// THE MIGRATION FIXTURE: the sender.db schema of user_version 2 exactly as the code made it up to
+// commit 17915b9 (shared/src/outbox_store.cpp, unchanged through 1147dca, which moved the file to
+// sender/src): SqliteDb::open runs each migration in BEGIN IMMEDIATE ... PRAGMA user_version=N;
+// COMMIT, in WAL mode. Do not edit: it stands for databases already in the field.
+constexpr const char* kSchemaV2 = R"sql(
+PRAGMA journal_mode=WAL;
+BEGIN IMMEDIATE;
+CREATE TABLE files (
+  name            TEXT    NOT NULL,
+  sha256          TEXT    NOT NULL,
+  size            INTEGER NOT NULL,
+  mtime_ns        INTEGER NOT NULL,
+  state           TEXT    NOT NULL CHECK (state IN ('pending','delivered','rejected','failed')),
+  attempts        INTEGER NOT NULL DEFAULT 0,
+  last_error      TEXT,
+  first_seen_at   TEXT    NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')),
+  updated_at      TEXT    NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')),
+  delivered_at    TEXT,
+  receiver_status INTEGER,
+  receiver_answer TEXT,
+  PRIMARY KEY (name, sha256)
+);
+CREATE INDEX files_state ON files (state);
+PRAGMA user_version=1;
+COMMIT;
+BEGIN IMMEDIATE;
+CREATE TABLE files_v2 (
+  name              TEXT    NOT NULL,
+  sha256            TEXT    NOT NULL,
+  size              INTEGER NOT NULL,
+  mtime_ns          INTEGER NOT NULL,
+  state             TEXT    NOT NULL CHECK (state IN ('pending','delivered','failed','quarantined')),
+  attempts          INTEGER NOT NULL DEFAULT 0,
+  last_error        TEXT,
+  first_seen_at     TEXT    NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')),
+  updated_at        TEXT    NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')),
+  delivered_at      TEXT,
+  receiver_status   INTEGER,
+  receiver_answer   TEXT,
+  first_failure_at  REAL,
+  next_attempt_at   REAL    NOT NULL DEFAULT 0,
+  quarantine_path   TEXT,
+  PRIMARY KEY (name, sha256)
+);
+INSERT INTO files_v2 (name, sha256, size, mtime_ns, state, attempts, last_error, first_seen_at,
+                      updated_at, delivered_at, receiver_status, receiver_answer)
+  SELECT name, sha256, size, mtime_ns, CASE state WHEN 'rejected' THEN 'quarantined' ELSE state END,
+         attempts, last_error, first_seen_at, updated_at, delivered_at, receiver_status,
+         receiver_answer FROM files;
+DROP TABLE files;
+ALTER TABLE files_v2 RENAME TO files;
+CREATE INDEX files_state ON files (state);
+CREATE INDEX files_name ON files (name);
+PRAGMA user_version=2;
+COMMIT;
+)sql";
+
+// The statements that code wrote each step with (kNow spelled out), as of the same commit.
+constexpr const char* kV2RecordSeen =
+    "INSERT INTO files (name, sha256, size, mtime_ns, state) VALUES (?1, ?2, ?3, ?4, 'pending') "
+    "ON CONFLICT (name, sha256) DO UPDATE SET mtime_ns=excluded.mtime_ns, size=excluded.size";
+constexpr const char* kV2MarkDelivered =
+    "UPDATE files SET state='delivered', attempts=attempts+1, last_error=NULL, receiver_status=?3, "
+    "receiver_answer=nullif(?4,''), next_attempt_at=0, "
+    "updated_at=strftime('%Y-%m-%dT%H:%M:%fZ','now'), "
+    "delivered_at=strftime('%Y-%m-%dT%H:%M:%fZ','now') WHERE name=?1 AND sha256=?2";
+constexpr const char* kV2MarkFailed =
+    "UPDATE files SET state='failed', attempts=attempts+1, last_error=?3, "
+    "receiver_status=nullif(?4,0), receiver_answer=nullif(?5,''), "
+    "first_failure_at=coalesce(first_failure_at, ?6), next_attempt_at=?7, "
+    "updated_at=strftime('%Y-%m-%dT%H:%M:%fZ','now') WHERE name=?1 AND sha256=?2";
+constexpr const char* kV2MarkQuarantined =
+    "UPDATE files SET state='quarantined', last_error=?3, receiver_status=nullif(?4,0), "
+    "receiver_answer=nullif(?5,''), first_failure_at=coalesce(first_failure_at, ?6), "
+    "next_attempt_at=0, quarantine_path=nullif(?7,''), "
+    "updated_at=strftime('%Y-%m-%dT%H:%M:%fZ','now') WHERE name=?1 AND sha256=?2";
+
+using SqlValue = std::variant<std::string, int64_t, double>;
+
+// Runs one statement with ?1..?N bound to `values`; the SQLite result code of the last step.
+int run_bound(sqlite3* db, const char* sql, const std::vector<SqlValue>& values) {
+  sqlite3_stmt* st = nullptr;
+  if (sqlite3_prepare_v2(db, sql, -1, &st, nullptr) != SQLITE_OK) return sqlite3_errcode(db);
+  for (size_t i = 0; i < values.size(); ++i) {
+    const int index = static_cast<int>(i) + 1;
+    if (const auto* text = std::get_if<std::string>(&values[i])) {
+      sqlite3_bind_text(st, index, text->c_str(), static_cast<int>(text->size()), SQLITE_TRANSIENT);
+    } else if (const auto* integer = std::get_if<int64_t>(&values[i])) {
+      sqlite3_bind_int64(st, index, *integer);
+    } else {
+      sqlite3_bind_double(st, index, std::get<double>(values[i]));
+    }
+  }
+  const int rc = sqlite3_step(st);
+  sqlite3_finalize(st);
+  return rc;
+}
+
+// Every row of `files` as SQL literals (quote(): NULL, 'text', 12, 1000.5 stay distinct), by key.
+std::vector<std::string> dump_files(const std::string& path, const std::string& extra_column = "") {
+  std::vector<std::string> rows;
+  sqlite3* db = nullptr;
+  if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK) {
+    sqlite3_close(db);
+    return rows;
+  }
+  const std::string sql =
+      "SELECT quote(name)||','||quote(sha256)||','||quote(size)||','||quote(mtime_ns)||','||"
+      "quote(state)||','||quote(attempts)||','||quote(last_error)||','||quote(first_seen_at)||','||"
+      "quote(updated_at)||','||quote(delivered_at)||','||quote(receiver_status)||','||"
+      "quote(receiver_answer)||','||quote(first_failure_at)||','||quote(next_attempt_at)||','||"
+      "quote(quarantine_path)" +
+      (extra_column.empty() ? "" : "||','||quote(" + extra_column + ")") +
+      " FROM files ORDER BY name, sha256";
+  sqlite3_stmt* st = nullptr;
+  if (sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr) == SQLITE_OK) {
+    while (sqlite3_step(st) == SQLITE_ROW) {
+      rows.emplace_back(reinterpret_cast<const char*>(sqlite3_column_text(st, 0)));
+    }
+  }
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  return rows;
+}
+
+int user_version(const std::string& path) {
+  sqlite3* db = nullptr;
+  sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr);
+  sqlite3_stmt* st = nullptr;
+  int version = -1;
+  if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, nullptr) == SQLITE_OK &&
+      sqlite3_step(st) == SQLITE_ROW) {
+    version = sqlite3_column_int(st, 0);
+  }
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  return version;
+}
+
+std::vector<std::string> index_names(const std::string& path) {
+  std::vector<std::string> names;
+  sqlite3* db = nullptr;
+  sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr);
+  sqlite3_stmt* st = nullptr;
+  if (sqlite3_prepare_v2(db,
+                         "SELECT name FROM sqlite_master WHERE type='index' AND tbl_name='files' "
+                         "AND sql IS NOT NULL ORDER BY name",
+                         -1, &st, nullptr) == SQLITE_OK) {
+    while (sqlite3_step(st) == SQLITE_ROW) {
+      names.emplace_back(reinterpret_cast<const char*>(sqlite3_column_text(st, 0)));
+    }
+  }
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  return names;
+}
+
+TEST(OutboxStore, MigratesASchemaTwoDatabaseToTheDefaultDestinationResendingNothing) {
+  TempDir dir;
+  const std::string path = dir / "sender.db";
+  const std::string receipt = R"({"status":"delivered","sha256":"c0ffee","output":"d.xml"})";
+  {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(db, kSchemaV2, nullptr, nullptr, nullptr), SQLITE_OK)
+        << sqlite3_errmsg(db);
+    struct Step {
+      const char* sql;
+      std::vector<SqlValue> values;
+    };
+    const std::vector<Step> steps = {
+        // delivered after one transient failure, with the receiver's receipt
+        {kV2RecordSeen, {"d.json", "h1", int64_t{2048}, int64_t{1700000000123456789}}},
+        {kV2MarkFailed, {"d.json", "h1", "connection refused", int64_t{0}, "", 1000.5, 1002.0}},
+        {kV2MarkDelivered, {"d.json", "h1", int64_t{201}, receipt}},
+        // an older version of the same name, quarantined in place (no quarantine path)
+        {kV2RecordSeen, {"d.json", "h0", int64_t{7}, int64_t{1}}},
+        {kV2MarkQuarantined,
+         {"d.json", "h0", "invalid JSON at byte 3", int64_t{0}, "", 900.25, ""}},
+        // failed twice, waiting for its next attempt
+        {kV2RecordSeen, {"f.json", "h2", int64_t{10}, int64_t{2}}},
+        {kV2MarkFailed, {"f.json", "h2", "connection refused", int64_t{0}, "", 1000.5, 1002.0}},
+        {kV2MarkFailed, {"f.json", "h2", "503", int64_t{503}, "busy", 1003.0, 1007.0}},
+        // quarantined into the quarantine directory after a permanent refusal
+        {kV2RecordSeen, {"q.json", "h3", int64_t{11}, int64_t{3}}},
+        {kV2MarkQuarantined,
+         {"q.json", "h3", "413 too large", int64_t{413}, "{\"error\":\"too large\"}", 1100.0,
+          "/data/quarantine/q.json"}},
+        // seen, not tried yet
+        {kV2RecordSeen, {"p.json", "h4", int64_t{12}, int64_t{4}}},
+    };
+    for (const auto& step : steps) {
+      ASSERT_EQ(run_bound(db, step.sql, step.values), SQLITE_DONE)
+          << step.sql << ": " << sqlite3_errmsg(db);
+    }
+    ASSERT_EQ(sqlite3_close(db), SQLITE_OK);
+  }
+  ASSERT_EQ(user_version(path), 2);
+  const auto before = dump_files(path);
+  ASSERT_EQ(before.size(), 5U);
+
+  std::vector<std::string> expected_after;  // every row, every field unchanged, for 'default'
+  for (const auto& row : before) expected_after.push_back(row + ",'default'");
+  const std::string partner = "partner-a";
+  for (int open_count = 1; open_count <= 2; ++open_count) {  // the second open finds it migrated
+    SCOPED_TRACE("open " + std::to_string(open_count));
+    {
+      auto store = OutboxStore::open(path);
+      ASSERT_TRUE(store.ok()) << store.error().message;
+      EXPECT_EQ(*store->integrity_check(), std::vector<std::string>{"ok"});
+
+      auto delivered = store->find("d.json", "h1");  // the default destination: nothing to resend
+      ASSERT_TRUE(delivered.ok() && delivered->has_value());
+      EXPECT_EQ((*delivered)->destination, kDefaultDestination);
+      EXPECT_EQ((*delivered)->state, OutboxState::kDelivered);
+      EXPECT_EQ((*delivered)->attempts, 2);
+      EXPECT_EQ((*delivered)->receiver_status, 201);
+      EXPECT_EQ((*delivered)->receiver_answer, receipt);
+      EXPECT_TRUE((*delivered)->last_error.empty());
+      EXPECT_FALSE((*delivered)->delivered_at.empty());
+      EXPECT_EQ((*delivered)->size, 2048);
+      EXPECT_EQ((*delivered)->mtime_ns, 1700000000123456789);
+      EXPECT_DOUBLE_EQ((*delivered)->first_failure_unix, 1000.5);
+
+      auto failed = **store->find("f.json", "h2");
+      EXPECT_EQ(failed.state, OutboxState::kFailed);
+      EXPECT_EQ(failed.attempts, 2);
+      EXPECT_EQ(failed.last_error, "503");
+      EXPECT_EQ(failed.receiver_status, 503);
+      EXPECT_EQ(failed.receiver_answer, "busy");
+      EXPECT_DOUBLE_EQ(failed.first_failure_unix, 1000.5);
+      EXPECT_DOUBLE_EQ(failed.next_attempt_unix, 1007);
+
+      auto quarantined = **store->find("q.json", "h3");
+      EXPECT_EQ(quarantined.state, OutboxState::kQuarantined);
+      EXPECT_EQ(quarantined.quarantine_path, "/data/quarantine/q.json");
+      EXPECT_EQ(quarantined.receiver_status, 413);
+      EXPECT_EQ((*store->find("d.json", "h0"))->state, OutboxState::kQuarantined);
+      EXPECT_TRUE((*store->find("d.json", "h0"))->quarantine_path.empty());
+      EXPECT_EQ((*store->find("p.json", "h4"))->state, OutboxState::kPending);
+
+      // Every row is the default destination's; another destination has none.
+      const auto rows = store->all();
+      ASSERT_TRUE(rows.ok());
+      EXPECT_EQ(rows->size(), before.size());
+      for (const auto& e : *rows) EXPECT_EQ(e.destination, kDefaultDestination) << e.name;
+      EXPECT_EQ(store->all(&partner)->size(), 0U);
+      EXPECT_FALSE(store->find("d.json", "h1", partner)->has_value());
+      const auto partner_counts = store->counts(&partner);
+      ASSERT_TRUE(partner_counts.ok());
+      for (const auto& [state, count] : *partner_counts) EXPECT_EQ(count, 0) << to_string(state);
+      const auto by_destination = store->counts_by_destination();
+      ASSERT_TRUE(by_destination.ok());
+      ASSERT_EQ(by_destination->size(), 4U);  // the four states of 'default'
+      for (const auto& c : *by_destination) EXPECT_EQ(c.destination, kDefaultDestination);
+    }
+    EXPECT_EQ(user_version(path), 3);
+    EXPECT_EQ(dump_files(path, "destination"), expected_after);
+    EXPECT_EQ(index_names(path),
+              (std::vector<std::string>{"files_destination_state", "files_name", "files_state"}));
+  }
+
+  // The new key takes a second destination's row beside the migrated one.
+  auto store = OutboxStore::open(path);
+  ASSERT_TRUE(store.ok());
+  ASSERT_TRUE(store->record_seen("d.json", "h1", 2048, 1, partner).ok());
+  EXPECT_EQ((*store->find("d.json", "h1", partner))->state, OutboxState::kPending);
+  EXPECT_EQ((*store->find("d.json", "h1"))->state, OutboxState::kDelivered);
+}
+
 TEST(OutboxStore, StateSurvivesReopenAndSchemaIsVersioned) {
   TempDir dir;
   {
@@ -241,7 +620,7 @@ TEST(OutboxStore, StateSurvivesReopenAndSchemaIsVersioned) {
   sqlite3_stmt* st = nullptr;
   sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, nullptr);
   ASSERT_EQ(sqlite3_step(st), SQLITE_ROW);
-  EXPECT_EQ(sqlite3_column_int(st, 0), 2);
+  EXPECT_EQ(sqlite3_column_int(st, 0), 3);
   sqlite3_finalize(st);
   sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &st, nullptr);
   ASSERT_EQ(sqlite3_step(st), SQLITE_ROW);
