@@ -1,7 +1,7 @@
-"""The images, the compose stack, the swarm stack and a mixed deployment with the Python reference,
-on a real Docker engine. Run directly (ctest label `docker`): exits 77 (ctest: skipped) with the
-reason when no engine can be started; stops only the engine, containers, stacks and swarm it
-started. Every wait has a deadline; nothing sleeps a fixed time."""
+"""The images, the compose stack (alone, with TLS, with clamd), the swarm stack and a mixed
+deployment with the Python reference, on a real Docker engine. Run directly (ctest label `docker`):
+exits 77 (ctest: skipped) with the reason when no engine can be started; stops only the engine,
+containers, stacks and swarm it started. Every wait has a deadline; nothing sleeps a fixed time."""
 import glob
 import json
 import os
@@ -19,6 +19,7 @@ sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
 
 from docker_engine import Engine, ensure_base_image, run  # noqa: E402
 from harness import CORPUS, PEER, assert_corpus_outputs, copy_corpus, wait_until  # noqa: E402
+from clamd_server import SIGNATURE, eicar  # noqa: E402
 
 PREFIX = "127.0.0.1:5999/"  # a registry nobody answers: swarm's pull fails fast, the local image is used
 TAG = "test"
@@ -28,6 +29,7 @@ PEER_IMAGE = PREFIX + "transfer-python-peer:" + TAG
 COMPOSE = os.path.join(REPO, "compose", "docker-compose.yml")
 STACK = os.path.join(REPO, "compose", "docker-stack.yml")
 TLS_OVERRIDE = os.path.join(REPO, "compose", "docker-compose.tls.yml")
+CLAMAV_OVERRIDE = os.path.join(REPO, "compose", "docker-compose.clamav.yml")
 MIXED = os.path.join(HERE, "docker-compose.mixed.yml")
 APP_UID = 10001
 BUILD_ENV = dict(os.environ, DOCKER_BUILDKIT="0")  # the classic builder: the client has no buildx
@@ -99,7 +101,8 @@ class Compose:
         return self("logs", "--no-color", check=False).stdout.decode(errors="replace")[-6000:]
 
     def down(self):
-        self("down", "-t", "5", "--remove-orphans", check=False)
+        # -v: the project's named volumes too (clamav-db); the bind-mounted host dirs stay
+        self("down", "-t", "5", "--remove-orphans", "-v", check=False)
 
 
 class ContainerTest(unittest.TestCase):
@@ -366,6 +369,56 @@ class ContainerTest(unittest.TestCase):
         except AssertionError:
             raise AssertionError("not delivered; logs:\n" + compose.logs())
         self.assertEqual(xml_outputs(os.path.join(root, "out-ours")), sorted(n + ".xml" for n in docs))
+
+    def test_6_compose_with_clamav(self):
+        root = self.workdir("compose-clamav")
+        prepare_dir(root)
+        port = free_port()
+        compose = Compose((COMPOSE, CLAMAV_OVERRIDE), root, RECEIVER_PUBLISH="127.0.0.1:%d" % port,
+                          DOCKER_BUILDKIT="0")
+        self.addCleanup(compose.down)
+        timed("clamav image", compose, "build", "-q", "clamav", timeout=1800)
+        # The database volume holds one custom body signature for EICAR and nothing else (the
+        # official databases need the network, and hundreds of MiB and tens of seconds to load);
+        # written by the image's own user before clamd first starts, as freshclam would be.
+        ndb = "%s:0:*:%s" % (SIGNATURE, eicar().hex())
+        compose("run", "--rm", "-T", "--no-deps", "-e", "NDB=" + ndb, "clamav",
+                "sh", "-c", 'printf "%s\\n" "$NDB" >/var/lib/clamav/eicar.ndb')
+        listing = compose("run", "--rm", "-T", "--no-deps", "clamav", "ls", "-A", "/var/lib/clamav").stdout
+        self.assertEqual(listing.split(), [b"eicar.ndb"])
+
+        infected = {"id": 1, "note": "carries the EICAR test string", "payload": eicar().decode()}
+        for name, doc in (("infected", infected), ("clean", {"id": 2, "note": "nothing to see"})):
+            with open(os.path.join(root, "input", name + ".json"), "w") as fh:
+                json.dump(doc, fh)
+        # `up` returns once clamav and then the receiver are healthy (depends_on) and the sender started
+        timed("compose up (clamav)", compose, "up", "-d", "--no-build")
+        self.assertEqual(inspect(compose.container("clamav"), "{{.State.Health.Status}}"), "healthy")
+        self.assertEqual(inspect(compose.container("app-receiver"), "{{.State.Health.Status}}"), "healthy")
+
+        output = os.path.join(root, "output")
+        reason_file = os.path.join(root, "input", ".quarantine", "infected.json.reason")
+        try:
+            timed("compose delivery and refusal (clamav)", wait_until,
+                  lambda: os.path.exists(os.path.join(output, "clean.xml")) and os.path.exists(reason_file),
+                  timeout=120, what="clean.xml delivered and infected.json quarantined")
+        except AssertionError:
+            raise AssertionError("not delivered or not refused; logs:\n" + compose.logs())
+        with open(reason_file) as fh:
+            reason = fh.read()
+        self.assertIn("refused by virus scan: %s.UNOFFICIAL" % SIGNATURE, reason)
+        self.assertIn("receiver_status: 422", reason)
+        self.assertTrue(os.path.exists(os.path.join(root, "input", ".quarantine", "infected.json")))
+        self.assertEqual(sorted(os.listdir(output)), ["clean.xml"])  # nothing of the infected one
+        with open(os.path.join(output, "clean.xml"), "rb") as fh:
+            self.assertIn(b"nothing to see", fh.read())
+
+        # /readyz asks clamd for zPING and zVERSION: it names the ClamAV in the clamav image.
+        version = run("docker", "exec", compose.container("clamav"), "clamd", "--version").stdout.decode().split("/")[0]
+        self.assertRegex(version, r"^ClamAV \d+\.\d+")
+        readyz = run("curl", "-sS", "http://127.0.0.1:%d/readyz" % port).stdout.decode()
+        self.assertIn('"status":"ready"', readyz)
+        self.assertIn("clamav:3310 answers: " + version.strip(), readyz)
 
 
 def main():

@@ -7,6 +7,7 @@ REPO = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), 
 COMPOSE = os.path.join(REPO, "compose", "docker-compose.yml")
 STACK = os.path.join(REPO, "compose", "docker-stack.yml")
 TLS = os.path.join(REPO, "compose", "docker-compose.tls.yml")
+CLAMAV = os.path.join(REPO, "compose", "docker-compose.clamav.yml")
 MIXED = os.path.join(REPO, "tests", "docker", "docker-compose.mixed.yml")
 # No engine: a socket nobody listens on, so nothing here can depend on one.
 ENV = dict(os.environ, PWD="/srv/transfer", DOCKER_HOST="unix:///nonexistent/docker.sock")
@@ -54,6 +55,29 @@ class ConfigTest(unittest.TestCase):
                      "/srv/transfer/tls:/run/tls:ro", "RECEIVER_ADDRESS: app-receiver",
                      "/srv/transfer/key:/run/secrets/decryption_key:ro"):
             self.assertIn(want, out)
+
+    def test_clamav_override_adds_clamd_and_points_the_receiver_at_it(self):
+        out = config("docker-compose", "-f", COMPOSE, "-f", CLAMAV, "config")
+        for want in ("image: app-clamav:latest", "context: " + os.path.join(REPO, "compose", "clamav"),
+                     "clamav-db:/var/lib/clamav", "CLAMD_ADDRESS: clamav:3310", "condition: service_healthy",
+                     "UPLOAD_SIGNATURES: required", "/srv/transfer/key:/run/secrets/decryption_key:ro"):
+            self.assertIn(want, out)
+        self.assertIn("volumes:\n  clamav-db: {}", out)  # a named volume: the database outlives `down`
+        receiver = out[out.index("  app-receiver:"):out.index("  app-sender:")]
+        self.assertIn("depends_on:\n      clamav:\n        condition: service_healthy", receiver)
+        # with TLS as well: the overrides combine
+        config("docker-compose", "-f", COMPOSE, "-f", TLS, "-f", CLAMAV, "config", "-q")
+
+    def test_clamd_conf_listens_on_tcp_and_caps_streams(self):
+        with open(os.path.join(REPO, "compose", "clamav", "clamd.conf")) as fh:
+            conf = dict(line.split(None, 1) for line in fh.read().splitlines() if line and not line.startswith("#"))
+        self.assertEqual(conf["TCPSocket"], "3310")
+        self.assertEqual(conf["TCPAddr"], "0.0.0.0")
+        self.assertEqual(conf["Foreground"], "yes")
+        self.assertEqual(conf["DatabaseDirectory"], "/var/lib/clamav")
+        # whatever passes StreamMaxLength is scanned whole, not skipped as "too large"
+        self.assertEqual(conf["MaxFileSize"], conf["StreamMaxLength"])
+        self.assertEqual(conf["MaxScanSize"], conf["StreamMaxLength"])
 
     def test_stack_file_validates_and_uses_the_secret(self):
         out = config("docker", "stack", "config", "-c", STACK)
