@@ -1,0 +1,174 @@
+#include "delivery_scheduler.hpp"
+
+#include <algorithm>
+
+namespace transfer::sender {
+
+DeliveryScheduler::DeliveryScheduler(std::vector<DestinationLimits> destinations, Clock now,
+                                     Random uniform01)
+    : now_(std::move(now)), uniform01_(std::move(uniform01)) {
+  for (auto& d : destinations) {
+    if (!d.enabled) continue;
+    d.max_in_flight = std::max(1, d.max_in_flight);
+    const std::string name = d.name;
+    lanes_.emplace(name, Lane{std::move(d), 0});
+  }
+}
+
+void DeliveryScheduler::add(const FileVersion& file,
+                            const std::map<std::string, PairHistory>& history) {
+  auto& pairs = files_[file];
+  const double now = now_();
+  for (const auto& [name, lane] : lanes_) {
+    if (pairs.count(name)) continue;
+    Pair p;
+    p.due_unix = now;
+    if (auto h = history.find(name); h != history.end()) {
+      p.state = h->second.state == PairState::kInFlight ? PairState::kWaiting : h->second.state;
+      p.attempts = h->second.attempts;
+      p.first_failure_unix = h->second.first_failure_unix;
+      p.due_unix = std::max(now, h->second.next_attempt_unix);
+      p.last_error = h->second.last_error;
+    }
+    pairs.emplace(name, std::move(p));
+  }
+}
+
+void DeliveryScheduler::remove(const FileVersion& file) {
+  auto it = files_.find(file);
+  if (it == files_.end()) return;
+  for (const auto& [name, p] : it->second) {
+    if (p.state == PairState::kInFlight) --lanes_.at(name).in_flight;
+  }
+  files_.erase(it);
+}
+
+DeliveryScheduler::Pair* DeliveryScheduler::pair(const FileVersion& file,
+                                                 const std::string& destination) {
+  auto f = files_.find(file);
+  if (f == files_.end()) return nullptr;
+  auto p = f->second.find(destination);
+  return p == f->second.end() ? nullptr : &p->second;
+}
+
+std::optional<FileVersion> DeliveryScheduler::take(const std::string& destination) {
+  auto lane = lanes_.find(destination);
+  if (lane == lanes_.end() || lane->second.in_flight >= lane->second.limits.max_in_flight)
+    return std::nullopt;
+  const double now = now_();
+  for (auto& [file, pairs] : files_) {
+    auto p = pairs.find(destination);
+    if (p == pairs.end() || p->second.state != PairState::kWaiting || p->second.due_unix > now)
+      continue;
+    p->second.state = PairState::kInFlight;
+    ++lane->second.in_flight;
+    return file;
+  }
+  return std::nullopt;
+}
+
+AttemptDecision DeliveryScheduler::finished(const FileVersion& file, const std::string& destination,
+                                            AttemptVerdict verdict, const std::string& error,
+                                            std::optional<double> retry_after_s) {
+  AttemptDecision d;
+  Pair* p = pair(file, destination);
+  auto lane = lanes_.find(destination);
+  if (p == nullptr || lane == lanes_.end()) {  // removed meanwhile: nothing to decide
+    d.state = PairState::kWaiting;
+    return d;
+  }
+  if (p->state == PairState::kInFlight) --lane->second.in_flight;
+  const RetrySettings& retry = lane->second.limits.retry;
+  const double now = now_();
+  switch (verdict) {
+    case AttemptVerdict::kDelivered:
+      p->state = PairState::kDelivered;
+      p->last_error.clear();
+      break;
+    case AttemptVerdict::kPermanent:
+      ++p->attempts;
+      if (p->first_failure_unix == 0) p->first_failure_unix = now;
+      p->state = PairState::kGaveUp;
+      p->last_error = error;
+      d.reason = error;
+      break;
+    case AttemptVerdict::kTransient: {
+      ++p->attempts;
+      if (p->first_failure_unix == 0) p->first_failure_unix = now;
+      p->last_error = error;
+      if (should_give_up(p->attempts, p->first_failure_unix, now, retry)) {
+        p->state = PairState::kGaveUp;
+        d.reason = "gave up after " + std::to_string(p->attempts) + " attempts over " +
+                   std::to_string(static_cast<int64_t>(now - p->first_failure_unix)) +
+                   "s; last error: " + error;
+        p->last_error = d.reason;
+      } else {
+        p->state = PairState::kWaiting;
+        p->due_unix = now + backoff_delay(p->attempts, retry, uniform01_(), retry_after_s);
+      }
+      break;
+    }
+  }
+  d.state = p->state;
+  d.attempts = p->attempts;
+  d.next_attempt_unix = p->state == PairState::kWaiting ? p->due_unix : 0;
+  d.first_failure_unix = p->first_failure_unix;
+  return d;
+}
+
+void DeliveryScheduler::released(const FileVersion& file, const std::string& destination) {
+  Pair* p = pair(file, destination);
+  if (p == nullptr || p->state != PairState::kInFlight) return;
+  --lanes_.at(destination).in_flight;
+  p->state = PairState::kWaiting;
+  p->due_unix = now_();
+}
+
+FileOutcome DeliveryScheduler::outcome(const FileVersion& file) const {
+  auto f = files_.find(file);
+  if (f == files_.end()) return FileOutcome::kPending;
+  bool gave_up = false;
+  for (const auto& [name, p] : f->second) {
+    if (p.state == PairState::kWaiting || p.state == PairState::kInFlight)
+      return FileOutcome::kPending;
+    gave_up = gave_up || p.state == PairState::kGaveUp;
+  }
+  return gave_up ? FileOutcome::kGaveUpSomewhere : FileOutcome::kDeliveredEverywhere;
+}
+
+std::vector<DestinationOutcome> DeliveryScheduler::outcomes(const FileVersion& file) const {
+  std::vector<DestinationOutcome> out;
+  auto f = files_.find(file);
+  if (f == files_.end()) return out;
+  for (const auto& [name, p] : f->second)
+    out.push_back(DestinationOutcome{name, p.state, p.attempts, p.last_error});
+  return out;
+}
+
+std::optional<double> DeliveryScheduler::next_due() const {
+  std::optional<double> due;
+  for (const auto& [file, pairs] : files_) {
+    for (const auto& [name, p] : pairs) {
+      if (p.state == PairState::kWaiting && (!due || p.due_unix < *due)) due = p.due_unix;
+    }
+  }
+  return due;
+}
+
+int DeliveryScheduler::in_flight(const std::string& destination) const {
+  auto lane = lanes_.find(destination);
+  return lane == lanes_.end() ? 0 : lane->second.in_flight;
+}
+
+int64_t DeliveryScheduler::backlog(const std::string& destination) const {
+  int64_t n = 0;
+  for (const auto& [file, pairs] : files_) {
+    auto p = pairs.find(destination);
+    if (p != pairs.end() &&
+        (p->second.state == PairState::kWaiting || p->second.state == PairState::kInFlight))
+      ++n;
+  }
+  return n;
+}
+
+}  // namespace transfer::sender

@@ -1,0 +1,179 @@
+// DeliveryScheduler with a fake clock: per-destination backoff, caps, maximum age, ordering and
+// the "all destinations" rule, without sleeping.
+#include "delivery_scheduler.hpp"
+
+#include <gtest/gtest.h>
+
+namespace transfer::sender {
+namespace {
+
+class SchedulerTest : public ::testing::Test {
+ protected:
+  // uniform01 = 0.999...: each backoff is its full ceiling, so the due times are exact.
+  DeliveryScheduler make(std::vector<DestinationLimits> d) {
+    return DeliveryScheduler(
+        std::move(d), [this] { return now_; }, [] { return 0.999999; });
+  }
+  static DestinationLimits dest(std::string name, int cap = 1,
+                                RetrySettings retry = {1, 60, 0, 0}) {
+    return DestinationLimits{std::move(name), cap, retry, true};
+  }
+  static FileVersion file(const std::string& name) { return FileVersion{name, "sha-" + name}; }
+  double now_ = 1000;
+};
+
+TEST_F(SchedulerTest, EveryEnabledDestinationGetsEveryFileInNameOrder) {
+  auto disabled = dest("off");
+  disabled.enabled = false;
+  auto s = make({dest("a", 10), dest("b", 10), disabled});
+  for (const char* n : {"c.json", "a.json", "b.json"}) s.add(file(n));
+  for (const char* d : {"a", "b"}) {
+    EXPECT_EQ(s.take(d)->name, "a.json") << d;
+    EXPECT_EQ(s.take(d)->name, "b.json") << d;
+    EXPECT_EQ(s.take(d)->name, "c.json") << d;
+    EXPECT_FALSE(s.take(d)) << d;
+  }
+  EXPECT_FALSE(s.take("off"));
+  EXPECT_EQ(s.outcomes(file("a.json")).size(), 2u);  // the disabled destination takes no part
+}
+
+TEST_F(SchedulerTest, EachDestinationHasItsOwnCap) {
+  auto s = make({dest("slow", 1), dest("fast", 3)});
+  for (const char* n : {"1", "2", "3", "4"}) s.add(file(n));
+  EXPECT_EQ(s.take("slow")->name, "1");
+  EXPECT_FALSE(s.take("slow"));  // at its cap of one
+  EXPECT_EQ(s.take("fast")->name, "1");
+  EXPECT_EQ(s.take("fast")->name, "2");
+  EXPECT_EQ(s.take("fast")->name, "3");
+  EXPECT_FALSE(s.take("fast"));
+  EXPECT_EQ(s.in_flight("slow"), 1);
+  EXPECT_EQ(s.in_flight("fast"), 3);
+  // The slow one's attempt never ends; the fast one goes on as its attempts finish.
+  s.finished(file("1"), "fast", AttemptVerdict::kDelivered, "");
+  EXPECT_EQ(s.take("fast")->name, "4");
+  EXPECT_EQ(s.backlog("slow"), 4);
+  EXPECT_EQ(s.backlog("fast"), 3);
+}
+
+TEST_F(SchedulerTest, BackoffIsPerDestinationAndRespectsRetryAfter) {
+  auto s = make({dest("down", 1, {1, 60, 0, 0}), dest("up", 1)});
+  s.add(file("f"));
+  ASSERT_TRUE(s.take("down"));
+  ASSERT_TRUE(s.take("up"));
+  auto d1 = s.finished(file("f"), "down", AttemptVerdict::kTransient, "connection refused");
+  EXPECT_EQ(d1.state, PairState::kWaiting);
+  EXPECT_EQ(d1.attempts, 1);
+  EXPECT_NEAR(d1.next_attempt_unix, 1001, 0.01);  // ceiling 1 s
+  s.finished(file("f"), "up", AttemptVerdict::kDelivered, "");
+  EXPECT_EQ(s.outcome(file("f")), FileOutcome::kPending);
+  EXPECT_FALSE(s.take("down"));  // not yet due
+  ASSERT_TRUE(s.next_due());
+  EXPECT_NEAR(*s.next_due(), 1001, 0.01);
+  now_ = 1001.5;
+  ASSERT_TRUE(s.take("down"));
+  auto d2 = s.finished(file("f"), "down", AttemptVerdict::kTransient, "refused");
+  EXPECT_NEAR(d2.next_attempt_unix - now_, 2, 0.01);  // doubled
+  now_ += 2.1;
+  ASSERT_TRUE(s.take("down"));
+  auto d3 = s.finished(file("f"), "down", AttemptVerdict::kTransient, "503", 30.0);
+  EXPECT_GE(d3.next_attempt_unix - now_, 30 - 1e-6);  // never sooner than Retry-After
+  EXPECT_EQ(d3.first_failure_unix, 1000);
+}
+
+TEST_F(SchedulerTest, MaxAttemptsAndMaxAgeGiveUpForThatDestinationOnly) {
+  auto s = make({dest("few", 1, {1, 1, 2, 0}), dest("old", 1, {1, 1, 0, 10}), dest("ok", 1)});
+  s.add(file("f"));
+  ASSERT_TRUE(s.take("few"));
+  EXPECT_EQ(s.finished(file("f"), "few", AttemptVerdict::kTransient, "e1").state,
+            PairState::kWaiting);
+  now_ += 2;
+  ASSERT_TRUE(s.take("few"));
+  auto gave_up = s.finished(file("f"), "few", AttemptVerdict::kTransient, "e2");
+  EXPECT_EQ(gave_up.state, PairState::kGaveUp);
+  EXPECT_NE(gave_up.reason.find("gave up after 2 attempts"), std::string::npos) << gave_up.reason;
+  EXPECT_NE(gave_up.reason.find("e2"), std::string::npos);
+
+  ASSERT_TRUE(s.take("old"));
+  s.finished(file("f"), "old", AttemptVerdict::kTransient, "first");
+  now_ += 11;  // past max_age since the first failure
+  ASSERT_TRUE(s.take("old"));
+  EXPECT_EQ(s.finished(file("f"), "old", AttemptVerdict::kTransient, "later").state,
+            PairState::kGaveUp);
+
+  EXPECT_EQ(s.outcome(file("f")), FileOutcome::kPending);  // "ok" has not settled
+  ASSERT_TRUE(s.take("ok"));
+  s.finished(file("f"), "ok", AttemptVerdict::kDelivered, "");
+  EXPECT_EQ(s.outcome(file("f")), FileOutcome::kGaveUpSomewhere);
+  const auto all = s.outcomes(file("f"));
+  ASSERT_EQ(all.size(), 3u);  // by destination name
+  EXPECT_EQ(all[0].destination, "few");
+  EXPECT_EQ(all[0].state, PairState::kGaveUp);
+  EXPECT_EQ(all[0].attempts, 2);
+  EXPECT_EQ(all[1].destination, "ok");
+  EXPECT_EQ(all[1].state, PairState::kDelivered);
+  EXPECT_EQ(all[2].destination, "old");
+  EXPECT_EQ(all[2].state, PairState::kGaveUp);
+}
+
+TEST_F(SchedulerTest, APermanentRefusalGivesUpAtOnceAndTheOthersGoOn) {
+  auto s = make({dest("rejects", 1), dest("takes", 1)});
+  s.add(file("f"));
+  s.take("rejects");
+  auto d = s.finished(file("f"), "rejects", AttemptVerdict::kPermanent, "receiver answered 409");
+  EXPECT_EQ(d.state, PairState::kGaveUp);
+  EXPECT_EQ(s.outcome(file("f")), FileOutcome::kPending);
+  s.take("takes");
+  s.finished(file("f"), "takes", AttemptVerdict::kDelivered, "");
+  EXPECT_EQ(s.outcome(file("f")), FileOutcome::kGaveUpSomewhere);
+}
+
+TEST_F(SchedulerTest, DeleteOrMoveOnlyOnceEveryEnabledDestinationHasTheFile) {
+  auto s = make({dest("a"), dest("b"), dest("c")});
+  s.add(file("f"));
+  for (const char* d : {"a", "b"}) {
+    s.take(d);
+    s.finished(file("f"), d, AttemptVerdict::kDelivered, "");
+    EXPECT_EQ(s.outcome(file("f")), FileOutcome::kPending) << d;
+  }
+  s.take("c");
+  s.finished(file("f"), "c", AttemptVerdict::kDelivered, "");
+  EXPECT_EQ(s.outcome(file("f")), FileOutcome::kDeliveredEverywhere);
+}
+
+TEST_F(SchedulerTest, HistoryContinuesAfterARestartAndANewDestinationGetsOldFiles) {
+  auto s = make({dest("old"), dest("new")});
+  PairHistory delivered;
+  delivered.state = PairState::kDelivered;
+  s.add(file("f"), {{"old", delivered}});
+  EXPECT_FALSE(s.take("old"));          // delivered before the restart: nothing resent
+  EXPECT_EQ(s.take("new")->name, "f");  // added since: due at once
+
+  PairHistory failed;
+  failed.state = PairState::kWaiting;
+  failed.attempts = 3;
+  failed.first_failure_unix = 900;
+  failed.next_attempt_unix = 1050;
+  s.add(file("g"), {{"old", failed}, {"new", delivered}});
+  EXPECT_FALSE(s.take("old"));  // its backoff survives the restart
+  now_ = 1050;
+  ASSERT_TRUE(s.take("old"));
+  auto d = s.finished(file("g"), "old", AttemptVerdict::kTransient, "again");
+  EXPECT_EQ(d.attempts, 4);
+  EXPECT_EQ(d.first_failure_unix, 900);
+}
+
+TEST_F(SchedulerTest, ARemovedFileFreesItsSlotsAndLateVerdictsAreIgnored) {
+  auto s = make({dest("a")});
+  s.add(file("f"));
+  s.add(file("g"));
+  ASSERT_EQ(s.take("a")->name, "f");
+  s.remove(file("f"));  // changed while in flight
+  EXPECT_EQ(s.in_flight("a"), 0);
+  EXPECT_EQ(s.finished(file("f"), "a", AttemptVerdict::kDelivered, "").state, PairState::kWaiting);
+  EXPECT_EQ(s.take("a")->name, "g");
+  s.released(file("g"), "a");  // shutting down: due again
+  EXPECT_EQ(s.take("a")->name, "g");
+}
+
+}  // namespace
+}  // namespace transfer::sender
