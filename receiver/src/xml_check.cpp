@@ -282,13 +282,17 @@ CheckVerdict XmlCheck::finish() {
 }
 
 void XmlCheck::refuse(const char* check, const char* reason, std::string message,
-                      bool stop_parser) {
+                      bool silence_parser) {
   if (decided()) return;
   verdict_.outcome = CheckOutcome::kRefused;
   verdict_.check = check;
   verdict_.reason = reason;
   verdict_.message = std::move(message);
-  if (stop_parser && parser_ != nullptr) xmlStopParser(parser_);
+  // Not xmlStopParser(): in libxml2 2.9.14 it frees the input under a parse in progress (a SAX
+  // callback inside xmlParseCharData, or an error handler, reads freed memory afterwards; found
+  // by ThreadSanitizer and the fuzzer). The parser finishes the piece it was given without
+  // calling us any more, and update() feeds it nothing further.
+  if (silence_parser && parser_ != nullptr) parser_->disableSAX = 1;
 }
 
 void XmlCheck::on_start_element() {
@@ -343,12 +347,11 @@ void XmlCheck::on_parser_error(const void* raw) {
       error->line > 0 ? error->line : (parser_ != nullptr ? xmlSAX2GetLineNumber(parser_) : 0);
   const long column =
       error->line > 0 ? error->int2 : (parser_ != nullptr ? xmlSAX2GetColumnNumber(parser_) : 0);
-  // Not stopped from here: libxml2 may still be using its input (it halts itself after a fatal
-  // error, and update() stops feeding it once the verdict is known).
+  // libxml2 itself stops calling SAX after a fatal error; update() stops feeding it.
   refuse("xml", "not_wellformed",
          "not well-formed XML at line " + std::to_string(line) + ", column " +
              std::to_string(column) + ": " + trimmed(error->message),
-         /*stop_parser=*/false);
+         /*silence_parser=*/false);
 }
 
 void XmlCheck::on_schema_error(const void* raw) {

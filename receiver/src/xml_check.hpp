@@ -102,8 +102,9 @@ class XmlCheck : public PlaintextCheck {
   void on_schema_error(const void* error);
 
  private:
-  // stop_parser: from a SAX callback, where xmlStopParser is safe (not from an error handler).
-  void refuse(const char* check, const char* reason, std::string message, bool stop_parser = true);
+  // silence_parser: no more SAX callbacks for the rest of the piece being parsed.
+  void refuse(const char* check, const char* reason, std::string message,
+              bool silence_parser = true);
   bool decided() const { return verdict_.outcome != CheckOutcome::kPassed; }
   void start();  // at the first byte: an empty plaintext never starts a parser
   void release();
