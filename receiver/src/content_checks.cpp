@@ -36,11 +36,14 @@ ContentChecks::ContentChecks(const ReceiverConfig& config, Logger logger,
   if (!config.scan_quarantine_dir.empty()) quarantine_.emplace(config.scan_quarantine_dir);
 }
 
-CheckPipeline ContentChecks::make() const {
+CheckPipeline ContentChecks::make(uint64_t expected_bytes) const {
   CheckPipeline pipeline;
   if (clamd_) pipeline.add(std::make_unique<VirusScanCheck>(*clamd_, timeouts_, observer_));
-  if (xml_)
-    pipeline.add(std::make_unique<XmlCheck>(limits_, schema_ ? schema_->current() : nullptr));
+  if (xml_) {
+    std::unique_ptr<PlaintextCheck> xml =
+        std::make_unique<XmlCheck>(limits_, schema_ ? schema_->current() : nullptr);
+    pipeline.add(expected_bytes >= kCheckBesideBytes ? check_beside(std::move(xml)) : std::move(xml));
+  }
   return pipeline;
 }
 

@@ -19,6 +19,9 @@
 
 namespace transfer::receiver {
 
+// Uploads (Content-Length) from this size are XML-checked beside their decryption.
+inline constexpr uint64_t kCheckBesideBytes = 8ULL << 20;
+
 class ContentChecks {
  public:
   // Loads the schema (kInvalidArgument with libxml2's message when it is not usable) and parses
@@ -29,7 +32,8 @@ class ContentChecks {
 
   // The checks of one upload: the virus scan first (its verdict wins: a document with a virus is
   // kept for forensics even if it is not XML either), then the XML check.
-  CheckPipeline make() const;
+  // An upload of at least kCheckBesideBytes has its XML check on a thread of its own.
+  CheckPipeline make(uint64_t expected_bytes) const;
   // Re-reads XML_SCHEMA if it changed (one stat() when not); logs a schema that no longer loads.
   void refresh();
   // Keeps a refused upload's plaintext when the virus scan refused it and SCAN_QUARANTINE_DIR is

@@ -124,7 +124,7 @@ ReceiverService::ReceiverService(const ReceiverConfig& config, Logger logger, Up
       server_(http_options(config), settings_, gate_, committer_, [this](const UploadEvent& e) { on_upload(e); }, api(),
               logger_) {
   checks_->observe_scans([this](const CheckVerdict& v, double seconds) { metrics_.record_scan(v, seconds); });
-  settings_.checks = [this] { return checks_->make(); };
+  settings_.checks = [this](uint64_t expected_bytes) { return checks_->make(expected_bytes); };
   settings_.keep_refused = [this](const std::string& temp_path, int fd, const std::string& name,
                                   const CheckVerdict& verdict) { checks_->keep_refused(temp_path, fd, name, verdict); };
 }

@@ -87,6 +87,7 @@ UploadSession::UploadSession(const UploadRequestHead& head, const UploadSettings
       name_(head.name),
       idempotency_key_(head.idempotency_key),
       claimed_sha256_(head.claimed_sha256),
+      expected_bytes_(head.content_length.value_or(0)),
       only_key_(only_key),
       parser_(multipart_boundary(head.content_type).value_or("-"),
               MultipartParser::Handler{
@@ -127,7 +128,7 @@ Status UploadSession::on_part_begin(const MultipartPart& part) {
   }
   if (candidates.empty()) return make_error(ErrorCode::kInvalidToken, "the key that signed the request is no longer loaded");
   in_place_ = candidates.size() > 1;
-  if (settings_.checks) checks_ = settings_.checks();
+  if (settings_.checks) checks_ = settings_.checks(expected_bytes_);
   auto dec = in_place_
                  ? FernetStreamDecryptor::create_authenticator(
                        std::move(candidates), [this](const char* d, size_t n) { return write_temp(d, n); },

@@ -114,6 +114,7 @@ class UploadSession {
   std::string name_;
   std::string idempotency_key_;
   std::optional<std::string> claimed_sha256_;
+  uint64_t expected_bytes_ = 0;  // Content-Length: the checks' size hint
   std::optional<size_t> only_key_;
   MultipartParser parser_;
   KeySet keys_;                  // the keys in force when the token started

@@ -156,6 +156,26 @@ TEST_F(XmlCheckTest, LongTextStreamsWithoutASchemaButOneHugeTagIsRefused) {
   EXPECT_NE(v.message.find("not well-formed XML at line 1"), std::string::npos) << v.message;
 }
 
+TEST_F(XmlCheckTest, BesideAThreadTheVerdictIsTheSame) {
+  // A large upload's XML check runs on a thread of its own (check_beside): same verdicts.
+  std::string big = "<all>";
+  for (int i = 0; i < 20000; ++i) big += "<item type=\"int\">" + std::to_string(i) + "</item>";
+  const std::string docs[] = {big + "</all>", big, big + "</wrong></all>", ""};
+  for (const auto& doc : docs) {
+    const CheckVerdict inline_verdict = run(doc, 3000);
+    auto beside = check_beside(std::make_unique<XmlCheck>(XmlLimits{}, nullptr));
+    for (size_t at = 0; at < doc.size(); at += 3000) {
+      if (!beside->update(doc.data() + at, std::min<size_t>(3000, doc.size() - at))) break;
+    }
+    const CheckVerdict v = beside->finish();
+    EXPECT_EQ(v.outcome, inline_verdict.outcome) << doc.size();
+    EXPECT_EQ(v.message, inline_verdict.message) << doc.size();
+  }
+  // Dropped unfinished (the upload failed): the thread ends with it.
+  auto abandoned = check_beside(std::make_unique<XmlCheck>(XmlLimits{}, nullptr));
+  abandoned->update(big.data(), big.size());
+}
+
 constexpr const char* kSchema = R"(<?xml version="1.0"?>
 <xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema">
   <xs:element name="all">
