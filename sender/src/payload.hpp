@@ -14,8 +14,6 @@
 
 #include <atomic>
 #include <cerrno>
-#include <condition_variable>
-#include <deque>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -23,6 +21,7 @@
 #include <thread>
 #include <vector>
 
+#include "transfer/bounded_queue.hpp"
 #include "transfer/fernet.hpp"
 #include "transfer/file_util.hpp"
 #include "transfer/json_to_xml.hpp"
@@ -77,11 +76,10 @@ class TokenSpoolSink : public XmlSink {
   Status write(const char* data, size_t size) override {
     if (!threaded_) return consume(data, size);
     if (!worker_.joinable()) start();
-    std::unique_lock lock(mu_);
-    space_.wait(lock, [this] { return queue_.size() < kQueueDepth || failed_; });
-    if (failed_) return *error_;
-    queue_.emplace_back(data, size);
-    ready_.notify_one();
+    if (!queue_->push(std::string(data, size))) {  // closed: the worker failed
+      std::lock_guard lock(mu_);
+      return *error_;
+    }
     return ok_status();
   }
 
@@ -95,7 +93,6 @@ class TokenSpoolSink : public XmlSink {
     hash_ = Sha256();
     token_bytes_ = 0;
     error_.reset();
-    failed_ = false;
     return ok_status();
   }
 
@@ -103,6 +100,7 @@ class TokenSpoolSink : public XmlSink {
   Status finish() {
     if (threaded_ && worker_.joinable()) {
       stop_worker();
+      std::lock_guard lock(mu_);
       if (error_) return *error_;
     }
     if (auto st = ensure_encryptor(); !st) return st;
@@ -129,7 +127,7 @@ class TokenSpoolSink : public XmlSink {
   }
 
   void start() {
-    closing_ = false;
+    queue_ = std::make_unique<BoundedQueue<std::string>>(kQueueDepth);
     worker_ = std::thread([this] { work(); });
   }
 
@@ -146,34 +144,25 @@ class TokenSpoolSink : public XmlSink {
     return write_all(file_.fd.get(), token_text.data(), token_text.size(), file_.path);
   }
 
+  // The second thread: encrypts and writes what the converter queued. On an error it closes the
+  // queue, so the converter's next write fails with that error.
   void work() {
-    for (;;) {
-      std::string piece;
-      {
-        std::unique_lock lock(mu_);
-        ready_.wait(lock, [this] { return !queue_.empty() || closing_; });
-        if (queue_.empty()) return;
-        piece = std::move(queue_.front());
-        queue_.pop_front();
-        space_.notify_one();
-      }
-      if (failed_) continue;  // drain: the writer learns of the error on its next write
-      if (auto st = consume(piece.data(), piece.size()); !st) {
-        std::lock_guard lock(mu_);
-        error_ = st.error();
-        failed_ = true;
-        space_.notify_all();
+    while (auto piece = queue_->pop()) {
+      if (auto st = consume(piece->data(), piece->size()); !st) {
+        {
+          std::lock_guard lock(mu_);
+          error_ = st.error();
+        }
+        queue_->close();
+        return;
       }
     }
   }
 
+  // Drains what is queued and ends the second thread.
   void stop_worker() {
     if (!worker_.joinable()) return;
-    {
-      std::lock_guard lock(mu_);
-      closing_ = true;
-    }
-    ready_.notify_all();
+    queue_->close();
     worker_.join();
   }
 
@@ -185,13 +174,9 @@ class TokenSpoolSink : public XmlSink {
   Sha256 hash_;
   uint64_t token_bytes_ = 0;
   std::string out_;
+  std::unique_ptr<BoundedQueue<std::string>> queue_;  // a new one per pass (start())
   std::thread worker_;
-  std::mutex mu_;
-  std::condition_variable ready_;
-  std::condition_variable space_;
-  std::deque<std::string> queue_;
-  bool closing_ = false;
-  std::atomic<bool> failed_{false};
+  std::mutex mu_;  // guards error_ between the two threads
   std::optional<Error> error_;
 };
 
