@@ -48,18 +48,6 @@ Result<std::string> read_small_file(int fd, const std::string& path, int64_t siz
   return text;
 }
 
-FileStamp stamp_of(const struct stat& st) {
-  return FileStamp{static_cast<int64_t>(st.st_size),
-                   static_cast<int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec,
-                   static_cast<uint64_t>(st.st_ino)};
-}
-
-// Size and mtime equal, and the inode too when both are known (the database does not keep it).
-bool same_version(const FileStamp& a, const FileStamp& b) {
-  return a.size == b.size && a.mtime_ns == b.mtime_ns &&
-         (a.inode == 0 || b.inode == 0 || a.inode == b.inode);
-}
-
 double wall_now() {
   timespec ts{};
   clock_gettime(CLOCK_REALTIME, &ts);
@@ -98,21 +86,6 @@ UploadTarget upload_target(const SenderConfig& c) {
 }
 
 }  // namespace
-
-bool is_ignored_name(const std::string& name, const std::vector<std::string>& globs) {
-  auto ends_with = [&](std::string_view suffix) {
-    return name.size() >= suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
-  };
-  if (name.empty() || name.front() == '.') return true;
-  for (const auto* suffix : {".tmp", ".part", ".partial", ".swp"}) {
-    if (ends_with(suffix)) return true;
-  }
-  if (name.size() <= 5 || !ends_with(".json")) return true;
-  for (const auto& g : globs) {
-    if (::fnmatch(g.c_str(), name.c_str(), FNM_PERIOD) == 0) return true;
-  }
-  return false;
-}
 
 Result<std::unique_ptr<SenderService>> SenderService::create(const SenderConfig& config,
                                                               Logger logger) {
@@ -156,24 +129,24 @@ SenderService::SenderService(const SenderConfig& config, Logger logger, OutboxSt
       store_(std::move(store)),
       keys_(std::move(keys)),
       spool_dir_(config.status_db_path + "/spool"),
-      watcher_(config.input_dir, config.use_inotify),
+      discovery_(config_, logger_),
       probe_uploader_(upload_target(config), cancel_) {
   for (int i = 0; i < config_.upload_concurrency; ++i) {
     uploaders_.push_back(std::make_unique<Uploader>(upload_target(config_), cancel_));
   }
   remove_spool_leftovers(spool_dir_);
-  store_.set_group_commit(kStateCommitWindow, [this] { watcher_.wake(); });  // run() flushes it when due
+  store_.set_group_commit(kStateCommitWindow, [this] { discovery_.watcher().wake(); });  // run() flushes it when due
   load_settled();
   if (auto v = store_.data_version(); v) data_version_ = *v;
 }
 
 void SenderService::load_settled() {
-  settled_.clear();
+  discovery_.settled().clear();
   if (auto settled = store_.settled(); settled) {
     for (const auto& e : *settled) {
       const bool in_place_quarantine = e.state == OutboxState::kQuarantined && e.quarantine_path.empty();
       const bool kept = e.state == OutboxState::kDelivered && config_.on_success == SenderConfig::OnSuccess::kKeep;
-      if (in_place_quarantine || kept) settled_[e.name] = FileStamp{e.size, e.mtime_ns, 0};
+      if (in_place_quarantine || kept) discovery_.settled()[e.name] = FileStamp{e.size, e.mtime_ns, 0};
     }
   }
 }
@@ -186,8 +159,8 @@ void SenderService::notice_operator_changes() {
   // was decided from the old rows; the next pass asks the database again.
   logger_->info("state database changed by another process: re-reading it");
   load_settled();
-  for (auto& [name, c] : candidates_) c.not_before = Clock::now();
-  rescan();
+  for (auto& [name, c] : discovery_.candidates()) c.not_before = Clock::now();
+  discovery_.rescan();
 }
 
 FernetKey SenderService::current_key() {
@@ -251,10 +224,10 @@ void SenderService::update_backlog_metrics() {
   if (!in_flight_.empty() && now < next_backlog_update_) return;
   next_backlog_update_ = now + std::chrono::milliseconds(100);
   double oldest = 0;
-  for (const auto& [name, c] : candidates_) {
+  for (const auto& [name, c] : discovery_.candidates()) {
     if (oldest == 0 || c.waiting_since_unix < oldest) oldest = c.waiting_since_unix;
   }
-  metrics_.backlog.set(static_cast<double>(candidates_.size()));
+  metrics_.backlog.set(static_cast<double>(discovery_.candidates().size()));
   metrics_.oldest_pending_since.store(oldest);
 }
 
@@ -262,7 +235,7 @@ SenderService::~SenderService() = default;
 
 void SenderService::stop() {
   if (stopping_.exchange(true)) return;
-  watcher_.wake();
+  discovery_.watcher().wake();
   drain_.start(config_.drain_timeout_s, [this] {
     logger_->warn("drain timeout after {}s: abandoning the upload in flight (it is retried at the next start)",
                   config_.drain_timeout_s);
@@ -271,75 +244,17 @@ void SenderService::stop() {
   });
 }
 
-bool SenderService::is_quiet(const Candidate& c, Clock::time_point now) const {
-  if (config_.min_file_age_s <= 0) return true;
-  if (std::chrono::duration<double>(now - c.observed_at).count() >= config_.min_file_age_s) return true;
-  const double age = wall_now() - static_cast<double>(c.stamp.mtime_ns) / 1e9;
-  return age >= config_.min_file_age_s;
-}
-
-SenderService::Clock::time_point SenderService::ready_at(const Candidate& c) const {
-  const auto quiet = c.observed_at + std::chrono::duration_cast<Clock::duration>(
-                                         std::chrono::duration<double>(config_.min_file_age_s));
-  return std::max(c.not_before, is_quiet(c, Clock::now()) ? Clock::now() : quiet);
-}
-
-void SenderService::observe(const std::string& name) {
-  struct stat st {};
-  const std::string path = config_.input_dir + "/" + name;
-  if (::lstat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) {
-    candidates_.erase(name);
-    return;
-  }
-  const FileStamp stamp = stamp_of(st);
-  if (auto s = settled_.find(name); s != settled_.end()) {
-    if (same_version(s->second, stamp)) {
-      candidates_.erase(name);
-      return;
-    }
-    settled_.erase(s);
-  }
-  const auto now = Clock::now();
-  auto [it, inserted] = candidates_.try_emplace(name, Candidate{stamp, now, now, false, wall_now()});
-  if (!inserted && !(it->second.stamp == stamp)) it->second = Candidate{stamp, now, now, false, it->second.waiting_since_unix};
-}
-
-void SenderService::rescan() {
-  const auto started = Clock::now();
-  std::error_code ec;
-  std::vector<std::string> present;
-  for (const auto& e : std::filesystem::directory_iterator(config_.input_dir, ec)) {
-    std::string name = e.path().filename().string();
-    if (!is_ignored_name(name, config_.ignore_globs)) present.push_back(std::move(name));
-  }
-  if (ec) {
-    logger_->error("cannot list input directory dir={} error={}", log_value(config_.input_dir),
-                   log_value(ec.message()));
-    return;
-  }
-  std::sort(present.begin(), present.end());
-  for (auto it = candidates_.begin(); it != candidates_.end();) {  // gone since the last listing
-    it = std::binary_search(present.begin(), present.end(), it->first) ? std::next(it) : candidates_.erase(it);
-  }
-  for (auto it = settled_.begin(); it != settled_.end();) {
-    it = std::binary_search(present.begin(), present.end(), it->first) ? std::next(it) : settled_.erase(it);
-  }
-  for (const auto& name : present) observe(name);
-  logger_->debug("rescan listed={} candidates={} settled={} ms={:.1f}", present.size(), candidates_.size(),
-                 settled_.size(), std::chrono::duration<double, std::milli>(Clock::now() - started).count());
-}
-
 ScanSummary SenderService::run() {
   logger_->info("watching input_dir={} receiver={} interval_s={} min_file_age_s={} inotify={}",
                 log_value(config_.input_dir), probe_uploader_.url_for("<name>"), config_.scan_interval_s,
-                config_.min_file_age_s, watcher_.active() ? "on" : "off");
-  if (config_.use_inotify && !watcher_.active()) {
-    logger_->warn("inotify unavailable ({}); rescans every {}s only", watcher_.setup_error(),
+                config_.min_file_age_s, discovery_.watcher().active() ? "on" : "off");
+  if (config_.use_inotify && !discovery_.watcher().active()) {
+    logger_->warn("inotify unavailable ({}); rescans every {}s only", discovery_.watcher().setup_error(),
                   config_.scan_interval_s);
   }
   const auto interval = std::chrono::duration_cast<Clock::duration>(
       std::chrono::duration<double>(config_.scan_interval_s));
-  rescan();
+  discovery_.rescan();
   if (!config_.once) probe_receiver_if_quiet();
   auto next_scan = Clock::now() + interval;
   for (size_t i = 0; i < uploaders_.size(); ++i) workers_.emplace_back([this, i] { worker_loop(i); });
@@ -354,12 +269,12 @@ ScanSummary SenderService::run() {
     // Hand ready files, in name order, to the workers: one queued behind each running one, so a
     // worker that finishes starts its next file without waiting for this thread.
     const size_t max_in_flight = 2 * uploaders_.size();
-    for (auto it = candidates_.begin(); it != candidates_.end() && !stopping_ &&
+    for (auto it = discovery_.candidates().begin(); it != discovery_.candidates().end() && !stopping_ &&
                                         in_flight_.size() < max_in_flight;
          ++it) {
       Candidate& c = it->second;
       if (in_flight_.count(it->first) || (config_.once && c.tried_in_once_mode) || now < c.not_before ||
-          !is_quiet(c, now)) {
+          !discovery_.is_quiet(c, now)) {
         continue;
       }
       dispatch(it->first, c);
@@ -370,10 +285,10 @@ ScanSummary SenderService::run() {
     // With the queue full a finishing worker wakes this thread: the earliest ready time of the
     // others matters only when there is room (and a full walk per file would be quadratic).
     if (in_flight_.size() < max_in_flight) {
-      for (const auto& [name, c] : candidates_) {
+      for (const auto& [name, c] : discovery_.candidates()) {
         if ((config_.once && c.tried_in_once_mode) || in_flight_.count(name)) continue;
         waiting = true;
-        wake = std::min(wake, ready_at(c));
+        wake = std::min(wake, discovery_.ready_at(c));
       }
     }
     if (config_.once && !waiting) break;
@@ -388,13 +303,13 @@ ScanSummary SenderService::run() {
     }
     if (const auto due = store_.batch_due()) wake = std::min(wake, *due);
     if (take_finished(done)) continue;  // a worker finished while we looked: apply it first
-    const auto events = watcher_.wait_until(wake);  // a finishing worker wakes it
+    const auto events = discovery_.watcher().wait_until(wake);  // a finishing worker wakes it
     for (const auto& name : events.names) {
-      if (!is_ignored_name(name, config_.ignore_globs)) observe(name);
+      if (!is_ignored_name(name, config_.ignore_globs)) discovery_.observe(name);
     }
     if (!config_.once) notice_operator_changes();
     if (events.needs_rescan || Clock::now() >= next_scan) {
-      rescan();
+      discovery_.rescan();
       if (!config_.once) probe_receiver_if_quiet();
       next_scan = Clock::now() + interval;
     }
@@ -443,7 +358,7 @@ void SenderService::worker_loop(size_t index) {
       std::lock_guard lock(work_mu_);
       finished_.push_back(Finished{std::move(job.name), job.candidate.stamp, std::move(r)});
     }
-    watcher_.wake();
+    discovery_.watcher().wake();
   }
 }
 
@@ -478,15 +393,15 @@ void SenderService::apply(Finished&& f) {
     case Tally::kFailed: ++summary_.failed; break;
     case Tally::kQuarantined: ++summary_.quarantined; break;
   }
-  if (r.settle) settled_[f.name] = *r.settle;
-  auto it = candidates_.find(f.name);
+  if (r.settle) discovery_.settled()[f.name] = *r.settle;
+  auto it = discovery_.candidates().find(f.name);
   // Gone meanwhile, or seen with another stamp while it was being sent: that newer version
   // stays a candidate of its own.
-  if (it == candidates_.end() || !(it->second.stamp == f.dispatched)) return;
+  if (it == discovery_.candidates().end() || !(it->second.stamp == f.dispatched)) return;
   Candidate& c = it->second;
   switch (r.step) {
     case Step::kDone:
-    case Step::kGone: candidates_.erase(it); break;
+    case Step::kGone: discovery_.candidates().erase(it); break;
     case Step::kRetryLater:
       c.not_before = r.retry_at;
       c.tried_in_once_mode = true;

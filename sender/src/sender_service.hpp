@@ -26,7 +26,7 @@
 #include <string>
 #include <unordered_map>
 
-#include "input_watcher.hpp"
+#include "discovery.hpp"
 #include "outbox_store.hpp"
 #include "transfer/drain_deadline.hpp"
 #include "sender_config.hpp"
@@ -45,18 +45,6 @@ struct ScanSummary {
   int failed = 0;             // transient failures waiting for a retry
   int quarantined = 0;        // given up (permanent error or limits)
 };
-
-// What identifies a file version cheaply (without reading it).
-struct FileStamp {
-  int64_t size = -1;
-  int64_t mtime_ns = 0;
-  uint64_t inode = 0;
-  bool operator==(const FileStamp&) const = default;
-};
-
-// True for names the sender leaves alone: dot-files, *.tmp, *.part, *.partial, *.swp, names
-// not ending in .json, and names matching one of `globs` (fnmatch).
-bool is_ignored_name(const std::string& name, const std::vector<std::string>& globs);
 
 class SenderService {
  public:
@@ -79,13 +67,7 @@ class SenderService {
 
  private:
   using Clock = std::chrono::steady_clock;
-  struct Candidate {
-    FileStamp stamp;
-    Clock::time_point observed_at;   // when `stamp` was first seen unchanged
-    Clock::time_point not_before;    // backoff after a transient failure
-    bool tried_in_once_mode = false;
-    double waiting_since_unix = 0;   // first seen (for the oldest-pending metric)
-  };
+  using Candidate = transfer::sender::Candidate;
   enum class Step { kDone, kRetryLater, kChanged, kGone, kStopped };
   enum class Tally { kNone, kDelivered, kAlreadyDelivered, kFailed, kQuarantined };
   struct StepResult {
@@ -119,10 +101,6 @@ class SenderService {
   void apply(Finished&& finished);
   bool take_finished(std::deque<Finished>& out);
   void stop_workers();
-  void rescan();
-  void observe(const std::string& name);
-  bool is_quiet(const Candidate& c, Clock::time_point now) const;
-  Clock::time_point ready_at(const Candidate& c) const;
   StepResult process_file(const std::string& name, Candidate candidate, Uploader& uploader);
   StepResult attempt_upload(const std::string& name, const std::string& path, int fd,
                             const FileStamp& stamp, const std::string& sha, const std::string* content,
@@ -142,7 +120,7 @@ class SenderService {
   double last_answer_unix_ = 0;              // the receiver's last HTTP answer (any status)
   std::string last_contact_error_;
   std::string spool_dir_;
-  InputWatcher watcher_;
+  Discovery discovery_;  // the input directory: candidates and settled versions
   std::atomic<bool> stopping_{false};
   std::atomic<bool> cancel_{false};  // the in-flight upload must end now
   Uploader probe_uploader_;                        // run()'s own: GET / when idle
@@ -155,8 +133,6 @@ class SenderService {
   bool workers_exit_ = false;
   std::set<std::string> in_flight_;                 // run()'s: names handed to a worker
   Clock::time_point next_backlog_update_{};         // update_backlog_metrics()'s throttle
-  std::map<std::string, Candidate> candidates_;            // sorted: files go in name order
-  std::unordered_map<std::string, FileStamp> settled_;     // delivered / quarantined in place
   ScanSummary summary_;
   DrainDeadline drain_;
   std::unique_ptr<StatusServer> status_server_;  // last: stopped before the rest goes
