@@ -14,7 +14,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
-#include "destination_directory.hpp"
+#include "input_disposal.hpp"
 #include "payload.hpp"
 #include "transfer/fernet.hpp"
 #include "transfer/file_util.hpp"
@@ -130,6 +130,7 @@ SenderService::SenderService(const SenderConfig& config, Logger logger, OutboxSt
       keys_(std::move(keys)),
       spool_dir_(config.status_db_path + "/spool"),
       discovery_(config_, logger_),
+      disposal_(config_),
       probe_uploader_(upload_target(config), cancel_) {
   for (int i = 0; i < config_.upload_concurrency; ++i) {
     uploaders_.push_back(std::make_unique<Uploader>(upload_target(config_), cancel_));
@@ -640,43 +641,25 @@ SenderService::StepResult SenderService::attempt_upload(const std::string& name,
 SenderService::StepResult SenderService::quarantine(const std::string& name, const std::string& path,
                                                     const std::string& sha, const FailureRecord& failure,
                                                     int64_t attempts) {
-  std::string moved_to;
-  std::string move_error;
-  // Opened without following a symlink, and written relative to the descriptor (see
-  // destination_directory.hpp): a refused directory leaves the file in place, never lost.
-  auto dir = DestinationDirectory::open(config_.quarantine_dir, "QUARANTINE_DIR");
-  if (!dir) {
-    move_error = dir.error().message;
-  } else {
-    const std::string dest = dir->unused_name(name);
-    const std::string reason = "file: " + name + "\nerror: " + failure.error + "\ntime: " +
-                               iso_time(failure.now_unix) + "\nattempts: " + std::to_string(attempts) +
-                               "\nsha256: " + sha + "\n" +
-                               (failure.receiver_status ? "receiver_status: " + std::to_string(failure.receiver_status) + "\n" : "");
-    auto moved = dir->write_file(dest + ".reason", reason);
-    if (moved) moved = dir->move_in(path, dest);
-    if (moved) {
-      moved_to = config_.quarantine_dir + "/" + dest;
-    } else {
-      dir->remove(dest + ".reason");
-      move_error = moved.error().message;
-    }
-  }
-  if (auto s = store_.mark_quarantined(name, sha, failure, moved_to); !s) {
+  const std::string reason = "file: " + name + "\nerror: " + failure.error + "\ntime: " + iso_time(failure.now_unix) +
+                             "\nattempts: " + std::to_string(attempts) + "\nsha256: " + sha + "\n" +
+                             (failure.receiver_status ? "receiver_status: " + std::to_string(failure.receiver_status) + "\n" : "");
+  const QuarantineResult q = disposal_.quarantine(name, path, reason);
+  if (auto s = store_.mark_quarantined(name, sha, failure, q.moved_to); !s) {
     logger_->error("state database: {}", s.error().message);
   }
   metrics_.quarantined.add();
   StepResult done{Step::kDone};
   done.tally = Tally::kQuarantined;
-  if (moved_to.empty()) {
+  if (q.moved_to.empty()) {
     struct stat now_st {};
     if (::stat(path.c_str(), &now_st) == 0) done.settle = stamp_of(now_st);
     logger_->error("quarantined file={} error={} attempts={} (cannot move it: {}; it stays in place and "
                    "is not retried until its content changes)",
-                   log_value(name), log_value(failure.error), attempts, move_error);
+                   log_value(name), log_value(failure.error), attempts, q.error);
   } else {
     logger_->error("quarantined file={} error={} attempts={} moved_to={}", log_value(name),
-                   log_value(failure.error), attempts, log_value(moved_to));
+                   log_value(failure.error), attempts, log_value(q.moved_to));
   }
   return done;
 }
@@ -690,23 +673,10 @@ void SenderService::after_delivery(const std::string& name, const std::string& p
                    st.error().message, log_value(name));
     return;
   }
-  switch (config_.on_success) {
-    case SenderConfig::OnSuccess::kKeep: return;
-    case SenderConfig::OnSuccess::kDelete:
-      if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
-        logger_->error("cannot delete delivered file={} error={} (retried at the next scan)",
-                       log_value(name), log_value(std::strerror(errno)));
-      }
-      return;
-    case SenderConfig::OnSuccess::kMove: {
-      auto dir = DestinationDirectory::open(config_.on_success_dir, "ON_SUCCESS move target");
-      Status st = dir ? dir->move_in(path, dir->unused_name(name)) : Status(dir.error());
-      if (!st) {
-        logger_->error("cannot move delivered file={} error={} (retried at the next scan)",
-                       log_value(name), log_value(st.error().message));
-      }
-      return;
-    }
+  if (auto st = disposal_.delivered(name, path); !st) {
+    logger_->error("cannot {} delivered file={} error={} (retried at the next scan)",
+                   config_.on_success == SenderConfig::OnSuccess::kDelete ? "delete" : "move", log_value(name),
+                   log_value(st.error().message));
   }
 }
 

@@ -27,6 +27,7 @@
 #include <unordered_map>
 
 #include "discovery.hpp"
+#include "input_disposal.hpp"
 #include "outbox_store.hpp"
 #include "transfer/drain_deadline.hpp"
 #include "sender_config.hpp"
@@ -121,6 +122,7 @@ class SenderService {
   std::string last_contact_error_;
   std::string spool_dir_;
   Discovery discovery_;  // the input directory: candidates and settled versions
+  InputDisposal disposal_;  // ON_SUCCESS and quarantine moves of input files
   std::atomic<bool> stopping_{false};
   std::atomic<bool> cancel_{false};  // the in-flight upload must end now
   Uploader probe_uploader_;                        // run()'s own: GET / when idle
