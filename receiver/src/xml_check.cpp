@@ -235,7 +235,6 @@ bool XmlCheck::update(const char* data, size_t size) {
     start();
     if (decided()) return false;
   }
-  fed_ += size;
   ThreadErrors errors(this);
   while (size > 0 && !decided()) {
     const int n = static_cast<int>(std::min<size_t>(size, INT_MAX / 2));

@@ -116,7 +116,6 @@ class XmlCheck : public PlaintextCheck {
   xmlParserCtxtPtr parser_ = nullptr;
   xmlSchemaValidCtxtPtr validator_ = nullptr;
   xmlSchemaSAXPlugPtr plug_ = nullptr;
-  uint64_t fed_ = 0;
   size_t depth_ = 0;
   bool root_closed_ = false;  // the root element ended
   uint64_t text_run_ = 0;     // text since the last tag

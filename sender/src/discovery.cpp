@@ -8,15 +8,12 @@
 #include <filesystem>
 
 namespace transfer::sender {
-namespace {
 
 double wall_now() {
   timespec ts{};
   clock_gettime(CLOCK_REALTIME, &ts);
   return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
 }
-
-}  // namespace
 
 FileStamp stamp_of(const struct stat& st) {
   return FileStamp{static_cast<int64_t>(st.st_size),

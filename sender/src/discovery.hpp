@@ -27,7 +27,6 @@ struct FileStamp {
   bool operator==(const FileStamp&) const = default;
 };
 
-
 FileStamp stamp_of(const struct stat& st);
 // Size and mtime equal, and the inode too when both are known (the database does not keep it).
 bool same_version(const FileStamp& a, const FileStamp& b);
@@ -35,6 +34,9 @@ bool same_version(const FileStamp& a, const FileStamp& b);
 // True for names the sender leaves alone: dot-files, *.tmp, *.part, *.partial, *.swp, names
 // not ending in .json, and names matching one of `globs` (fnmatch).
 bool is_ignored_name(const std::string& name, const std::vector<std::string>& globs);
+
+// Seconds since the epoch (CLOCK_REALTIME), as the state database keeps times.
+double wall_now();
 
 using DiscoveryClock = std::chrono::steady_clock;
 

@@ -48,12 +48,6 @@ Result<std::string> read_small_file(int fd, const std::string& path, int64_t siz
   return text;
 }
 
-double wall_now() {
-  timespec ts{};
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
-}
-
 std::string iso_time(double unix_seconds) {
   const auto t = static_cast<time_t>(unix_seconds);
   std::tm tm{};

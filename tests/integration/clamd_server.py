@@ -20,6 +20,8 @@ import subprocess
 import tempfile
 import time
 
+from harness import wait_until
+
 CLAMD = os.environ.get("TRANSFER_CLAMD", "/usr/sbin/clamd")
 
 # The signature's name in the .ndb file; clamd adds ".UNOFFICIAL" to names from unsigned databases.
@@ -35,18 +37,6 @@ def free_tcp_port():
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def _wait_until(pred, timeout, what):
-    deadline = time.monotonic() + timeout
-    delay = 0.01
-    while time.monotonic() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(delay)
-        delay = min(delay * 2, 0.1)
-    raise AssertionError("timed out after %.0fs waiting for %s" % (timeout, what))
 
 
 class Clamd:
@@ -127,7 +117,7 @@ class Clamd:
             except OSError:
                 return False
 
-        _wait_until(answered, self.start_timeout, "clamd to answer PONG on " + self.socket_path)
+        wait_until(answered, self.start_timeout, "clamd to answer PONG on " + self.socket_path)
         self.start_seconds = time.monotonic() - began
         return self
 

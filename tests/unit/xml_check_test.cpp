@@ -116,7 +116,10 @@ TEST_F(XmlCheckTest, RefusalsNameTheCheckTheReasonAndThePlace) {
 TEST_F(XmlCheckTest, InputThatCannotBeDecodedIsRefusedWhateverThePieces) {
   // Found by fuzz_content_checks: the first bytes say UCS-4; the next cannot be converted. libxml2
   // halts without marking the document as not well-formed, so it used to pass in pieces of 4.
-  const std::string text("\0\0\0<l\x92al\x10><>", 12);
+  const std::string text(
+      "\0\0\0<l\x92"
+      "al\x10><>",
+      12);
   for (size_t piece : {size_t{1}, size_t{4}, size_t{100}}) {
     const CheckVerdict v = run(text, piece);
     EXPECT_EQ(v.reason, "not_wellformed") << piece << ": " << v.message;
