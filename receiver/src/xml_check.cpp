@@ -116,23 +116,15 @@ XmlSchema::~XmlSchema() { xmlSchemaFree(schema_); }
 
 // --- SchemaFile --------------------------------------------------------------------------------
 
-SchemaFile::Stamp SchemaFile::stamp_of(const std::string& path) {
-  struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) return Stamp{};
-  return Stamp{static_cast<long long>(st.st_size),
-               static_cast<long long>(st.st_mtim.tv_sec) * 1'000'000'000LL + st.st_mtim.tv_nsec,
-               static_cast<long long>(st.st_ino)};
-}
-
 Result<std::shared_ptr<SchemaFile>> SchemaFile::load(const std::string& path) {
-  const Stamp stamp = stamp_of(path);
+  const Stamp stamp = file_change_stamp(path).value_or(Stamp{});
   auto schema = XmlSchema::load(path);
   if (!schema) return schema.error();
   return std::shared_ptr<SchemaFile>(new SchemaFile(path, std::move(*schema), stamp));
 }
 
 Result<bool> SchemaFile::refresh() {
-  const Stamp stamp = stamp_of(path_);
+  const Stamp stamp = file_change_stamp(path_).value_or(Stamp{});
   {
     std::lock_guard lock(mu_);
     if (stamp == stamp_) {

@@ -23,6 +23,7 @@
 #include <string>
 
 #include "plaintext_check.hpp"
+#include "transfer/file_util.hpp"
 #include "transfer/result.hpp"
 
 namespace transfer::receiver {
@@ -66,11 +67,7 @@ class SchemaFile {
   const std::string& path() const { return path_; }
 
  private:
-  struct Stamp {
-    long long size = -1, mtime_ns = 0, inode = 0;
-    bool operator==(const Stamp&) const = default;
-  };
-  static Stamp stamp_of(const std::string& path);
+  using Stamp = FileChangeStamp;
   SchemaFile(std::string path, std::shared_ptr<const XmlSchema> schema, Stamp stamp)
       : path_(std::move(path)), schema_(std::move(schema)), stamp_(stamp) {}
 

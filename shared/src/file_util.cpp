@@ -140,6 +140,15 @@ Status copy_across(const std::string& from, const std::string& to) {
 
 }  // namespace
 
+std::optional<FileChangeStamp> file_change_stamp(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return std::nullopt;
+  return FileChangeStamp{static_cast<long long>(st.st_size),
+                         static_cast<long long>(st.st_mtim.tv_sec) * 1'000'000'000LL + st.st_mtim.tv_nsec,
+                         static_cast<long long>(st.st_ino),
+                         static_cast<long long>(st.st_ctim.tv_sec) * 1'000'000'000LL + st.st_ctim.tv_nsec};
+}
+
 bool rename_noreplace(const std::string& from, const std::string& to) {
   if (::renameat2(AT_FDCWD, from.c_str(), AT_FDCWD, to.c_str(), RENAME_NOREPLACE) == 0) return true;
   if (errno != EINVAL && errno != ENOSYS) return false;

@@ -1,21 +1,18 @@
 #include "transfer/key_ring.hpp"
 
-#include <sys/stat.h>
-
 #include <cerrno>
 #include <cstring>
+
+#include "transfer/file_util.hpp"
 
 namespace transfer {
 
 Result<KeyRing::Stamp> KeyRing::stamp_of(const std::string& path) {
-  struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) {
-    return make_error(ErrorCode::kInvalidKey, "cannot read key file " + path + ": " + std::strerror(errno));
-  }
-  return Stamp{static_cast<long long>(st.st_size),
-               static_cast<long long>(st.st_mtim.tv_sec) * 1'000'000'000LL + st.st_mtim.tv_nsec,
-               static_cast<long long>(st.st_ino),
-               static_cast<long long>(st.st_ctim.tv_sec) * 1'000'000'000LL + st.st_ctim.tv_nsec};
+  auto stamp = file_change_stamp(path);
+  if (!stamp)
+    return make_error(ErrorCode::kInvalidKey,
+                      "cannot read key file " + path + ": " + std::strerror(errno));
+  return *stamp;
 }
 
 KeyRing::KeyRing(std::string path, KeyFileContents contents, Stamp stamp)

@@ -3,6 +3,7 @@
 // and directories, hidden temporary files that are renamed into place.
 
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -44,6 +45,15 @@ Result<TempFile> create_temp_file(const std::string& dir, std::string_view prefi
 
 // Writes `content` to `path` atomically (temp file in the same directory, fsync, rename).
 Status write_file_atomic(const std::string& path, std::string_view content);
+
+// What changes when a file is rewritten or replaced: size, mtime, inode (a rename over it) and
+// ctime. Files reloaded when they change (the key file, XML_SCHEMA) compare these.
+struct FileChangeStamp {
+  long long size = -1, mtime_ns = 0, inode = 0, ctime_ns = 0;
+  bool operator==(const FileChangeStamp&) const = default;
+};
+// The stamp of `path`; nothing (errno set by stat) when it cannot be had.
+std::optional<FileChangeStamp> file_change_stamp(const std::string& path);
 
 // Creates a directory (and parents) if missing.
 Status ensure_directory(const std::string& dir);

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "transfer/file_util.hpp"
 #include "transfer/key_file.hpp"
 #include "transfer/result.hpp"
 
@@ -37,10 +38,7 @@ class KeyRing {
   const std::string& path() const { return path_; }
 
  private:
-  struct Stamp {
-    long long size = -1, mtime_ns = 0, inode = 0, ctime_ns = 0;
-    bool operator==(const Stamp&) const = default;
-  };
+  using Stamp = FileChangeStamp;
   KeyRing(std::string path, KeyFileContents contents, Stamp stamp);
   static Result<Stamp> stamp_of(const std::string& path);
 
