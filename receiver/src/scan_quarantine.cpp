@@ -5,31 +5,10 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <vector>
 
 #include "transfer/file_util.hpp"
 
 namespace transfer::receiver {
-namespace {
-
-Status copy_fd(int from, const std::string& to) {
-  UniqueFd out(::open(to.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600));
-  if (!out) return errno_error("cannot create", to, errno);
-  std::vector<char> buf(1 << 16);
-  off_t at = 0;
-  for (;;) {
-    const ssize_t n = ::pread(from, buf.data(), buf.size(), at);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return errno_error("cannot read the refused upload for", to, errno);
-    if (n == 0) break;
-    if (auto st = write_all(out.get(), buf.data(), static_cast<size_t>(n), to); !st) return st;
-    at += n;
-  }
-  return fsync_fd(out.get(), to);
-}
-
-}  // namespace
-
 Result<std::string> ScanQuarantine::keep(const std::string& temp_path, int fd,
                                          const std::string& name, const CheckVerdict& verdict,
                                          const std::string& detail) const {
@@ -42,7 +21,8 @@ Result<std::string> ScanQuarantine::keep(const std::string& temp_path, int fd,
     if (rename_noreplace(temp_path, kept)) break;
     if (errno == EEXIST && attempt < 10) continue;
     if (errno != EXDEV) return errno_error("cannot move the refused upload to", kept, errno);
-    if (auto st = copy_fd(fd, kept); !st) return st.error();  // another file system: a copy
+    if (auto st = move_file(temp_path, kept); !st)
+      return st.error();  // another file system: a copy
     break;
   }
   const std::string reason =

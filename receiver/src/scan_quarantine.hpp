@@ -1,9 +1,9 @@
 #pragma once
 // SCAN_QUARANTINE_DIR: the plaintext of an upload the virus scan refused, kept for forensics
 // instead of discarded: "<dir>/<name>.xml" (".1", ".2", ... when taken), mode 0600, beside a
-// "<that>.reason" naming the upload, the signature, the peer and the time. Moved by rename when
-// the directory is on the output directory's file system, else copied from the open temporary
-// file. Never in OUTPUT_DIR's listing: nothing refused is ever visible there.
+// "<that>.reason" naming the upload, the check, the signature and the time. Moved by rename when
+// the directory is on the output directory's file system, else copied (move_file). Never in
+// OUTPUT_DIR's listing: nothing refused is ever visible there.
 
 #include <string>
 

@@ -88,8 +88,9 @@ TEST(Payload, OneConversionFeedsOneSpoolPerDestinationKey) {
     ASSERT_TRUE(plain) << d << ": " << plain.error().message;
     EXPECT_EQ(*plain, *expected) << d;
     for (int other = 0; other < 3; ++other) {
-      if (other != d)
+      if (other != d) {
         EXPECT_FALSE(fernet_decrypt({keys[other]}, token)) << d << " opened by " << other;
+      }
     }
   }
   spools.clear();  // each removes its spool file
