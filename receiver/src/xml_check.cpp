@@ -193,7 +193,7 @@ void XmlCheck::release() {
 
 void XmlCheck::start() {
   sax_in_use_ = &sax_;
-  void* user = this;
+  sax_user_ = this;
   if (schema_) {
     validator_ = xmlSchemaNewValidCtxt(schema_->get());
     if (validator_ == nullptr) {
@@ -202,8 +202,10 @@ void XmlCheck::start() {
     }
     xmlSchemaSetValidStructuredErrors(validator_, schema_error, this);
     // The plug puts the validator's handler in front of ours (ours are still called) and
-    // replaces sax_in_use_ and user; the parser copies the handler it is given.
-    plug_ = xmlSchemaSAXPlug(validator_, &sax_in_use_, &user);
+    // replaces sax_in_use_ and sax_user_; the parser copies the handler it is given. Unplugging
+    // writes both back, so they must outlive the plug (a local here was written after its frame
+    // was gone: a corrupted stack, found by fuzz_content_checks).
+    plug_ = xmlSchemaSAXPlug(validator_, &sax_in_use_, &sax_user_);
     if (plug_ == nullptr) {
       refuse("schema", "internal", "the schema validator could not be attached to the parser");
       return;
@@ -211,7 +213,7 @@ void XmlCheck::start() {
     sax_in_use_->serror = parser_error;
   }
   // The first bytes go to the parser after _private is set, so every error finds this check.
-  parser_ = xmlCreatePushParserCtxt(sax_in_use_, user, nullptr, 0, "upload");
+  parser_ = xmlCreatePushParserCtxt(sax_in_use_, sax_user_, nullptr, 0, "upload");
   if (parser_ == nullptr) {
     refuse("xml", "internal", "the XML parser could not start (out of memory?)");
     return;

@@ -110,6 +110,9 @@ class XmlCheck : public PlaintextCheck {
   std::shared_ptr<const XmlSchema> schema_;
   xmlSAXHandler sax_{};
   xmlSAXHandlerPtr sax_in_use_ = nullptr;  // ours, or the schema validator's plugged over it
+  // The user data the parser hands the handler in use. A member, not a local of start():
+  // xmlSchemaSAXUnplug writes the original back through the pointer it was given at plug time.
+  void* sax_user_ = nullptr;
   xmlParserCtxtPtr parser_ = nullptr;
   xmlSchemaValidCtxtPtr validator_ = nullptr;
   xmlSchemaSAXPlugPtr plug_ = nullptr;
