@@ -141,7 +141,7 @@ std::vector<DestinationOutcome> DeliveryScheduler::outcomes(const FileVersion& f
   auto f = files_.find(file);
   if (f == files_.end()) return out;
   for (const auto& [name, p] : f->second)
-    out.push_back(DestinationOutcome{name, p.state, p.attempts, p.last_error});
+    out.push_back(DestinationOutcome{name, p.state, p.attempts, p.last_error, p.due_unix});
   return out;
 }
 
@@ -153,6 +153,32 @@ std::optional<double> DeliveryScheduler::next_due() const {
     }
   }
   return due;
+}
+
+std::optional<double> DeliveryScheduler::next_due(const std::string& destination) const {
+  auto lane = lanes_.find(destination);
+  if (lane == lanes_.end() || lane->second.in_flight >= lane->second.limits.max_in_flight)
+    return std::nullopt;
+  std::optional<double> due;
+  for (const auto& [file, pairs] : files_) {
+    auto p = pairs.find(destination);
+    if (p != pairs.end() && p->second.state == PairState::kWaiting &&
+        (!due || p->second.due_unix < *due))
+      due = p->second.due_unix;
+  }
+  return due;
+}
+
+DeliveryScheduler::Activity DeliveryScheduler::activity(const FileVersion& file) const {
+  Activity a;
+  auto f = files_.find(file);
+  if (f == files_.end()) return a;
+  const double now = now_();
+  for (const auto& [name, p] : f->second) {
+    a.in_flight = a.in_flight || p.state == PairState::kInFlight;
+    a.due_now = a.due_now || (p.state == PairState::kWaiting && p.due_unix <= now);
+  }
+  return a;
 }
 
 int DeliveryScheduler::in_flight(const std::string& destination) const {

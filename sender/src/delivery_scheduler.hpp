@@ -61,6 +61,7 @@ struct DestinationOutcome {
   PairState state;
   int64_t attempts;
   std::string last_error;
+  double due_unix = 0;  // waiting: not before this
 };
 
 // What finished() decided, for the caller to record and log.
@@ -97,8 +98,17 @@ class DeliveryScheduler {
   FileOutcome outcome(const FileVersion& file) const;
   std::vector<DestinationOutcome> outcomes(const FileVersion& file) const;
 
-  // When the earliest waiting pair falls due (unix seconds); none when nothing waits.
+  // When the earliest waiting pair falls due (unix seconds); none when nothing waits. With a
+  // destination: only its pairs, and none while it is at its cap (nothing could be taken).
   std::optional<double> next_due() const;
+  std::optional<double> next_due(const std::string& destination) const;
+  // Whether any pair of `file` is in flight, and whether any is waiting and due now: while either
+  // holds, its payload is worth keeping.
+  struct Activity {
+    bool in_flight = false;
+    bool due_now = false;
+  };
+  Activity activity(const FileVersion& file) const;
   int in_flight(const std::string& destination) const;
   // Pairs not settled (waiting or in flight) per destination: the backlog.
   int64_t backlog(const std::string& destination) const;

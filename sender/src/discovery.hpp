@@ -64,6 +64,7 @@ class Discovery {
   Clock::time_point ready_at(const Candidate& c) const;
 
   std::map<std::string, Candidate>& candidates() { return candidates_; }  // sorted: name order
+  const std::map<std::string, Candidate>& candidates() const { return candidates_; }
   std::unordered_map<std::string, FileStamp>& settled() { return settled_; }
   InputWatcher& watcher() { return watcher_; }
 

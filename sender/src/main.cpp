@@ -3,6 +3,7 @@
 #include <iostream>
 #include <mutex>
 
+#include "destinations.hpp"
 #include "sender_admin.hpp"
 #include "sender_health.hpp"
 #include "sender_service.hpp"
@@ -41,7 +42,20 @@ int main(int argc, char** argv) {
     return 2;
   }
   auto logger = make_stderr_logger("sender", *level, *parse_log_format(config.log_format));
-  auto service = sender::SenderService::create(config, logger);
+  // The receivers: the DESTINATIONS_FILE's, or the one the flat options describe. A bad file
+  // refuses to start with one line naming the field.
+  std::vector<sender::Destination> destinations;
+  if (config.destinations_file.empty()) {
+    destinations.push_back(sender::default_destination(config));
+  } else {
+    auto loaded_destinations = sender::load_destinations_file(config.destinations_file, config);
+    if (!loaded_destinations) {
+      std::cerr << "sender: " << loaded_destinations.error().message << "\n";
+      return 2;
+    }
+    destinations = std::move(*loaded_destinations);
+  }
+  auto service = sender::SenderService::create(config, std::move(destinations), logger);
   if (!service) {
     logger->critical("{}", service.error().message);
     return service.error().code == ErrorCode::kInvalidKey ? 2 : 1;

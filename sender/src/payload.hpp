@@ -14,6 +14,7 @@
 
 #include <atomic>
 #include <cerrno>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -212,6 +213,96 @@ class TeeXmlSink : public XmlSink {
  private:
   std::vector<XmlSink*> sinks_;
   Sha256 hash_;
+};
+
+}  // namespace transfer::sender
+
+namespace transfer::sender {
+
+// Reads the whole of a small file whose size is known from fstat (one byte more is asked for, to
+// see a file that grew).
+Result<std::string> read_small_file(int fd, const std::string& path, int64_t size);
+
+// What prepare() found.
+enum class PayloadStatus {
+  kReady,      // converted: xml() (in memory) or spool(destination) (a token per destination)
+  kChanged,    // the file is no longer the version named (its SHA-256 or stamp differs)
+  kGone,       // the file is no longer there
+  kInvalid,    // permanent for every destination: not JSON, too deep, a name no receiver takes
+  kTransient,  // a local error (the spool could not be written): try again later
+  kCancelled,  // shutting down
+};
+
+// One file version's payload, shared by the uploads of every destination that needs it: the first
+// caller of prepare() converts (once), the others wait for it and share the result. Small files
+// (their content given, or read here) are converted to XML in memory, each destination's upload
+// encrypting it with that destination's key as it is sent; large ones are converted once through a
+// TeeXmlSink into one Fernet token spool per destination (only ciphertext at rest). Thread-safe.
+class FilePayload {
+ public:
+  struct Source {
+    std::string name;    // the input file's name
+    std::string path;    // and its path
+    std::string sha256;  // of the version to convert
+    int64_t size = 0;
+    int64_t mtime_ns = 0;
+    std::optional<std::string> content;  // the bytes, when already read (small files)
+  };
+  using KeyOf = std::function<FernetKey(const std::string& destination)>;
+
+  // `destinations`: those that get a token spool if the file is large. `in_memory_limit`: inputs
+  // up to this size are converted in memory. From `encrypt_beside_size`, spools encrypt on threads
+  // of their own while the conversion goes on.
+  FilePayload(Source source, std::vector<std::string> destinations, JsonToXmlOptions options,
+              std::string spool_dir, int64_t in_memory_limit, int64_t encrypt_beside_size,
+              const std::atomic<bool>& cancel);
+
+  // Converts on the first call; every call returns that conversion's status. `key_of` gives a
+  // destination's encryption key (asked only for spools, on the converting thread).
+  PayloadStatus prepare(const KeyOf& key_of);
+
+  const Source& source() const { return source_; }
+  const std::string& upload_name() const { return upload_name_; }
+  // After kReady.
+  bool in_memory() const { return in_memory_; }
+  const std::string& xml() const { return xml_; }
+  const std::string& xml_sha256() const { return xml_sha256_; }
+  uint64_t json_bytes() const { return json_bytes_; }
+  uint64_t xml_bytes() const { return xml_bytes_; }
+  // The token spooled for `destination` (nullptr when in memory or not among the destinations).
+  TokenSpoolSink* spool(const std::string& destination);
+  // Why prepare() did not return kReady.
+  const std::string& error() const { return error_; }
+  // Bytes held in memory (the content and the XML).
+  size_t memory_bytes() const;
+  // How many conversions ran (0 or 1; a test counts them).
+  int conversions() const { return conversions_.load(); }
+
+ private:
+  PayloadStatus convert(const KeyOf& key_of);
+  PayloadStatus convert_in_memory(const std::string& content);
+  PayloadStatus convert_spooled(const KeyOf& key_of);
+  PayloadStatus fail(PayloadStatus status, std::string why);
+
+  Source source_;
+  std::vector<std::string> destinations_;
+  JsonToXmlOptions options_;
+  std::string spool_dir_;
+  int64_t in_memory_limit_;
+  int64_t encrypt_beside_size_;
+  const std::atomic<bool>& cancel_;
+  std::string upload_name_;
+
+  std::mutex mu_;  // held by the converting caller; the others wait on it
+  std::optional<PayloadStatus> status_;
+  std::atomic<int> conversions_{0};
+  bool in_memory_ = false;
+  std::string xml_;
+  std::string xml_sha256_;
+  uint64_t json_bytes_ = 0;
+  uint64_t xml_bytes_ = 0;
+  std::vector<std::pair<std::string, std::unique_ptr<TokenSpoolSink>>> spools_;
+  std::string error_;
 };
 
 }  // namespace transfer::sender

@@ -18,10 +18,11 @@ namespace transfer::sender {
 namespace {
 
 constexpr const char* kUsage =
-    "usage: sender status [--json] [options]\n"
-    "       sender retry <NAME|--all-failed> [options]\n"
-    "       sender forget <NAME> [options]\n"
+    "usage: sender status [--json] [--destination NAME] [options]\n"
+    "       sender retry <NAME|--all-failed> [--destination NAME] [options]\n"
+    "       sender forget <NAME> [--destination NAME] [options]\n"
     "       sender verify [--json] [options]\n"
+    "--destination limits the command to one destination's records (default: every destination)\n"
     "options are the daemon's (see sender --help), e.g. --status-db-path or STATUS_DB_PATH\n";
 
 struct Command {
@@ -29,12 +30,15 @@ struct Command {
   std::string name;  // retry/forget target
   bool json = false;
   bool all_failed = false;
+  std::optional<std::string> destination;  // --destination: only this destination's records
   SenderConfig config;
+  const std::string* only() const { return destination ? &*destination : nullptr; }
 };
 
 nlohmann::json entry_json(const OutboxEntry& e) {
   return {{"name", e.name},
           {"sha256", e.sha256},
+          {"destination", e.destination},
           {"state", std::string(to_string(e.state))},
           {"attempts", e.attempts},
           {"error", e.last_error},
@@ -51,50 +55,103 @@ bool plain_file_name(const std::string& name) {
          name.find('\0') == std::string::npos;
 }
 
+// The oldest pending or failed row per destination (and overall, under "").
+std::map<std::string, OutboxEntry> oldest_pending(const std::vector<OutboxEntry>& pending,
+                                                  const std::vector<OutboxEntry>& failed) {
+  std::map<std::string, OutboxEntry> oldest;
+  for (const auto* list : {&pending, &failed}) {
+    for (const auto& e : *list) {
+      for (const std::string& key : {std::string(), e.destination}) {
+        auto it = oldest.find(key);
+        if (it == oldest.end() || e.first_seen_at < it->second.first_seen_at) oldest[key] = e;
+      }
+    }
+  }
+  return oldest;
+}
+
 int status(Command& c, OutboxStore& store, std::ostream& out, std::ostream& err) {
-  auto counts = store.counts();
-  auto pending = store.in_state(OutboxState::kPending);
-  auto failed = store.in_state(OutboxState::kFailed);
-  auto errors = store.recent_errors(5);
-  if (!counts || !pending || !failed || !errors) {
-    err << "sender status: " << (!counts ? counts.error() : !pending ? pending.error() : !failed ? failed.error() : errors.error()).message << "\n";
+  auto counts = store.counts(c.only());
+  auto pending = store.in_state(OutboxState::kPending, c.only());
+  auto failed = store.in_state(OutboxState::kFailed, c.only());
+  auto errors = store.recent_errors(5, c.only());
+  auto by_destination = store.counts_by_destination();
+  if (!counts || !pending || !failed || !errors || !by_destination) {
+    err << "sender status: "
+        << (!counts ? counts.error() : !pending ? pending.error() : !failed ? failed.error() : !errors ? errors.error() : by_destination.error()).message
+        << "\n";
     return 1;
   }
-  std::optional<OutboxEntry> oldest;
-  for (const auto* list : {&*pending, &*failed}) {
-    for (const auto& e : *list) {
-      if (!oldest || e.first_seen_at < oldest->first_seen_at) oldest = e;
-    }
+  const auto oldest = oldest_pending(*pending, *failed);
+  auto oldest_of = [&](const std::string& key) -> const OutboxEntry* {
+    auto it = oldest.find(key);
+    return it == oldest.end() ? nullptr : &it->second;
+  };
+  // Per destination: its counts (every state) and its oldest pending file.
+  std::map<std::string, std::map<std::string, int64_t>> per_destination;
+  for (const auto& row : *by_destination) {
+    if (c.destination && row.destination != *c.destination) continue;
+    per_destination[row.destination][std::string(to_string(row.state))] = row.count;
   }
   if (c.json) {
     nlohmann::json j;
     j["database"] = c.config.state_db_file();
+    if (c.destination) j["destination"] = *c.destination;
     j["counts"] = nlohmann::json::object();
     for (const auto& [state, n] : *counts) j["counts"][std::string(to_string(state))] = n;
-    j["oldest_pending"] = oldest ? nlohmann::json{{"name", oldest->name}, {"since", oldest->first_seen_at}} : nlohmann::json(nullptr);
+    const OutboxEntry* all = oldest_of("");
+    j["oldest_pending"] = all ? nlohmann::json{{"name", all->name}, {"destination", all->destination}, {"since", all->first_seen_at}}
+                              : nlohmann::json(nullptr);
+    j["destinations"] = nlohmann::json::object();
+    for (const auto& [name, states] : per_destination) {
+      const OutboxEntry* o = oldest_of(name);
+      j["destinations"][name] = {{"counts", states},
+                                 {"oldest_pending", o ? nlohmann::json{{"name", o->name}, {"since", o->first_seen_at}}
+                                                      : nlohmann::json(nullptr)}};
+    }
     j["last_errors"] = nlohmann::json::array();
     for (const auto& e : *errors) j["last_errors"].push_back(entry_json(e));
     out << dump(j);
     return 0;
   }
-  out << "state database " << c.config.state_db_file() << "\n\n";
+  out << "state database " << c.config.state_db_file()
+      << (c.destination ? " (destination " + *c.destination + ")" : std::string()) << "\n\n";
   out << fmt::format("{:<12} {:>8}\n", "STATE", "FILES");
   for (const auto& [state, n] : *counts) out << fmt::format("{:<12} {:>8}\n", to_string(state), n);
-  out << "\noldest pending: " << (oldest ? oldest->name + " (seen " + oldest->first_seen_at + ")" : "none") << "\n";
+  const OutboxEntry* all = oldest_of("");
+  out << "\noldest pending: " << (all ? all->name + " (seen " + all->first_seen_at + ")" : "none") << "\n";
+  out << "\ndestinations:" << (per_destination.empty() ? " none yet\n" : "\n");
+  if (!per_destination.empty()) {
+    out << fmt::format("{:<16} {:>9} {:>9} {:>9} {:>11}  {}\n", "DESTINATION", "PENDING", "FAILED", "DELIVERED",
+                       "QUARANTINED", "OLDEST PENDING");
+    for (const auto& [name, states] : per_destination) {
+      auto n = [&](const char* state) {
+        auto it = states.find(state);
+        return it == states.end() ? int64_t{0} : it->second;
+      };
+      const OutboxEntry* o = oldest_of(name);
+      out << fmt::format("{:<16} {:>9} {:>9} {:>9} {:>11}  {}\n", name, n("pending"), n("failed"), n("delivered"),
+                         n("quarantined"), o ? o->name + " (seen " + o->first_seen_at + ")" : "none");
+    }
+  }
   out << "\nlast errors:" << (errors->empty() ? " none\n" : "\n");
   if (!errors->empty()) {
-    out << fmt::format("{:<24} {:<11} {:>8}  {:<28} {}\n", "UPDATED", "STATE", "ATTEMPTS", "FILE", "ERROR");
+    out << fmt::format("{:<24} {:<12} {:<11} {:>8}  {:<28} {}\n", "UPDATED", "DESTINATION", "STATE", "ATTEMPTS", "FILE",
+                       "ERROR");
     for (const auto& e : *errors) {
-      out << fmt::format("{:<24} {:<11} {:>8}  {:<28} {}\n", e.updated_at, to_string(e.state), e.attempts, e.name,
-                         e.last_error.substr(0, 200));
+      out << fmt::format("{:<24} {:<12} {:<11} {:>8}  {:<28} {}\n", e.updated_at, e.destination, to_string(e.state),
+                         e.attempts, e.name, e.last_error.substr(0, 200));
     }
   }
   return 0;
 }
 
-// Back to pending (a moved-away quarantined file is moved back first).
-Status retry_one(const Command& c, OutboxStore& store, const OutboxEntry& e, std::ostream& out) {
-  if (e.state == OutboxState::kQuarantined && !e.quarantine_path.empty()) {
+// Back to pending (a moved-away quarantined file is moved back first, once for all the rows that
+// name that copy: `moved_back` holds the copies already moved).
+Status retry_one(const Command& c, OutboxStore& store, const OutboxEntry& e, std::ostream& out,
+                 std::set<std::string>& moved_back) {
+  if (e.state == OutboxState::kQuarantined && !e.quarantine_path.empty() &&
+      !moved_back.count(e.quarantine_path)) {
     const std::string back = c.config.input_dir + "/" + e.name;
     struct stat st {};
     if (::lstat(back.c_str(), &st) == 0) {
@@ -107,10 +164,27 @@ Status retry_one(const Command& c, OutboxStore& store, const OutboxEntry& e, std
     }
     if (auto moved = move_file(e.quarantine_path, back); !moved) return moved;
     ::unlink((e.quarantine_path + ".reason").c_str());
+    moved_back.insert(e.quarantine_path);
     out << e.name << ": moved back from " << e.quarantine_path << "\n";
+    if (c.destination) {
+      // Other destinations that gave up on this copy stay given up: with the input back in place
+      // their rows no longer point into the quarantine (else the sender would start them again).
+      auto rows = store.by_name(e.name);
+      if (!rows) return rows.error();
+      for (const auto& other : *rows) {
+        if (other.destination == e.destination || other.sha256 != e.sha256 ||
+            other.state != OutboxState::kQuarantined || other.quarantine_path != e.quarantine_path)
+          continue;
+        const FailureRecord kept{other.last_error, static_cast<int>(other.receiver_status), other.receiver_answer,
+                                 other.first_failure_unix, 0};
+        if (auto marked = store.mark_quarantined(other.name, other.sha256, kept, "", other.destination); !marked)
+          return marked;
+      }
+    }
   }
-  if (auto st = store.reset(e.name, e.sha256); !st) return st;
-  out << e.name << ": " << to_string(e.state) << " -> pending (sent again at the next pass)\n";
+  if (auto st = store.reset(e.name, e.sha256, e.destination); !st) return st;
+  out << e.name << ": " << to_string(e.state) << " -> pending for destination " << e.destination
+      << " (sent again at the next pass)\n";
   return ok_status();
 }
 
@@ -127,21 +201,24 @@ int retry(Command& c, OutboxStore& store, std::ostream& out, std::ostream& err) 
     return true;
   };
   if (c.all_failed) {
-    if (!add(store.in_state(OutboxState::kFailed)) || !add(store.in_state(OutboxState::kQuarantined))) return 1;
+    if (!add(store.in_state(OutboxState::kFailed, c.only())) ||
+        !add(store.in_state(OutboxState::kQuarantined, c.only())))
+      return 1;
     if (targets.empty()) {
       out << "nothing to retry: no failed or quarantined file\n";
       return 0;
     }
   } else {
-    if (!add(store.by_name(c.name))) return 1;
+    if (!add(store.by_name(c.name, c.only()))) return 1;
     if (targets.empty()) {
       err << "sender retry: no failed or quarantined file named '" << c.name << "' (see `sender status`)\n";
       return 1;
     }
   }
   int code = 0;
+  std::set<std::string> moved_back;
   for (const auto& e : targets) {
-    if (auto st = retry_one(c, store, e, out); !st) {
+    if (auto st = retry_one(c, store, e, out, moved_back); !st) {
       err << "sender retry: " << st.error().message << "\n";
       code = 1;
     }
@@ -150,13 +227,14 @@ int retry(Command& c, OutboxStore& store, std::ostream& out, std::ostream& err) 
 }
 
 int forget(Command& c, OutboxStore& store, std::ostream& out, std::ostream& err) {
-  auto n = store.forget(c.name);
+  auto n = store.forget(c.name, c.only());
   if (!n) {
     err << "sender forget: " << n.error().message << "\n";
     return 1;
   }
   if (*n == 0) {
-    err << "sender forget: no record of '" << c.name << "'\n";
+    err << "sender forget: no record of '" << c.name << "'"
+        << (c.destination ? " for destination " + *c.destination : std::string()) << "\n";
     return 1;
   }
   out << "forgot " << *n << " record(s) of " << c.name
@@ -243,6 +321,16 @@ std::optional<int> run_admin_command(const std::vector<std::string>& args, const
       c.json = true;
     } else if (a == "--all-failed" && c.verb == "retry") {
       c.all_failed = true;
+    } else if ((a == "--destination" || a.rfind("--destination=", 0) == 0) && c.verb != "verify") {
+      if (a == "--destination") {
+        if (i + 1 >= args.size()) {
+          err << "sender " << c.verb << ": --destination needs a NAME\n" << kUsage;
+          return 2;
+        }
+        c.destination = args[++i];
+      } else {
+        c.destination = a.substr(std::string("--destination=").size());
+      }
     } else if (i == 1 && (c.verb == "retry" || c.verb == "forget") && a.rfind("-", 0) != 0) {
       c.name = a;
     } else {

@@ -42,6 +42,7 @@ const std::vector<OptionSpec>& sender_options() {
       {"ca-file", "CA_FILE", "", "With https: PEM certificates of the CA(s) to trust for the receiver (empty: the system's CAs)"},
       {"client-cert-file", "CLIENT_CERT_FILE", "", "With https: PEM client certificate for mutual TLS; needs CLIENT_KEY_FILE"},
       {"client-key-file", "CLIENT_KEY_FILE", "", "PEM private key of CLIENT_CERT_FILE (read like the Fernet key: never logged)"},
+      {"destinations-file", "DESTINATIONS_FILE", "", "JSON file listing the receivers to deliver every file to, each with its own key (see README, Fan-out); empty: the RECEIVER_* options and ENCRYPTION_KEY describe one destination named default"},
       {"once", "", "", "Process every file present once and exit: 0 if all delivered, 1 if any failed or was quarantined", true},
       {"health-check", "", "", "Check, beside a running sender, that the input is readable and the state directory and database usable; exit 0 if so, else 1 (a HEALTHCHECK)", true},
   };
@@ -62,6 +63,7 @@ std::variant<SenderConfig, EarlyExit> load_sender_config(const std::vector<std::
   SenderConfig c;
   c.input_dir = v.get("input-dir");
   c.key_path = v.get("encryption-key");
+  c.destinations_file = v.get("destinations-file");
   c.status_db_path = v.get("status-db-path");
   c.receiver_address = v.get("receiver-address");
   c.receiver_uri = v.get("receiver-uri");

@@ -42,6 +42,7 @@ struct SenderConfig {
   std::string ca_file;                    // trust anchors for https (empty: the system's)
   std::string client_cert_file;           // mutual TLS
   std::string client_key_file;
+  std::string destinations_file;          // DESTINATIONS_FILE: several receivers (destinations.hpp)
 
   std::string state_db_file() const { return status_db_path + "/sender.db"; }
 };

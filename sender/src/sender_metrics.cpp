@@ -6,13 +6,15 @@ namespace transfer::sender {
 
 SenderMetrics::SenderMetrics()
     : discovered(registry.counter("transfer_sender_files_discovered_total", "New file versions seen in the input directory").get()),
-      delivered(registry.counter("transfer_sender_files_delivered_total", "Files delivered (answered 201 with a matching digest)").get()),
-      failures(registry.counter("transfer_sender_upload_failures_total", "Attempts that failed and will be retried").get()),
-      quarantined(registry.counter("transfer_sender_files_quarantined_total", "Files given up on and quarantined").get()),
-      backlog(registry.gauge("transfer_sender_backlog_files", "Files waiting to be sent (new, or waiting for a retry)").get()),
-      last_success(registry.gauge("transfer_sender_last_success_timestamp_seconds", "Unix time of the last delivery (0: none yet)").get()),
-      receiver_up(registry.gauge("transfer_sender_receiver_up", "1 when the last contact with the receiver got an HTTP answer, 0 when it did not").get()),
-      upload_seconds(registry.histogram("transfer_sender_upload_duration_seconds", "Time to upload one file and get the answer", latency_buckets()).get()) {
+      quarantined(registry.counter("transfer_sender_files_quarantined_total", "Input files quarantined (every destination settled, at least one gave up)").get()),
+      upload_seconds(registry.histogram("transfer_sender_upload_duration_seconds", "Time to upload one file and get the answer", latency_buckets()).get()),
+      delivered(registry.counter("transfer_sender_files_delivered_total", "Files delivered (answered 201 with a matching digest), per destination", {"destination"})),
+      failures(registry.counter("transfer_sender_upload_failures_total", "Attempts that failed and will be retried, per destination", {"destination"})),
+      gave_up(registry.counter("transfer_sender_files_given_up_total", "File versions a destination gave up on", {"destination"})),
+      backlog(registry.gauge("transfer_sender_backlog_files", "Files waiting for a destination (new, or waiting for a retry)", {"destination"})),
+      in_flight(registry.gauge("transfer_sender_uploads_in_flight", "Uploads running or queued, per destination", {"destination"})),
+      last_success(registry.gauge("transfer_sender_last_success_timestamp_seconds", "Unix time of a destination's last delivery (0: none yet)", {"destination"})),
+      receiver_up(registry.gauge("transfer_sender_receiver_up", "1 when the last contact with a destination got an HTTP answer, 0 when it did not", {"destination"})) {
   registry.gauge_callback("transfer_sender_oldest_pending_age_seconds",
                           "How long the oldest file waiting to be sent has waited (0 when none)", [this] {
                             const double since = oldest_pending_since.load();

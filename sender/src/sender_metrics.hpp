@@ -1,16 +1,19 @@
 #pragma once
-// The sender's Prometheus metrics (METRICS_PORT), all named transfer_sender_*:
+// The sender's Prometheus metrics (METRICS_PORT), all named transfer_sender_*; those marked
+// {destination} have one series per enabled destination (fan-out):
 //   files_discovered_total     new file versions seen in the input directory
-//   files_delivered_total      files delivered (a 201 whose digest matched)
-//   upload_failures_total      attempts that failed and will be retried
-//   files_quarantined_total    files given up on
-//   backlog_files              files waiting to be sent (new, or failed and waiting for a retry)
-//   oldest_pending_age_seconds how long the oldest of those has waited (0 when none)
-//   last_success_timestamp_seconds  Unix time of the last delivery (0: none yet)
-//   receiver_up                1 when the last contact with the receiver got an HTTP answer, 0 when it did not
+//   files_delivered_total{destination}   deliveries (a 201 whose digest matched)
+//   upload_failures_total{destination}   attempts that failed and will be retried
+//   files_given_up_total{destination}    file versions a destination gave up on
+//   files_quarantined_total    input files quarantined (every destination settled, one gave up)
+//   backlog_files{destination} files waiting for that destination (new, or waiting for a retry)
+//   uploads_in_flight{destination}       uploads running or queued for it
+//   oldest_pending_age_seconds how long the oldest file waiting has waited (0 when none)
+//   last_success_timestamp_seconds{destination}  Unix time of its last delivery (0: none yet)
+//   receiver_up{destination}   1 when the last contact got an HTTP answer, 0 when it did not
 //   upload_duration_seconds    histogram of one upload (conversion excluded)
 //   build_info{version}        always 1
-// Updated by the service thread, read by the status server's thread.
+// Updated by the service's threads, read by the status server's thread.
 
 #include <atomic>
 
@@ -22,13 +25,15 @@ struct SenderMetrics {
   SenderMetrics();
   MetricsRegistry registry;
   Counter& discovered;
-  Counter& delivered;
-  Counter& failures;
   Counter& quarantined;
-  Gauge& backlog;
-  Gauge& last_success;
-  Gauge& receiver_up;
   Histogram& upload_seconds;
+  Family<Counter>& delivered;
+  Family<Counter>& failures;
+  Family<Counter>& gave_up;
+  Family<Gauge>& backlog;
+  Family<Gauge>& in_flight;
+  Family<Gauge>& last_success;
+  Family<Gauge>& receiver_up;
   std::atomic<double> oldest_pending_since{0};  // Unix time, 0 when nothing waits
 };
 

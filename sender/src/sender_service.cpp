@@ -1,24 +1,16 @@
 #include "sender_service.hpp"
 
 #include <fcntl.h>
-#include <fnmatch.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <condition_variable>
+#include <algorithm>
 #include <cstring>
 #include <ctime>
-#include <deque>
-#include <mutex>
-#include <thread>
 #include <filesystem>
-#include <nlohmann/json.hpp>
+#include <random>
 
-#include "input_disposal.hpp"
-#include "payload.hpp"
-#include "transfer/fernet.hpp"
 #include "transfer/file_util.hpp"
-#include "transfer/json_to_xml.hpp"
 #include "transfer/sha256.hpp"
 #include "transfer/upload_name.hpp"
 
@@ -26,27 +18,17 @@ namespace transfer::sender {
 namespace {
 
 // Inputs up to this size are read once into memory and converted there; larger ones stream
-// through a spool file, so memory stays bounded whatever the size (the XML is ~2.6x the JSON).
+// through one token spool per destination, so memory stays bounded whatever the size.
 constexpr int64_t kInMemoryInputLimit = 256 * 1024;
-// Inputs from this size are encrypted on a second thread while they are converted.
+// Inputs from this size are encrypted on threads of their own while they are converted.
 constexpr int64_t kEncryptBesideInputSize = 8 << 20;
 // The state writes of this long are committed together (OutboxStore's group commit).
 constexpr std::chrono::milliseconds kStateCommitWindow{25};
-
-// Reads the whole of a small file; its size is known from fstat.
-Result<std::string> read_small_file(int fd, const std::string& path, int64_t size) {
-  std::string text(static_cast<size_t>(size) + 1, '\0');  // one more: to see a file that grew
-  size_t got = 0;
-  while (got < text.size()) {
-    const ssize_t n = ::read(fd, text.data() + got, text.size() - got);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return errno_error("cannot read", path, errno);
-    if (n == 0) break;
-    got += static_cast<size_t>(n);
-  }
-  text.resize(got);
-  return text;
-}
+// Converted payloads kept in memory for destinations that have not taken them yet; beyond this,
+// those no upload is using are dropped (a destination that is behind converts again later).
+constexpr size_t kPayloadMemoryBudget = 16 << 20;
+// The same for spooled payloads (token files in the state directory), by count.
+constexpr size_t kSpooledPayloadBudget = 4;
 
 std::string iso_time(double unix_seconds) {
   const auto t = static_cast<time_t>(unix_seconds);
@@ -64,50 +46,118 @@ void remove_spool_leftovers(const std::string& dir) {
   }
 }
 
-std::string answer_message(const UploadResponse& r) {
-  std::string why = "receiver answered " + std::to_string(r.status);
-  try {
-    why += ": " + nlohmann::json::parse(r.body).at("msg").get<std::string>();
-  } catch (const nlohmann::json::exception&) {
-  }
-  return why;
+UploadTarget upload_target(const Destination& d, const SenderConfig& c) {
+  return UploadTarget{d.scheme,           d.host,          d.port,
+                      d.uri,              c.connect_timeout_s, c.io_timeout_s,
+                      d.ca_file,          d.client_cert_file,  d.client_key_file};
 }
 
-UploadTarget upload_target(const SenderConfig& c) {
-  return UploadTarget{c.receiver_scheme,    c.receiver_address, c.receiver_port,
-                      c.receiver_uri,       c.connect_timeout_s, c.io_timeout_s,
-                      c.ca_file,            c.client_cert_file,  c.client_key_file};
+std::chrono::steady_clock::time_point steady_from_unix(double unix_seconds) {
+  const double in = unix_seconds - wall_now();
+  return std::chrono::steady_clock::now() +
+         std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+             std::chrono::duration<double>(std::max(0.0, std::min(in, 86400.0))));
 }
 
 }  // namespace
 
+// One enabled destination: its settings, keys, connections (one per worker, one for probes),
+// job queue and metrics.
+struct SenderService::Lane {
+  Destination destination;
+  std::shared_ptr<KeyRing> keys;
+  std::vector<std::unique_ptr<Uploader>> uploaders;  // one per worker
+  std::unique_ptr<Uploader> prober;                  // GET / when it has been quiet
+  std::deque<Job> jobs;                              // guarded by work_mu_
+  bool probe_queued = false;                         // run()'s
+  Counter* delivered = nullptr;
+  Counter* failures = nullptr;
+  Counter* gave_up = nullptr;
+  Gauge* backlog = nullptr;
+  Gauge* in_flight = nullptr;
+  Gauge* last_success = nullptr;
+  Gauge* up = nullptr;
+  double last_answer_unix = 0;  // guarded by readiness_mu_, with the next
+  std::string last_contact_error;
+};
+
+struct SenderService::Job {
+  enum class Kind { kIdentify, kUpload, kProbe } kind = Kind::kIdentify;
+  std::string name;  // identify
+  Candidate candidate;
+  FileVersion version;  // upload
+  size_t lane = 0;      // upload, probe
+  std::shared_ptr<FilePayload> payload;
+};
+
+// What identify() found about a candidate.
+struct SenderService::Identified {
+  enum class Outcome { kOk, kGone, kChanged, kRetryLater, kStopped } outcome = Outcome::kOk;
+  std::string name;
+  FileStamp dispatched;  // the candidate's stamp when it was handed out
+  FileStamp stamp;       // what the file has now
+  std::string sha256;
+  std::optional<std::string> content;  // small files
+  std::map<std::string, PairHistory> history;
+  std::vector<std::string> back_from_quarantine;  // destinations to start again
+  bool new_version = true;                        // no destination has a row for it
+  Clock::time_point retry_at{};
+};
+
+struct SenderService::Result_ {
+  Job::Kind kind = Job::Kind::kIdentify;
+  std::optional<Identified> identified;
+  FileVersion version;
+  size_t lane = 0;
+  PayloadStatus payload_status = PayloadStatus::kReady;
+  std::string payload_error;
+  std::string transfer_id;
+  DeliveryResult delivery;
+  uint64_t json_bytes = 0;
+  uint64_t xml_bytes = 0;
+  double ms = 0;
+};
+
 Result<std::unique_ptr<SenderService>> SenderService::create(const SenderConfig& config,
+                                                              std::vector<Destination> destinations,
                                                               Logger logger) {
-  auto keys = KeyRing::load(config.key_path);
-  if (!keys) return keys.error();
-  for (const auto& dir : {config.input_dir, config.status_db_path, config.status_db_path + "/spool"}) {
+  for (const auto& dir :
+       {config.input_dir, config.status_db_path, config.status_db_path + "/spool"}) {
     if (auto st = ensure_directory(dir); !st) return st.error();
   }
   auto store = open_moving_aside_if_damaged(
       config.state_db_file(), [](const std::string& p) { return OutboxStore::open(p); },
       [&](const std::string& why, const std::string& aside) {
         logger->error("{}; moved it aside to {} and started a new one: files already delivered "
-                      "will be offered again and the receiver answers them as duplicates",
+                      "will be offered again and the receivers answer them as duplicates",
                       why, log_value(aside));
       });
   if (!store) return store.error();
-  logger->info("key loaded path={} keys={} state_db={}", log_value(config.key_path), (*keys)->keys()->size(),
-               log_value(config.state_db_file()));
-  if (const std::string warning = (*keys)->access_warning(); !warning.empty()) logger->warn("{}", warning);
   std::unique_ptr<SenderService> service(
-      new SenderService(config, std::move(logger), std::move(*store), std::move(*keys)));
+      new SenderService(config, std::move(destinations), std::move(logger), std::move(*store)));
+  SenderService* s = service.get();
+  for (auto& lane : s->lanes_) {
+    auto keys = KeyRing::load(lane->destination.key_file);
+    if (!keys) {
+      Error e = keys.error();
+      if (lane->destination.name != kDefaultDestination)
+        e.message = "destination " + lane->destination.name + ": " + e.message;
+      return e;
+    }
+    lane->keys = std::move(*keys);
+    s->logger_->info("key loaded destination={} path={} keys={}", lane->destination.name,
+                     log_value(lane->destination.key_file), lane->keys->keys()->size());
+    if (const std::string warning = lane->keys->access_warning(); !warning.empty())
+      s->logger_->warn("{}", warning);
+  }
+  s->logger_->info("state_db={}", log_value(config.state_db_file()));
   if (config.metrics_port) {
     auto second = OutboxStore::open(config.state_db_file());
     if (!second) return second.error();
-    service->readiness_store_.emplace(std::move(*second));
-    auto* s = service.get();
-    s->status_server_ = std::make_unique<StatusServer>([s] { return s->metrics_.registry.render(); },
-                                                       [s] { return s->readiness(); }, s->logger_);
+    s->readiness_store_.emplace(std::move(*second));
+    s->status_server_ = std::make_unique<StatusServer>(
+        [s] { return s->metrics_.registry.render(); }, [s] { return s->readiness(); },
+        s->logger_);
     auto port = s->status_server_->start(config.metrics_address, *config.metrics_port);
     if (!port) return port.error();
     s->logger_->info("status server listening address=http://{}:{} endpoints=/metrics,/readyz",
@@ -116,33 +166,103 @@ Result<std::unique_ptr<SenderService>> SenderService::create(const SenderConfig&
   return service;
 }
 
-SenderService::SenderService(const SenderConfig& config, Logger logger, OutboxStore store,
-                             std::shared_ptr<KeyRing> keys)
+namespace {
+
+std::vector<DestinationLimits> limits_of(const std::vector<Destination>& destinations) {
+  std::vector<DestinationLimits> out;
+  for (const auto& d : destinations) {
+    // One queued behind each running upload, so a worker that finishes starts its next file
+    // without waiting for the run loop.
+    out.push_back(DestinationLimits{d.name, 2 * std::max(1, d.upload_concurrency), d.retry, d.enabled});
+  }
+  return out;
+}
+
+double uniform01() {
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  return std::uniform_real_distribution<double>(0, 1)(rng);
+}
+
+}  // namespace
+
+SenderService::SenderService(const SenderConfig& config, std::vector<Destination> destinations,
+                             Logger logger, OutboxStore store)
     : config_(config),
       logger_(std::move(logger)),
       store_(std::move(store)),
-      keys_(std::move(keys)),
       spool_dir_(config.status_db_path + "/spool"),
       discovery_(config_, logger_),
       disposal_(config_),
-      probe_uploader_(upload_target(config), cancel_) {
-  for (int i = 0; i < config_.upload_concurrency; ++i) {
-    uploaders_.push_back(std::make_unique<Uploader>(upload_target(config_), cancel_));
+      limits_(limits_of(destinations)),
+      scheduler_(limits_, wall_now, uniform01) {
+  for (auto& d : destinations) {
+    if (!d.enabled) {
+      logger_->info("destination={} url={} is disabled: nothing is sent to it", d.name, d.url());
+      continue;
+    }
+    auto lane = std::make_unique<Lane>();
+    lane->destination = std::move(d);
+    const std::string& name = lane->destination.name;
+    for (int i = 0; i < std::max(1, lane->destination.upload_concurrency); ++i) {
+      lane->uploaders.push_back(
+          std::make_unique<Uploader>(upload_target(lane->destination, config_), cancel_));
+    }
+    lane->prober = std::make_unique<Uploader>(upload_target(lane->destination, config_), cancel_);
+    lane->delivered = &metrics_.delivered.with({name});
+    lane->failures = &metrics_.failures.with({name});
+    lane->gave_up = &metrics_.gave_up.with({name});
+    lane->backlog = &metrics_.backlog.with({name});
+    lane->in_flight = &metrics_.in_flight.with({name});
+    lane->last_success = &metrics_.last_success.with({name});
+    lane->up = &metrics_.receiver_up.with({name});
+    lanes_.push_back(std::move(lane));
   }
   remove_spool_leftovers(spool_dir_);
-  store_.set_group_commit(kStateCommitWindow, [this] { discovery_.watcher().wake(); });  // run() flushes it when due
+  store_.set_group_commit(kStateCommitWindow, [this] { discovery_.watcher().wake(); });
   load_settled();
   if (auto v = store_.data_version(); v) data_version_ = *v;
 }
 
+SenderService::~SenderService() { stop_workers(); }
+
+// A file version is left alone (not identified again until its stamp changes) when every enabled
+// destination has settled it and nothing remains to do with the input: delivered everywhere and
+// kept (ON_SUCCESS=keep), or given up somewhere and left in place (the quarantine move failed).
 void SenderService::load_settled() {
   discovery_.settled().clear();
-  if (auto settled = store_.settled(); settled) {
-    for (const auto& e : *settled) {
-      const bool in_place_quarantine = e.state == OutboxState::kQuarantined && e.quarantine_path.empty();
-      const bool kept = e.state == OutboxState::kDelivered && config_.on_success == SenderConfig::OnSuccess::kKeep;
-      if (in_place_quarantine || kept) discovery_.settled()[e.name] = FileStamp{e.size, e.mtime_ns, 0};
+  auto settled = store_.settled();
+  if (!settled) return;
+  struct Version {
+    std::string sha256;
+    FileStamp stamp;
+    std::map<std::string, const OutboxEntry*> rows;
+  };
+  std::map<std::string, Version> latest;  // by name: the newest version's rows
+  for (const auto& e : *settled) {
+    Version& v = latest[e.name];
+    if (v.sha256 != e.sha256) v = Version{e.sha256, FileStamp{e.size, e.mtime_ns, 0}, {}};
+    v.rows[e.destination] = &e;
+  }
+  const bool keep = config_.on_success == SenderConfig::OnSuccess::kKeep;
+  for (const auto& [name, v] : latest) {
+    bool all = true;
+    bool gave_up_in_place = false;
+    for (const auto& lane : lanes_) {
+      auto row = v.rows.find(lane->destination.name);
+      if (row == v.rows.end()) {
+        all = false;
+        break;
+      }
+      const OutboxEntry& e = *row->second;
+      if (e.state == OutboxState::kQuarantined) {
+        if (!e.quarantine_path.empty()) {  // moved away: if it is back, it starts again
+          all = false;
+          break;
+        }
+        gave_up_in_place = true;
+      }
     }
+    if (all && (keep || gave_up_in_place)) discovery_.settled()[name] = v.stamp;
   }
 }
 
@@ -150,43 +270,42 @@ void SenderService::notice_operator_changes() {
   auto v = store_.data_version();
   if (!v || *v == data_version_) return;
   data_version_ = *v;
-  // Another connection committed: an operator's `sender retry` or `sender forget`. Forget what
-  // was decided from the old rows; the next pass asks the database again.
+  // Another connection committed: an operator's `sender retry` or `sender forget`. What was
+  // decided from the old rows is forgotten (files with an upload in flight finish it first);
+  // the next pass asks the database again.
   logger_->info("state database changed by another process: re-reading it");
   load_settled();
+  std::vector<std::string> idle;
+  for (const auto& [name, t] : tracked_) {
+    if (!scheduler_.activity(t.version).in_flight) idle.push_back(name);
+  }
+  for (const auto& name : idle) forget_tracked(name);
   for (auto& [name, c] : discovery_.candidates()) c.not_before = Clock::now();
   discovery_.rescan();
 }
 
-FernetKey SenderService::current_key() {
-  auto changed = keys_->refresh();
+FernetKey SenderService::current_key(Lane& lane) {
+  auto changed = lane.keys->refresh();
   if (!changed) {
-    logger_->error("key file unusable, still encrypting with the key loaded before: {}", changed.error().message);
+    logger_->error("key file unusable, still encrypting with the key loaded before: destination={} {}",
+                   lane.destination.name, changed.error().message);
   } else if (*changed) {
-    logger_->info("key file reloaded path={} keys={} (the first line encrypts from now on)",
-                  log_value(config_.key_path), keys_->keys()->size());
+    logger_->info("key file reloaded destination={} path={} keys={} (the first line encrypts from now on)",
+                  lane.destination.name, log_value(lane.destination.key_file),
+                  lane.keys->keys()->size());
   }
-  return keys_->keys()->front();
+  return lane.keys->keys()->front();
 }
 
-void SenderService::note_receiver_answer(bool answered, const std::string& error) {
-  metrics_.receiver_up.set(answered ? 1 : 0);
+void SenderService::note_answer(Lane& lane, bool answered, const std::string& error) {
+  lane.up->set(answered ? 1 : 0);
   std::lock_guard lock(readiness_mu_);
   if (answered) {
-    last_answer_unix_ = wall_now();
-    last_contact_error_.clear();
+    lane.last_answer_unix = wall_now();
+    lane.last_contact_error.clear();
   } else {
-    last_contact_error_ = error;
+    lane.last_contact_error = error;
   }
-}
-
-void SenderService::probe_receiver_if_quiet() {
-  {
-    std::lock_guard lock(readiness_mu_);
-    if (wall_now() - last_answer_unix_ < config_.scan_interval_s) return;
-  }
-  const auto r = probe_uploader_.probe();
-  note_receiver_answer(r.status != 0, r.error);
 }
 
 Readiness SenderService::readiness() {
@@ -194,110 +313,320 @@ Readiness SenderService::readiness() {
   std::lock_guard lock(readiness_mu_);
   Status db = readiness_store_ ? readiness_store_->probe_write(250)
                                : Status(make_error(ErrorCode::kDatabase, "no status connection"));
-  r.add("state_db", db ? db : Status(make_error(ErrorCode::kDatabase, "state database cannot be written: " + db.error().message)),
+  r.add("state_db",
+        db ? db
+           : Status(make_error(ErrorCode::kDatabase,
+                               "state database cannot be written: " + db.error().message)),
         config_.state_db_file() + " takes writes");
   std::error_code ec;
   std::filesystem::directory_iterator it(config_.input_dir, ec);
-  r.add("input_readable", ec ? Status(errno_error("cannot list", config_.input_dir, ec.value())) : ok_status(),
+  r.add("input_readable",
+        ec ? Status(errno_error("cannot list", config_.input_dir, ec.value())) : ok_status(),
         config_.input_dir + " can be listed");
   const double window = 2 * config_.scan_interval_s + config_.connect_timeout_s;
-  const double ago = wall_now() - last_answer_unix_;
-  Status receiver = ok_status();
-  if (last_answer_unix_ <= 0 || ago > window) {
-    receiver = make_error(ErrorCode::kIo, (last_answer_unix_ <= 0 ? std::string("the receiver has not answered yet")
-                                                                   : "the receiver last answered " + std::to_string(static_cast<int64_t>(ago)) + "s ago") +
-                                              (last_contact_error_.empty() ? "" : " (" + last_contact_error_ + ")"));
+  for (const auto& lane : lanes_) {
+    const double ago = wall_now() - lane->last_answer_unix;
+    Status reachable = ok_status();
+    if (lane->last_answer_unix <= 0 || ago > window) {
+      reachable = make_error(
+          ErrorCode::kIo,
+          (lane->last_answer_unix <= 0
+               ? std::string("the receiver has not answered yet")
+               : "the receiver last answered " + std::to_string(static_cast<int64_t>(ago)) +
+                     "s ago") +
+              (lane->last_contact_error.empty() ? "" : " (" + lane->last_contact_error + ")"));
+    }
+    r.add("receiver:" + lane->destination.name, reachable,
+          lane->destination.url() + " answered " + std::to_string(static_cast<int64_t>(ago)) +
+              "s ago (window " + std::to_string(static_cast<int64_t>(window)) + "s)");
   }
-  r.add("receiver", receiver, "answered " + std::to_string(static_cast<int64_t>(ago)) + "s ago (window " +
-                                  std::to_string(static_cast<int64_t>(window)) + "s)");
   return r;
 }
 
-void SenderService::update_backlog_metrics() {
-  // A walk over every candidate: at most ten times a second, not once per file, while busy.
+void SenderService::update_metrics(bool busy) {
+  // Walks every candidate and pair: at most ten times a second while busy, at once when idle.
   const auto now = Clock::now();
-  if (!in_flight_.empty() && now < next_backlog_update_) return;
-  next_backlog_update_ = now + std::chrono::milliseconds(100);
+  if (busy && now < next_metrics_update_) return;
+  next_metrics_update_ = now + std::chrono::milliseconds(100);
   double oldest = 0;
+  int64_t unidentified = 0;
   for (const auto& [name, c] : discovery_.candidates()) {
     if (oldest == 0 || c.waiting_since_unix < oldest) oldest = c.waiting_since_unix;
+    if (!tracked_.count(name)) ++unidentified;
   }
-  metrics_.backlog.set(static_cast<double>(discovery_.candidates().size()));
   metrics_.oldest_pending_since.store(oldest);
+  for (const auto& lane : lanes_) {
+    const std::string& d = lane->destination.name;
+    lane->backlog->set(static_cast<double>(scheduler_.backlog(d) + unidentified));
+    lane->in_flight->set(static_cast<double>(scheduler_.in_flight(d)));
+  }
 }
-
-SenderService::~SenderService() = default;
 
 void SenderService::stop() {
   if (stopping_.exchange(true)) return;
   discovery_.watcher().wake();
   drain_.start(config_.drain_timeout_s, [this] {
-    logger_->warn("drain timeout after {}s: abandoning the upload in flight (it is retried at the next start)",
+    logger_->warn("drain timeout after {}s: abandoning the uploads in flight (they are retried at "
+                  "the next start)",
                   config_.drain_timeout_s);
     cancel_ = true;
-    for (auto& u : uploaders_) u->abort();
+    for (auto& lane : lanes_) {
+      for (auto& u : lane->uploaders) u->abort();
+      lane->prober->abort();
+    }
   });
 }
 
+// --- workers -------------------------------------------------------------------------------------
+
+void SenderService::start_workers() {
+  for (int i = 0; i < std::max(1, config_.upload_concurrency); ++i) {
+    workers_.emplace_back([this, i] { worker_loop(-1, static_cast<size_t>(i)); });
+  }
+  for (size_t l = 0; l < lanes_.size(); ++l) {
+    for (size_t i = 0; i < lanes_[l]->uploaders.size(); ++i) {
+      workers_.emplace_back([this, l, i] { worker_loop(static_cast<int>(l), i); });
+    }
+  }
+}
+
+void SenderService::stop_workers() {
+  {
+    std::lock_guard lock(work_mu_);
+    workers_exit_ = true;
+    identify_jobs_.clear();  // handed out but not started: they are done at the next start
+    for (auto& lane : lanes_) lane->jobs.clear();
+  }
+  work_ready_.notify_all();
+  for (auto& t : workers_) {
+    if (t.joinable()) t.join();
+  }
+  workers_.clear();
+}
+
+void SenderService::push_job(Job job) {
+  {
+    std::lock_guard lock(work_mu_);
+    if (job.kind == Job::Kind::kIdentify) {
+      identify_jobs_.push_back(std::move(job));
+    } else {
+      lanes_[job.lane]->jobs.push_back(std::move(job));
+    }
+  }
+  work_ready_.notify_all();
+}
+
+bool SenderService::take_results(std::deque<Result_>& out) {
+  std::lock_guard lock(work_mu_);
+  if (results_.empty()) return false;
+  for (auto& r : results_) out.push_back(std::move(r));
+  results_.clear();
+  return true;
+}
+
+void SenderService::worker_loop(int pool, size_t index) {
+  std::deque<Job>& queue = pool < 0 ? identify_jobs_ : lanes_[static_cast<size_t>(pool)]->jobs;
+  for (;;) {
+    Job job;
+    {
+      std::unique_lock lock(work_mu_);
+      work_ready_.wait(lock, [&] { return !queue.empty() || workers_exit_; });
+      if (workers_exit_) return;
+      job = std::move(queue.front());
+      queue.pop_front();
+    }
+    Result_ r;
+    r.kind = job.kind;
+    r.version = job.version;
+    r.lane = job.lane;
+    if (job.kind == Job::Kind::kIdentify) {
+      r.identified = identify(job.name, job.candidate);
+    } else if (job.kind == Job::Kind::kProbe) {
+      Lane& lane = *lanes_[job.lane];
+      const auto answer = lane.prober->probe();
+      note_answer(lane, answer.status != 0, answer.error);
+    } else {
+      Lane& lane = *lanes_[job.lane];
+      const auto started = Clock::now();
+      r.payload_status = job.payload->prepare([this](const std::string& destination) {
+        for (auto& l : lanes_) {
+          if (l->destination.name == destination) return current_key(*l);
+        }
+        return FernetKey{};  // not reached: the payload names only enabled destinations
+      });
+      r.payload_error = job.payload->error();
+      if (r.payload_status == PayloadStatus::kReady) {
+        r.transfer_id = new_transfer_id();
+        r.json_bytes = job.payload->json_bytes();
+        r.xml_bytes = job.payload->xml_bytes();
+        r.delivery = deliver(*job.payload, lane.destination.name, current_key(lane),
+                             r.transfer_id, *lane.uploaders[index]);
+        if (!r.delivery.cancelled) note_answer(lane, r.delivery.answered, r.delivery.error);
+        if (r.delivery.answered) metrics_.upload_seconds.observe(r.delivery.upload_seconds);
+      }
+      r.ms = std::chrono::duration<double, std::milli>(Clock::now() - started).count();
+    }
+    {
+      std::lock_guard lock(work_mu_);
+      results_.push_back(std::move(r));
+    }
+    discovery_.watcher().wake();
+  }
+}
+
+// Opens and hashes one candidate (reading a small one whole) and asks the state database what
+// each destination has done with that version.
+SenderService::Identified SenderService::identify(const std::string& name, const Candidate& c) {
+  Identified id;
+  id.name = name;
+  id.dispatched = c.stamp;
+  const std::string path = config_.input_dir + "/" + name;
+  const auto later = [&](Identified::Outcome o = Identified::Outcome::kRetryLater) {
+    id.outcome = o;
+    id.retry_at = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                     std::chrono::duration<double>(std::max(1.0, config_.scan_interval_s)));
+    return id;
+  };
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK));
+  struct stat st {};
+  if (!fd || ::fstat(fd.get(), &st) != 0) {
+    if (errno == ENOENT) return later(Identified::Outcome::kGone);
+    logger_->warn("cannot open file={} error={} (will retry)", log_value(name),
+                  log_value(std::strerror(errno)));
+    return later();
+  }
+  if (!S_ISREG(st.st_mode)) return later(Identified::Outcome::kGone);
+  id.stamp = stamp_of(st);
+  if (!(id.stamp == c.stamp)) return later(Identified::Outcome::kChanged);
+  if (id.stamp.size <= kInMemoryInputLimit) {
+    auto text = read_small_file(fd.get(), path, id.stamp.size);
+    if (!text) {
+      logger_->warn("cannot read file={} error={} (will retry)", log_value(name),
+                    log_value(text.error().message));
+      return later();
+    }
+    struct stat after {};
+    if (::fstat(fd.get(), &after) != 0 || !(stamp_of(after) == id.stamp) ||
+        static_cast<int64_t>(text->size()) != id.stamp.size) {
+      id.stamp = stamp_of(after);  // written to while we read it
+      return later(Identified::Outcome::kChanged);
+    }
+    Sha256 h;
+    h.update(text->data(), text->size());
+    id.sha256 = h.hex_digest();
+    id.content = std::move(*text);
+  } else {
+    auto sha = sha256_of_fd(fd.get(), path, [this] { return cancel_.load(); });
+    if (!sha) {
+      if (sha.error().code == ErrorCode::kCancelled) return later(Identified::Outcome::kStopped);
+      logger_->warn("cannot read file={} error={} (will retry)", log_value(name),
+                    log_value(sha.error().message));
+      return later();
+    }
+    id.sha256 = std::move(*sha);
+  }
+  for (const auto& lane : lanes_) {
+    const std::string& d = lane->destination.name;
+    auto known = store_.find(name, id.sha256, d);
+    if (!known) {
+      logger_->error("state database: {} (file={} will be retried)", known.error().message,
+                     log_value(name));
+      return later();
+    }
+    if (!*known) continue;
+    id.new_version = false;
+    const OutboxEntry& e = **known;
+    PairHistory h;
+    h.attempts = e.attempts;
+    h.first_failure_unix = e.first_failure_unix;
+    h.next_attempt_unix = e.next_attempt_unix;
+    h.last_error = e.last_error;
+    switch (e.state) {
+      case OutboxState::kDelivered: h.state = PairState::kDelivered; break;
+      case OutboxState::kQuarantined:
+        if (!e.quarantine_path.empty()) {  // the input was moved back from the quarantine
+          id.back_from_quarantine.push_back(d);
+          continue;
+        }
+        h.state = PairState::kGaveUp;
+        break;
+      case OutboxState::kFailed:
+      case OutboxState::kPending: h.state = PairState::kWaiting; break;
+    }
+    id.history[d] = h;
+  }
+  id.outcome = Identified::Outcome::kOk;
+  return id;
+}
+
+// --- the run loop --------------------------------------------------------------------------------
+
 ScanSummary SenderService::run() {
-  logger_->info("watching input_dir={} receiver={} interval_s={} min_file_age_s={} inotify={}",
-                log_value(config_.input_dir), probe_uploader_.url_for("<name>"), config_.scan_interval_s,
+  std::string destinations;
+  for (const auto& lane : lanes_) {
+    destinations += (destinations.empty() ? "" : ",") + lane->destination.name + "=" +
+                    lane->destination.url();
+  }
+  logger_->info("watching input_dir={} destinations={} interval_s={} min_file_age_s={} inotify={}",
+                log_value(config_.input_dir), log_value(destinations), config_.scan_interval_s,
                 config_.min_file_age_s, discovery_.watcher().active() ? "on" : "off");
   if (config_.use_inotify && !discovery_.watcher().active()) {
-    logger_->warn("inotify unavailable ({}); rescans every {}s only", discovery_.watcher().setup_error(),
-                  config_.scan_interval_s);
+    logger_->warn("inotify unavailable ({}); rescans every {}s only",
+                  discovery_.watcher().setup_error(), config_.scan_interval_s);
   }
   const auto interval = std::chrono::duration_cast<Clock::duration>(
       std::chrono::duration<double>(config_.scan_interval_s));
   discovery_.rescan();
-  if (!config_.once) probe_receiver_if_quiet();
+  start_workers();
+  if (!config_.once) queue_probes();
   auto next_scan = Clock::now() + interval;
-  for (size_t i = 0; i < uploaders_.size(); ++i) workers_.emplace_back([this, i] { worker_loop(i); });
-  std::deque<Finished> done;
+  const size_t max_identifying = 2 * static_cast<size_t>(std::max(1, config_.upload_concurrency));
+  std::deque<Result_> done;
   while (!stopping_) {
-    take_finished(done);
-    while (!done.empty()) {  // results taken here or just before the wait below
+    take_results(done);
+    while (!done.empty()) {
       apply(std::move(done.front()));
       done.pop_front();
     }
-    auto now = Clock::now();
-    // Hand ready files, in name order, to the workers: one queued behind each running one, so a
-    // worker that finishes starts its next file without waiting for this thread.
-    const size_t max_in_flight = 2 * uploaders_.size();
-    for (auto it = discovery_.candidates().begin(); it != discovery_.candidates().end() && !stopping_ &&
-                                        in_flight_.size() < max_in_flight;
-         ++it) {
-      Candidate& c = it->second;
-      if (in_flight_.count(it->first) || (config_.once && c.tried_in_once_mode) || now < c.not_before ||
+    sync_tracked();
+    const auto now = Clock::now();
+    for (auto it = discovery_.candidates().begin();
+         it != discovery_.candidates().end() && identifying_.size() < max_identifying; ++it) {
+      const Candidate& c = it->second;
+      if (tracked_.count(it->first) || identifying_.count(it->first) ||
+          (config_.once && c.tried_in_once_mode) || now < c.not_before ||
           !discovery_.is_quiet(c, now)) {
         continue;
       }
-      dispatch(it->first, c);
+      identifying_.insert(it->first);
+      Job job;
+      job.kind = Job::Kind::kIdentify;
+      job.name = it->first;
+      job.candidate = c;
+      push_job(std::move(job));
     }
+    dispatch_due();
     if (stopping_) break;
-    auto wake = config_.once ? now + std::chrono::seconds(60) : next_scan;
-    bool waiting = !in_flight_.empty();
-    // With the queue full a finishing worker wakes this thread: the earliest ready time of the
-    // others matters only when there is room (and a full walk per file would be quadratic).
-    if (in_flight_.size() < max_in_flight) {
+    if (config_.once && once_finished()) break;
+    const bool busy = !identifying_.empty() || std::any_of(lanes_.begin(), lanes_.end(), [&](const auto& l) {
+      return scheduler_.in_flight(l->destination.name) > 0;
+    });
+    update_metrics(busy);
+    // The state writes are committed in groups: once due, at once when nothing is in flight.
+    if (auto st = busy ? store_.flush_if_due() : store_.flush(); !st) {
+      logger_->error("state database: {} (the steps of the last {} ms are redone)",
+                     st.error().message, kStateCommitWindow.count());
+    }
+    auto wake = config_.once ? Clock::now() + std::chrono::seconds(60) : next_scan;
+    wake = std::min(wake, wake_time(next_scan));
+    if (identifying_.size() < max_identifying) {
       for (const auto& [name, c] : discovery_.candidates()) {
-        if ((config_.once && c.tried_in_once_mode) || in_flight_.count(name)) continue;
-        waiting = true;
+        if (tracked_.count(name) || identifying_.count(name) || (config_.once && c.tried_in_once_mode))
+          continue;
         wake = std::min(wake, discovery_.ready_at(c));
       }
     }
-    if (config_.once && !waiting) break;
-    update_backlog_metrics();
-    if (!config_.once) wake = std::min(wake, Clock::now() + std::chrono::seconds(1));  // operator changes
-    // The workers' state writes are committed in groups: once due (by the next write, or here:
-    // a new batch wakes this thread, which then waits until it falls due), at once when the
-    // workers are all idle.
-    if (auto st = in_flight_.empty() ? store_.flush() : store_.flush_if_due(); !st) {
-      logger_->error("state database: {} (the steps of the last {} ms are redone)", st.error().message,
-                     kStateCommitWindow.count());
-    }
-    if (const auto due = store_.batch_due()) wake = std::min(wake, *due);
-    if (take_finished(done)) continue;  // a worker finished while we looked: apply it first
+    if (take_results(done)) continue;  // a worker finished while we looked: apply it first
     const auto events = discovery_.watcher().wait_until(wake);  // a finishing worker wakes it
     for (const auto& name : events.names) {
       if (!is_ignored_name(name, config_.ignore_globs)) discovery_.observe(name);
@@ -305,16 +634,15 @@ ScanSummary SenderService::run() {
     if (!config_.once) notice_operator_changes();
     if (events.needs_rescan || Clock::now() >= next_scan) {
       discovery_.rescan();
-      if (!config_.once) probe_receiver_if_quiet();
+      if (!config_.once) queue_probes();
       next_scan = Clock::now() + interval;
     }
   }
   stop_workers();  // the uploads in flight finish (or the drain deadline cancels them)
-  while (take_finished(done)) {
-    while (!done.empty()) {
-      apply(std::move(done.front()));
-      done.pop_front();
-    }
+  take_results(done);
+  while (!done.empty()) {
+    apply(std::move(done.front()));
+    done.pop_front();
   }
   if (auto st = store_.flush(); !st) logger_->error("state database: {}", st.error().message);
   drain_.finished();
@@ -328,339 +656,367 @@ ScanSummary SenderService::run() {
   return summary_;
 }
 
-void SenderService::dispatch(const std::string& name, Candidate& c) {
-  in_flight_.insert(name);
-  {
-    std::lock_guard lock(work_mu_);
-    jobs_.push_back(Job{name, c});
+SenderService::Clock::time_point SenderService::wake_time(Clock::time_point next_scan) {
+  auto wake = next_scan;
+  for (const auto& lane : lanes_) {
+    if (auto due = scheduler_.next_due(lane->destination.name)) {
+      wake = std::min(wake, steady_from_unix(*due));
+    }
   }
-  work_ready_.notify_one();
+  if (!config_.once) wake = std::min(wake, Clock::now() + std::chrono::seconds(1));  // operators
+  if (const auto due = store_.batch_due()) wake = std::min(wake, *due);
+  return wake;
 }
 
-void SenderService::worker_loop(size_t index) {
-  Uploader& uploader = *uploaders_[index];
-  for (;;) {
+void SenderService::queue_probes() {
+  const double now = wall_now();
+  for (size_t i = 0; i < lanes_.size(); ++i) {
+    Lane& lane = *lanes_[i];
+    if (lane.probe_queued || scheduler_.in_flight(lane.destination.name) > 0) continue;
+    {
+      std::lock_guard lock(readiness_mu_);
+      if (now - lane.last_answer_unix < config_.scan_interval_s) continue;
+    }
+    lane.probe_queued = true;
     Job job;
-    {
-      std::unique_lock lock(work_mu_);
-      work_ready_.wait(lock, [this] { return !jobs_.empty() || workers_exit_; });
-      if (jobs_.empty()) return;
-      job = std::move(jobs_.front());
-      jobs_.pop_front();
-    }
-    StepResult r = process_file(job.name, job.candidate, uploader);
-    {
-      std::lock_guard lock(work_mu_);
-      finished_.push_back(Finished{std::move(job.name), job.candidate.stamp, std::move(r)});
-    }
-    discovery_.watcher().wake();
+    job.kind = Job::Kind::kProbe;
+    job.lane = i;
+    push_job(std::move(job));
   }
 }
 
-bool SenderService::take_finished(std::deque<Finished>& out) {
-  std::lock_guard lock(work_mu_);
-  if (finished_.empty()) return false;
-  for (auto& f : finished_) out.push_back(std::move(f));
-  finished_.clear();
+void SenderService::dispatch_due() {
+  for (size_t i = 0; i < lanes_.size(); ++i) {
+    const std::string& d = lanes_[i]->destination.name;
+    while (auto version = scheduler_.take(d)) {
+      auto t = tracked_.find(version->name);
+      if (t == tracked_.end() || !(t->second.version == *version)) {  // not reached: kept in step
+        scheduler_.remove(*version);
+        continue;
+      }
+      Job job;
+      job.kind = Job::Kind::kUpload;
+      job.version = *version;
+      job.lane = i;
+      job.payload = payload_for(t->second);
+      push_job(std::move(job));
+    }
+  }
+}
+
+std::shared_ptr<FilePayload> SenderService::payload_for(const Tracked& t) {
+  if (auto it = payloads_.find(t.version); it != payloads_.end()) return it->second;
+  std::vector<std::string> needing;  // the destinations that may still upload it
+  for (const auto& o : scheduler_.outcomes(t.version)) {
+    if (o.state == PairState::kWaiting || o.state == PairState::kInFlight) needing.push_back(o.destination);
+  }
+  FilePayload::Source source{t.version.name, config_.input_dir + "/" + t.version.name,
+                             t.version.sha256, t.stamp.size, t.stamp.mtime_ns, std::nullopt};
+  JsonToXmlOptions options;
+  options.max_depth = config_.max_depth;
+  auto payload = std::make_shared<FilePayload>(std::move(source), std::move(needing), options, spool_dir_,
+                                               kInMemoryInputLimit, kEncryptBesideInputSize, cancel_);
+  payloads_[t.version] = payload;
+  return payload;
+}
+
+// Keeps a payload while an upload uses it or a destination is due to take it, within budgets.
+void SenderService::trim_payloads() {
+  size_t memory = 0;
+  size_t spooled = 0;
+  for (auto it = payloads_.begin(); it != payloads_.end();) {
+    const auto a = scheduler_.activity(it->first);
+    const bool spool = it->second->source().size > kInMemoryInputLimit;
+    const bool over = spool ? spooled >= kSpooledPayloadBudget : memory >= kPayloadMemoryBudget;
+    if (!a.in_flight && (!a.due_now || over)) {
+      it = payloads_.erase(it);
+      continue;
+    }
+    (spool ? spooled : memory) += spool ? 1 : it->second->memory_bytes();
+    ++it;
+  }
+}
+
+void SenderService::forget_tracked(const std::string& name) {
+  auto t = tracked_.find(name);
+  if (t == tracked_.end()) return;
+  scheduler_.remove(t->second.version);
+  payloads_.erase(t->second.version);
+  tracked_.erase(t);
+}
+
+// Files gone or changed since they were identified: their pairs are dropped (an upload in flight
+// finishes and its result is recorded for the version it sent).
+void SenderService::sync_tracked() {
+  std::vector<std::string> stale;
+  for (const auto& [name, t] : tracked_) {
+    auto c = discovery_.candidates().find(name);
+    if (c == discovery_.candidates().end() || !(c->second.stamp == t.stamp)) stale.push_back(name);
+  }
+  for (const auto& name : stale) forget_tracked(name);
+}
+
+bool SenderService::once_finished() const {
+  if (!identifying_.empty()) return false;
+  for (const auto& [name, c] : discovery_.candidates()) {
+    auto t = tracked_.find(name);
+    if (t == tracked_.end()) {
+      if (!c.tried_in_once_mode) return false;
+      continue;
+    }
+    for (const auto& o : scheduler_.outcomes(t->second.version)) {
+      if (o.state == PairState::kInFlight) return false;
+      if (o.state == PairState::kWaiting && !tried_.count({t->second.version, o.destination})) return false;
+    }
+  }
   return true;
 }
 
-void SenderService::stop_workers() {
-  {
-    std::lock_guard lock(work_mu_);
-    workers_exit_ = true;
-    jobs_.clear();  // handed out but not started: they stay candidates for the next run
+void SenderService::apply(Result_&& r) {
+  if (r.kind == Job::Kind::kIdentify) {
+    apply_identified(std::move(*r.identified));
+  } else if (r.kind == Job::Kind::kProbe) {
+    lanes_[r.lane]->probe_queued = false;
+  } else {
+    apply_upload(r);
   }
-  work_ready_.notify_all();
-  for (auto& t : workers_) {
-    if (t.joinable()) t.join();
-  }
-  workers_.clear();
 }
 
-void SenderService::apply(Finished&& f) {
-  in_flight_.erase(f.name);
-  StepResult& r = f.result;
-  switch (r.tally) {
-    case Tally::kNone: break;
-    case Tally::kDelivered: ++summary_.delivered; break;
-    case Tally::kAlreadyDelivered: ++summary_.already_delivered; break;
-    case Tally::kFailed: ++summary_.failed; break;
-    case Tally::kQuarantined: ++summary_.quarantined; break;
-  }
-  if (r.settle) discovery_.settled()[f.name] = *r.settle;
-  auto it = discovery_.candidates().find(f.name);
-  // Gone meanwhile, or seen with another stamp while it was being sent: that newer version
-  // stays a candidate of its own.
-  if (it == discovery_.candidates().end() || !(it->second.stamp == f.dispatched)) return;
+void SenderService::apply_identified(Identified&& id) {
+  identifying_.erase(id.name);
+  auto it = discovery_.candidates().find(id.name);
+  // Gone meanwhile, or seen with another stamp while it was read: the newer one is a candidate.
+  if (it == discovery_.candidates().end() || !(it->second.stamp == id.dispatched)) return;
   Candidate& c = it->second;
-  switch (r.step) {
-    case Step::kDone:
-    case Step::kGone: discovery_.candidates().erase(it); break;
-    case Step::kRetryLater:
-      c.not_before = r.retry_at;
+  switch (id.outcome) {
+    case Identified::Outcome::kGone: discovery_.candidates().erase(it); return;
+    case Identified::Outcome::kChanged:
+      c = Candidate{id.stamp, Clock::now(), Clock::now(), false, c.waiting_since_unix};
+      return;
+    case Identified::Outcome::kRetryLater:
+      c.not_before = id.retry_at;
       c.tried_in_once_mode = true;
-      break;
-    case Step::kChanged:
-      if (r.restarted) c = *r.restarted;  // its stamp and quiet period restarted
-      break;
-    case Step::kStopped: break;
+      ++summary_.failed;
+      return;
+    case Identified::Outcome::kStopped: return;
+    case Identified::Outcome::kOk: break;
   }
+  const FileVersion version{id.name, id.sha256};
+  if (id.new_version) metrics_.discovered.add();
+  for (const auto& d : id.back_from_quarantine) {
+    logger_->info("file={} destination={} is back from quarantine: retrying it from scratch",
+                  log_value(id.name), d);
+    if (auto s = store_.reset(id.name, id.sha256, d); !s) logger_->error("state database: {}", s.error().message);
+  }
+  const double now = wall_now();
+  for (const auto& lane : lanes_) {
+    const std::string& d = lane->destination.name;
+    if (auto s = store_.record_seen(id.name, id.sha256, id.stamp.size, id.stamp.mtime_ns, d); !s) {
+      logger_->error("state database: {} (file={} will be retried)", s.error().message, log_value(id.name));
+      c.not_before = Clock::now() + std::chrono::seconds(1);
+      return;
+    }
+    auto h = id.history.find(d);
+    if (h == id.history.end()) continue;
+    if (h->second.state == PairState::kDelivered) ++summary_.already_delivered;
+    // --once: a retry still waiting from an earlier run counts as tried (and failed).
+    if (config_.once && h->second.state == PairState::kWaiting && h->second.next_attempt_unix > now) {
+      tried_.insert({version, d});
+      ++summary_.failed;
+    }
+  }
+  tracked_[id.name] = Tracked{version, id.stamp};
+  scheduler_.add(version, id.history);
+  if (id.content) {
+    payloads_.erase(version);
+    std::vector<std::string> needing;
+    for (const auto& o : scheduler_.outcomes(version)) {
+      if (o.state == PairState::kWaiting) needing.push_back(o.destination);
+    }
+    if (!needing.empty()) {
+      FilePayload::Source source{id.name, config_.input_dir + "/" + id.name, id.sha256,
+                                 id.stamp.size, id.stamp.mtime_ns, std::move(id.content)};
+      JsonToXmlOptions options;
+      options.max_depth = config_.max_depth;
+      payloads_[version] = std::make_shared<FilePayload>(std::move(source), std::move(needing), options,
+                                                         spool_dir_, kInMemoryInputLimit,
+                                                         kEncryptBesideInputSize, cancel_);
+    }
+  }
+  settle_if_decided(id.name);
 }
 
-SenderService::StepResult SenderService::process_file(const std::string& name, Candidate c, Uploader& uploader) {
-  const std::string path = config_.input_dir + "/" + name;
-  const std::string field = log_value(name);
-  const auto later = [&] {
-    return StepResult{Step::kRetryLater, Clock::now() + std::chrono::duration_cast<Clock::duration>(
-                                                            std::chrono::duration<double>(std::max(1.0, config_.scan_interval_s)))};
-  };
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK));
-  struct stat st {};
-  if (!fd || ::fstat(fd.get(), &st) != 0) {
-    if (errno == ENOENT) return {Step::kGone};
-    logger_->warn("cannot open file={} error={} (will retry)", field, log_value(std::strerror(errno)));
-    return later();
-  }
-  if (!S_ISREG(st.st_mode)) return {Step::kGone};
-  const FileStamp stamp = stamp_of(st);
-  if (!(stamp == c.stamp)) {
-    StepResult changed{Step::kChanged};
-    changed.restarted = Candidate{stamp, Clock::now(), Clock::now(), false, c.waiting_since_unix};
-    return changed;
-  }
-  std::optional<std::string> content;  // small files: read once, here
-  Result<std::string> sha = std::string();
-  if (stamp.size <= kInMemoryInputLimit) {
-    auto text = read_small_file(fd.get(), path, stamp.size);
-    struct stat after {};
-    if (text && (::fstat(fd.get(), &after) != 0 || !(stamp_of(after) == stamp) ||
-                 static_cast<int64_t>(text->size()) != stamp.size)) {
-      StepResult changed{Step::kChanged};  // written to while we read it
-      changed.restarted = Candidate{stamp_of(after), Clock::now(), Clock::now(), false, c.waiting_since_unix};
-      return changed;
+void SenderService::apply_upload(Result_& r) {
+  Lane& lane = *lanes_[r.lane];
+  const std::string& d = lane.destination.name;
+  const FileVersion& v = r.version;
+  const std::string field = log_value(v.name);
+  const bool delivered = r.payload_status == PayloadStatus::kReady && !r.delivery.cancelled &&
+                         r.delivery.verdict == AttemptVerdict::kDelivered;
+  if (!scheduler_.contains(v)) {
+    // Forgotten meanwhile (the file changed or went, or an operator changed its rows): a
+    // delivery is still recorded, so it is not sent again.
+    if (delivered) {
+      if (auto s = store_.mark_delivered(v.name, v.sha256, r.delivery.status, r.delivery.body, d); !s)
+        logger_->error("state database: {}", s.error().message);
+      lane.delivered->add();
     }
-    if (text) {
-      Sha256 h;
-      h.update(text->data(), text->size());
-      sha = h.hex_digest();
-      content = std::move(*text);
-    } else {
-      sha = text.error();
-    }
-  } else {
-    sha = sha256_of_fd(fd.get(), path, [this] { return cancel_.load(); });
-    if (sha && ::lseek(fd.get(), 0, SEEK_SET) != 0) sha = errno_error("cannot rewind", path, errno);
+    return;
   }
-  if (!sha) {
-    if (sha.error().code == ErrorCode::kCancelled) return {Step::kStopped};
-    logger_->warn("cannot read file={} error={} (will retry)", field, log_value(sha.error().message));
-    return later();
+  if (r.payload_status == PayloadStatus::kCancelled ||
+      (r.payload_status == PayloadStatus::kReady && r.delivery.cancelled)) {
+    scheduler_.released(v, d);
+    return;
   }
-  auto known = store_.find(name, *sha);
-  if (!known) {
-    logger_->error("state database: {} (file={} will be retried)", known.error().message, field);
-    return later();
-  }
-  if (!*known) metrics_.discovered.add();
-  if (*known) {
-    const OutboxEntry& e = **known;
-    switch (e.state) {
-      case OutboxState::kDelivered: {
-        if (auto s = store_.record_seen(name, *sha, stamp.size, stamp.mtime_ns); !s) {
-          logger_->error("state database: {}", s.error().message);
-        }
-        after_delivery(name, path);
-        StepResult done{Step::kDone};
-        done.tally = Tally::kAlreadyDelivered;
-        if (config_.on_success == SenderConfig::OnSuccess::kKeep) done.settle = stamp;
-        return done;
-      }
-      case OutboxState::kQuarantined:
-        if (e.quarantine_path.empty()) {  // stayed in place: not retried until its content changes
-          StepResult done{Step::kDone};
-          done.settle = stamp;
-          return done;
-        }
-        logger_->info("file={} is back from quarantine: retrying it from scratch", field);
-        if (auto s = store_.reset(name, *sha); !s) {
-          logger_->error("state database: {}", s.error().message);
-          return later();
-        }
-        break;
-      case OutboxState::kFailed: {
-        const double wait = e.next_attempt_unix - wall_now();
-        if (wait > 0) {  // backoff from an earlier run; still waiting, not delivered (--once exits 1)
-          return {Step::kRetryLater,
-                  Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(wait)),
-                  Tally::kFailed};
-        }
-        break;
-      }
-      case OutboxState::kPending: break;
-    }
-  }
-  if (auto s = store_.record_seen(name, *sha, stamp.size, stamp.mtime_ns); !s) {
-    logger_->error("state database: {} (file={} will be retried)", s.error().message, field);
-    return later();
-  }
-  StepResult r = attempt_upload(name, path, fd.get(), stamp, *sha, content ? &*content : nullptr, uploader);
-  if (r.step == Step::kChanged) r.restarted = Candidate{stamp, Clock::now(), Clock::now(), false, c.waiting_since_unix};
-  return r;
-}
-
-SenderService::StepResult SenderService::attempt_upload(const std::string& name,
-                                                        const std::string& path, int fd,
-                                                        const FileStamp& stamp,
-                                                        const std::string& sha, const std::string* content,
-                                                        Uploader& uploader) {
-  const auto started = std::chrono::steady_clock::now();
-  const std::string field = log_value(name);
-  const std::string transfer_id = new_transfer_id();
-  auto permanent = [&](const std::string& why, int status = 0, const std::string& body = {}) {
-    auto entry = store_.find(name, sha);
-    const int64_t attempts = entry && *entry ? (*entry)->attempts : 0;
-    return quarantine(name, path, sha, FailureRecord{why, status, body, wall_now(), 0}, attempts + 1);
-  };
-  auto transient = [&](const std::string& why, int status = 0, const std::string& body = {},
-                       const std::string& retry_after = {}) -> StepResult {
-    thread_local std::mt19937_64 rng{std::random_device{}()};
-    const double now = wall_now();
-    auto entry = store_.find(name, sha);
-    const int64_t attempts = (entry && *entry ? (*entry)->attempts : 0) + 1;
-    const double first = entry && *entry && (*entry)->first_failure_unix > 0 ? (*entry)->first_failure_unix : now;
-    FailureRecord f{why, status, body, now, 0};
-    if (should_give_up(attempts, first, now, config_.retry)) {
-      f.error = "gave up after " + std::to_string(attempts) + " attempts over " +
-                std::to_string(static_cast<int64_t>(now - first)) + "s; last error: " + why;
-      return quarantine(name, path, sha, f, attempts);
-    }
-    const double delay = backoff_delay(attempts, config_.retry,
-                                       std::uniform_real_distribution<double>(0, 1)(rng),
-                                       parse_retry_after(retry_after, now));
-    f.next_attempt_unix = now + delay;
-    if (auto s = store_.mark_failed(name, sha, f); !s) logger_->error("state database: {}", s.error().message);
-    logger_->warn("failed file={} error={} attempt={} retry_in_s={:.2f} transfer_id={}", field,
-                  log_value(why), attempts, delay, transfer_id);
-    metrics_.failures.add();
-    return {Step::kRetryLater,
-            Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(delay)),
-            Tally::kFailed};
-  };
-
-  const std::string upload_name = upload_name_for_file(name);
-  if (auto valid = validate_upload_name(upload_name); !valid) return permanent(valid.error().message);
-
-  JsonToXmlOptions options;
-  options.max_depth = config_.max_depth;
-  std::optional<TokenSpoolSink> spool;
-  std::optional<FileJsonSource> file_source;
-  std::optional<MemoryJsonSource> memory_source;
-  MemoryXmlSink memory;
-  if (content) {
-    memory_source.emplace(*content);
-  } else {
-    auto temp = create_temp_file(spool_dir_, "xml");
-    if (!temp) return transient(temp.error().message);
-    spool.emplace(std::move(*temp), current_key(), stamp.size >= kEncryptBesideInputSize);
-    file_source.emplace(fd, path, cancel_);
-  }
-  JsonSource& source = content ? static_cast<JsonSource&>(*memory_source) : *file_source;
-  XmlSink& sink = content ? static_cast<XmlSink&>(memory) : *spool;
-  auto converted = convert_json_to_xml(source, sink, options, name);
-  if (converted && spool) {
-    if (auto st = spool->finish(); !st) converted = st.error();
-  }
-  if (!converted) {
-    const auto code = converted.error().code;
-    if (code == ErrorCode::kCancelled) return {Step::kStopped};
-    if (code == ErrorCode::kInvalidJson || code == ErrorCode::kTooDeep) return permanent(converted.error().message);
-    return transient(converted.error().message);
-  }
-  struct stat after {};
-  if ((file_source && file_source->sha256() != sha) || ::fstat(fd, &after) != 0 || !(stamp_of(after) == stamp)) {
+  if (r.payload_status == PayloadStatus::kChanged || r.payload_status == PayloadStatus::kGone) {
+    scheduler_.released(v, d);
     logger_->info("file={} changed while it was read: waiting for it to settle", field);
-    return {Step::kChanged};
+    discovery_.observe(v.name);  // a new stamp (or none): sync_tracked drops this version
+    payloads_.erase(v);
+    return;
   }
-  const std::string xml_sha = content ? memory.sha256() : spool->sha256();
-  const auto upload_started = std::chrono::steady_clock::now();
-  const UploadIdentity identity{idempotency_key(name, sha), xml_sha, transfer_id};
-  if (spool && spool->token_bytes() != fernet_token_length(converted->xml_bytes)) {
-    return transient("spooled token of " + std::to_string(spool->token_bytes()) + " bytes for " +
-                     std::to_string(converted->xml_bytes) + " bytes of XML: not the Fernet length");
-  }
-  const auto response = content ? uploader.upload_buffer(upload_name, memory.xml, identity, current_key())
-                                : uploader.upload_token_file(upload_name, spool->path(), spool->token_bytes(), identity,
-                                                             spool->key());
-  if (response.cancelled) return {Step::kStopped};
-  note_receiver_answer(response.status != 0, response.error);
-  if (response.status != 0) {
-    metrics_.upload_seconds.observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - upload_started).count());
-  }
-  const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
-  if (response.status == 0) return transient(response.error);
-  switch (classify_status(response.status)) {
-    case AttemptVerdict::kTransient:
-      return transient(answer_message(response), response.status, response.body, response.retry_after);
-    case AttemptVerdict::kPermanent:
-      return permanent(answer_message(response), response.status, response.body);
-    case AttemptVerdict::kDelivered: break;
-  }
-  bool duplicate = false;
-  try {  // a receiver that reports the plaintext digest (ours does) must have stored what we sent
-    const auto answer = nlohmann::json::parse(response.body);
-    if (answer.contains("sha256") && answer.at("sha256").get<std::string>() != xml_sha) {
-      return transient("the receiver stored different bytes (sha256 mismatch)", 201, response.body);
+  if (config_.once) tried_.insert({v, d});
+  const double now = wall_now();
+  auto record = [&](const std::string& destination, const AttemptDecision& decision,
+                    const FailureRecord& failure) {
+    Lane* l = nullptr;
+    for (auto& x : lanes_) {
+      if (x->destination.name == destination) l = x.get();
     }
-    duplicate = answer.value("duplicate", false);
-  } catch (const nlohmann::json::exception&) {
+    switch (decision.state) {
+      case PairState::kDelivered: {
+        if (auto s = store_.mark_delivered(v.name, v.sha256, r.delivery.status, r.delivery.body, destination); !s) {
+          // Not recorded: the next start sends it again and the receiver answers it as a duplicate.
+          logger_->error("state database: {} (file={} was delivered)", s.error().message, field);
+        }
+        l->delivered->add();
+        l->last_success->set(now);
+        ++summary_.delivered;
+        logger_->info("delivered file={} destination={} name={} transfer_id={} json_bytes={} xml_bytes={} "
+                      "ms={:.1f} status={}{}",
+                      field, destination, log_value(upload_name_for_file(v.name)), r.transfer_id, r.json_bytes,
+                      r.xml_bytes, r.ms, r.delivery.status, r.delivery.duplicate ? " duplicate=true" : "");
+        break;
+      }
+      case PairState::kWaiting: {
+        FailureRecord f = failure;
+        f.next_attempt_unix = decision.next_attempt_unix;
+        if (auto s = store_.mark_failed(v.name, v.sha256, f, destination); !s)
+          logger_->error("state database: {}", s.error().message);
+        l->failures->add();
+        ++summary_.failed;
+        logger_->warn("failed file={} destination={} error={} attempt={} retry_in_s={:.2f} transfer_id={}", field,
+                      destination, log_value(failure.error), decision.attempts,
+                      std::max(0.0, decision.next_attempt_unix - now), r.transfer_id);
+        break;
+      }
+      case PairState::kGaveUp:
+      case PairState::kInFlight: {
+        FailureRecord f = failure;
+        f.error = decision.reason.empty() ? failure.error : decision.reason;
+        if (auto s = store_.mark_quarantined(v.name, v.sha256, f, "", destination); !s)
+          logger_->error("state database: {}", s.error().message);
+        last_failure_[{v, destination}] = f;
+        l->gave_up->add();
+        ++summary_.quarantined;
+        logger_->error("gave up file={} destination={} error={} attempts={}", field, destination,
+                       log_value(f.error), decision.attempts);
+        break;
+      }
+    }
+  };
+  if (r.payload_status == PayloadStatus::kInvalid) {
+    // Not convertible (or a name no receiver takes): every destination gives up on it now.
+    const FailureRecord failure{r.payload_error, 0, "", now, 0};
+    for (const auto& o : scheduler_.outcomes(v)) {
+      if (o.destination != d && o.state != PairState::kWaiting) continue;
+      record(o.destination, scheduler_.finished(v, o.destination, AttemptVerdict::kPermanent, r.payload_error),
+             failure);
+    }
+  } else if (r.payload_status == PayloadStatus::kTransient) {
+    record(d, scheduler_.finished(v, d, AttemptVerdict::kTransient, r.payload_error),
+           FailureRecord{r.payload_error, 0, "", now, 0});
+    payloads_.erase(v);  // made again for the next attempt
+  } else {
+    const DeliveryResult& x = r.delivery;
+    record(d, scheduler_.finished(v, d, x.verdict, x.error, parse_retry_after(x.retry_after, now)),
+           FailureRecord{x.error, x.status, x.body, now, 0});
   }
-  if (auto s = store_.mark_delivered(name, sha, 201, response.body); !s) {
-    // Not recorded: the next scan sends it again and the receiver answers it as a duplicate.
-    logger_->error("state database: {} (file={} was delivered)", s.error().message, field);
-    return {Step::kRetryLater, Clock::now() + std::chrono::seconds(1)};
-  }
-  metrics_.delivered.add();
-  metrics_.last_success.set(wall_now());
-  logger_->info("delivered file={} name={} transfer_id={} json_bytes={} xml_bytes={} ms={:.1f} status=201{}", field,
-                log_value(upload_name), transfer_id, converted->json_bytes, converted->xml_bytes, ms,
-                duplicate ? " duplicate=true" : "");
-  after_delivery(name, path);
-  StepResult delivered{Step::kDone};
-  delivered.tally = Tally::kDelivered;
-  if (config_.on_success == SenderConfig::OnSuccess::kKeep) delivered.settle = stamp;
-  return delivered;
+  settle_if_decided(v.name);
+  trim_payloads();
 }
 
-SenderService::StepResult SenderService::quarantine(const std::string& name, const std::string& path,
-                                                    const std::string& sha, const FailureRecord& failure,
-                                                    int64_t attempts) {
-  const std::string reason = "file: " + name + "\nerror: " + failure.error + "\ntime: " + iso_time(failure.now_unix) +
-                             "\nattempts: " + std::to_string(attempts) + "\nsha256: " + sha + "\n" +
-                             (failure.receiver_status ? "receiver_status: " + std::to_string(failure.receiver_status) + "\n" : "");
-  const QuarantineResult q = disposal_.quarantine(name, path, reason);
-  if (auto s = store_.mark_quarantined(name, sha, failure, q.moved_to); !s) {
-    logger_->error("state database: {}", s.error().message);
+// Acts on the input file once every enabled destination has settled its version.
+void SenderService::settle_if_decided(const std::string& name) {
+  auto t = tracked_.find(name);
+  if (t == tracked_.end()) return;
+  const FileVersion version = t->second.version;
+  const FileStamp stamp = t->second.stamp;
+  const FileOutcome outcome = scheduler_.outcome(version);
+  if (outcome == FileOutcome::kPending) return;
+  const std::string path = config_.input_dir + "/" + name;
+  const bool keep = config_.on_success == SenderConfig::OnSuccess::kKeep;
+  if (outcome == FileOutcome::kDeliveredEverywhere) {
+    after_delivery(name, path);
+    if (keep) discovery_.settled()[name] = stamp;
+  } else {
+    quarantine_input(version, path);
+  }
+  for (const auto& lane : lanes_) last_failure_.erase({version, lane->destination.name});
+  discovery_.candidates().erase(name);
+  forget_tracked(name);
+}
+
+void SenderService::quarantine_input(const FileVersion& version, const std::string& path) {
+  const auto outcomes = scheduler_.outcomes(version);
+  std::string first_error;
+  int64_t attempts = 0;
+  int receiver_status = 0;
+  std::string lines;
+  for (const auto& o : outcomes) {
+    if (o.state == PairState::kDelivered) {
+      lines += "destination " + o.destination + ": delivered\n";
+      continue;
+    }
+    auto f = last_failure_.find({version, o.destination});
+    const std::string error = f != last_failure_.end() ? f->second.error : o.last_error;
+    lines += "destination " + o.destination + ": gave up after " + std::to_string(o.attempts) +
+             " attempts: " + error + "\n";
+    if (first_error.empty()) {
+      first_error = error;
+      attempts = o.attempts;
+      if (f != last_failure_.end()) receiver_status = f->second.receiver_status;
+    }
+  }
+  const double now = wall_now();
+  const std::string reason = "file: " + version.name + "\nerror: " + first_error + "\ntime: " + iso_time(now) +
+                             "\nattempts: " + std::to_string(attempts) + "\nsha256: " + version.sha256 + "\n" +
+                             (receiver_status ? "receiver_status: " + std::to_string(receiver_status) + "\n" : "") +
+                             lines;
+  const QuarantineResult q = disposal_.quarantine(version.name, path, reason);
+  for (const auto& o : outcomes) {
+    if (o.state != PairState::kGaveUp) continue;
+    auto f = last_failure_.find({version, o.destination});
+    const FailureRecord failure = f != last_failure_.end() ? f->second : FailureRecord{o.last_error, 0, "", now, 0};
+    if (auto s = store_.mark_quarantined(version.name, version.sha256, failure, q.moved_to, o.destination); !s)
+      logger_->error("state database: {}", s.error().message);
   }
   metrics_.quarantined.add();
-  StepResult done{Step::kDone};
-  done.tally = Tally::kQuarantined;
   if (q.moved_to.empty()) {
     struct stat now_st {};
-    if (::stat(path.c_str(), &now_st) == 0) done.settle = stamp_of(now_st);
+    if (::stat(path.c_str(), &now_st) == 0) discovery_.settled()[version.name] = stamp_of(now_st);
     logger_->error("quarantined file={} error={} attempts={} (cannot move it: {}; it stays in place and "
                    "is not retried until its content changes)",
-                   log_value(name), log_value(failure.error), attempts, q.error);
+                   log_value(version.name), log_value(first_error), attempts, q.error);
   } else {
-    logger_->error("quarantined file={} error={} attempts={} moved_to={}", log_value(name),
-                   log_value(failure.error), attempts, log_value(q.moved_to));
+    logger_->error("quarantined file={} error={} attempts={} moved_to={}", log_value(version.name),
+                   log_value(first_error), attempts, log_value(q.moved_to));
   }
-  return done;
 }
 
 void SenderService::after_delivery(const std::string& name, const std::string& path) {
   if (config_.on_success == SenderConfig::OnSuccess::kKeep) return;
-  // The delivered mark is committed before the input goes: the state never names a pending
+  // The delivered marks are committed before the input goes: the state never names a pending
   // file that is no longer there.
   if (auto st = store_.flush(); !st) {
     logger_->error("state database: {} (delivered file={} stays in place; the next scan resends it)",
@@ -669,8 +1025,8 @@ void SenderService::after_delivery(const std::string& name, const std::string& p
   }
   if (auto st = disposal_.delivered(name, path); !st) {
     logger_->error("cannot {} delivered file={} error={} (retried at the next scan)",
-                   config_.on_success == SenderConfig::OnSuccess::kDelete ? "delete" : "move", log_value(name),
-                   log_value(st.error().message));
+                   config_.on_success == SenderConfig::OnSuccess::kDelete ? "delete" : "move",
+                   log_value(name), log_value(st.error().message));
   }
 }
 

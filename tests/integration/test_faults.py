@@ -108,7 +108,7 @@ class FaultTest(unittest.TestCase):
         r = self.w.run_sender_once(port=fake.port, RETRY_MAX_DELAY="10", MIN_FILE_AGE="0")
         self.assertEqual(r.returncode, 1)
         self.assertEqual(len(fake.requests), 1)
-        self.assertRegex(r.stderr.decode(), r"failed file=a.json error=\"receiver answered 503: scripted\" attempt=1 retry_in_s=4\.00")
+        self.assertRegex(r.stderr.decode(), r"failed file=a.json destination=default error=\"receiver answered 503: scripted\" attempt=1 retry_in_s=4\.00")
         attempts, nxt, first = self.sdb().execute("select attempts, next_attempt_at, first_failure_at from files").fetchone()
         self.assertEqual(attempts, 1)
         self.assertGreater(nxt, time.time() + 2)

@@ -2,13 +2,16 @@
 #include "payload.hpp"
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 #include "transfer/key_file.hpp"
+#include "transfer/sha256.hpp"
 
 namespace transfer::sender {
 namespace {
@@ -96,6 +99,133 @@ TEST(Payload, OneConversionFeedsOneSpoolPerDestinationKey) {
   spools.clear();  // each removes its spool file
   EXPECT_TRUE(fs::is_empty(dir));
   fs::remove_all(dir);
+}
+
+FernetKey new_key() {
+  auto text = generate_key_text();
+  auto parsed = parse_key_text(*text, "test key");
+  return parsed->front();
+}
+
+std::string sha_of(const std::string& s) {
+  Sha256 h;
+  h.update(s.data(), s.size());
+  return h.hex_digest();
+}
+
+// A file version on disk, its FilePayload::Source, and a spool directory.
+struct PayloadFixture {
+  PayloadFixture() {
+    dir = fs::temp_directory_path() / ("file_payload_test." + std::to_string(::getpid()));
+    fs::create_directories(dir / "spool");
+  }
+  ~PayloadFixture() { fs::remove_all(dir); }
+  FilePayload::Source write(const std::string& name, const std::string& json) {
+    const std::string path = (dir / name).string();
+    std::ofstream(path, std::ios::binary) << json;
+    struct stat st {};
+    ::stat(path.c_str(), &st);
+    return FilePayload::Source{name, path, sha_of(json), static_cast<int64_t>(st.st_size),
+                               static_cast<int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 +
+                                   st.st_mtim.tv_nsec,
+                               std::nullopt};
+  }
+  std::unique_ptr<FilePayload> payload(FilePayload::Source source, int64_t in_memory_limit,
+                                       std::vector<std::string> destinations = {"a", "b", "c"}) {
+    return std::make_unique<FilePayload>(std::move(source), std::move(destinations),
+                                         JsonToXmlOptions{}, (dir / "spool").string(),
+                                         in_memory_limit, /*encrypt_beside_size=*/1 << 20, cancel);
+  }
+  fs::path dir;
+  std::atomic<bool> cancel{false};
+};
+
+std::string big_json() {
+  std::string json = "{\"rows\": [";
+  for (int i = 0; i < 20000; ++i)
+    json += (i ? "," : "") + std::string("{\"n\": ") + std::to_string(i) + ", \"t\": \"a&b\"}";
+  return json + "]}";
+}
+
+TEST(FilePayload, ThreeDestinationsPreparingAtOnceShareOneConversionOfALargeFile) {
+  PayloadFixture f;
+  const std::string json = big_json();
+  auto payload = f.payload(f.write("big.json", json), /*in_memory_limit=*/1024);
+  std::map<std::string, FernetKey> keys{{"a", new_key()}, {"b", new_key()}, {"c", new_key()}};
+  std::atomic<int> keys_asked{0};
+  std::vector<std::thread> uploads;
+  std::vector<PayloadStatus> statuses(3);
+  for (int d = 0; d < 3; ++d) {
+    uploads.emplace_back([&, d] {
+      statuses[d] = payload->prepare([&](const std::string& name) {
+        ++keys_asked;
+        return keys.at(name);
+      });
+    });
+  }
+  for (auto& t : uploads) t.join();
+  for (auto s : statuses) EXPECT_EQ(s, PayloadStatus::kReady) << payload->error();
+  EXPECT_EQ(payload->conversions(), 1);  // one conversion for three destinations
+  EXPECT_EQ(keys_asked.load(), 3);       // one token per destination key
+  EXPECT_FALSE(payload->in_memory());
+  auto expected = json_to_xml(json, JsonToXmlOptions{}, "big.json");
+  ASSERT_TRUE(expected);
+  EXPECT_EQ(payload->xml_sha256(), sha_of(*expected));
+  for (const auto& [name, key] : keys) {
+    TokenSpoolSink* spool = payload->spool(name);
+    ASSERT_NE(spool, nullptr) << name;
+    auto plain = fernet_decrypt({key}, slurp(spool->path()));
+    ASSERT_TRUE(plain) << name << ": " << plain.error().message;
+    EXPECT_EQ(*plain, *expected) << name;
+  }
+  EXPECT_EQ(payload->spool("other"), nullptr);
+}
+
+TEST(FilePayload, ASmallFileIsConvertedOnceInMemoryFromTheContentGiven) {
+  PayloadFixture f;
+  const std::string json = R"({"a": [1, true, null], "b": "x<y"})";
+  FilePayload::Source source = f.write("small.json", json);
+  source.content = json;
+  fs::remove(source.path);  // the bytes given are used: the file is not read again
+  auto payload = f.payload(source, 1 << 20);
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_EQ(payload->prepare([](const std::string&) { return new_key(); }), PayloadStatus::kReady);
+  }
+  EXPECT_EQ(payload->conversions(), 1);
+  EXPECT_TRUE(payload->in_memory());
+  auto expected = json_to_xml(json, JsonToXmlOptions{}, "small.json");
+  EXPECT_EQ(payload->xml(), *expected);
+  EXPECT_EQ(payload->xml_sha256(), sha_of(*expected));
+  EXPECT_EQ(payload->upload_name(), "small");  // as the old sender named uploads
+}
+
+TEST(FilePayload, AFileNoLongerTheVersionNamedIsChangedOrGone) {
+  PayloadFixture f;
+  FilePayload::Source small = f.write("s.json", R"({"v": 1})");
+  small.sha256 = sha_of(R"({"v": 2})");  // another version than the one on disk
+  EXPECT_EQ(f.payload(small, 1 << 20)->prepare([](const std::string&) { return new_key(); }),
+            PayloadStatus::kChanged);
+  FilePayload::Source large = f.write("l.json", big_json());
+  large.sha256 = sha_of("something else");
+  EXPECT_EQ(f.payload(large, 1024)->prepare([](const std::string&) { return new_key(); }),
+            PayloadStatus::kChanged);
+  FilePayload::Source gone = f.write("g.json", big_json());
+  fs::remove(gone.path);
+  EXPECT_EQ(f.payload(gone, 1024)->prepare([](const std::string&) { return new_key(); }),
+            PayloadStatus::kGone);
+  EXPECT_TRUE(fs::is_empty(f.dir / "spool"));  // nothing left behind by the failed ones
+}
+
+TEST(FilePayload, InvalidJsonTooDeepOrAnUnusableNameIsPermanent) {
+  PayloadFixture f;
+  auto key = [](const std::string&) { return new_key(); };
+  auto invalid = f.payload(f.write("bad.json", "{\"a\": "), 1 << 20);
+  EXPECT_EQ(invalid->prepare(key), PayloadStatus::kInvalid);
+  EXPECT_NE(invalid->error().find("bad.json"), std::string::npos) << invalid->error();
+  std::string deep(300, '[');
+  deep += std::string(300, ']');
+  EXPECT_EQ(f.payload(f.write("deep.json", deep), 1 << 20)->prepare(key), PayloadStatus::kInvalid);
+  EXPECT_EQ(f.payload(f.write("   .json", "{}"), 1 << 20)->prepare(key), PayloadStatus::kInvalid);
 }
 
 }  // namespace
