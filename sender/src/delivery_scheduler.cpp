@@ -11,7 +11,7 @@ DeliveryScheduler::DeliveryScheduler(std::vector<DestinationLimits> destinations
     if (!d.enabled) continue;
     d.max_in_flight = std::max(1, d.max_in_flight);
     const std::string name = d.name;
-    lanes_.emplace(name, Lane{std::move(d), 0});
+    lanes_.emplace(name, Lane{std::move(d), 0, {}});
   }
 }
 
@@ -19,7 +19,7 @@ void DeliveryScheduler::add(const FileVersion& file,
                             const std::map<std::string, PairHistory>& history) {
   auto& pairs = files_[file];
   const double now = now_();
-  for (const auto& [name, lane] : lanes_) {
+  for (auto& [name, lane] : lanes_) {
     if (pairs.count(name)) continue;
     Pair p;
     p.due_unix = now;
@@ -30,6 +30,7 @@ void DeliveryScheduler::add(const FileVersion& file,
       p.due_unix = std::max(now, h->second.next_attempt_unix);
       p.last_error = h->second.last_error;
     }
+    if (p.state == PairState::kWaiting) lane.waiting.insert(file);
     pairs.emplace(name, std::move(p));
   }
 }
@@ -38,7 +39,9 @@ void DeliveryScheduler::remove(const FileVersion& file) {
   auto it = files_.find(file);
   if (it == files_.end()) return;
   for (const auto& [name, p] : it->second) {
-    if (p.state == PairState::kInFlight) --lanes_.at(name).in_flight;
+    Lane& lane = lanes_.at(name);
+    if (p.state == PairState::kInFlight) --lane.in_flight;
+    lane.waiting.erase(file);
   }
   files_.erase(it);
 }
@@ -56,12 +59,14 @@ std::optional<FileVersion> DeliveryScheduler::take(const std::string& destinatio
   if (lane == lanes_.end() || lane->second.in_flight >= lane->second.limits.max_in_flight)
     return std::nullopt;
   const double now = now_();
-  for (auto& [file, pairs] : files_) {
-    auto p = pairs.find(destination);
-    if (p == pairs.end() || p->second.state != PairState::kWaiting || p->second.due_unix > now)
-      continue;
-    p->second.state = PairState::kInFlight;
+  auto& waiting = lane->second.waiting;
+  for (auto it = waiting.begin(); it != waiting.end(); ++it) {
+    Pair* p = pair(*it, destination);
+    if (p == nullptr || p->due_unix > now) continue;
+    p->state = PairState::kInFlight;
     ++lane->second.in_flight;
+    FileVersion file = *it;
+    waiting.erase(it);
     return file;
   }
   return std::nullopt;
@@ -78,6 +83,7 @@ AttemptDecision DeliveryScheduler::finished(const FileVersion& file, const std::
     return d;
   }
   if (p->state == PairState::kInFlight) --lane->second.in_flight;
+  lane->second.waiting.erase(file);
   const RetrySettings& retry = lane->second.limits.retry;
   const double now = now_();
   switch (verdict) {
@@ -109,6 +115,7 @@ AttemptDecision DeliveryScheduler::finished(const FileVersion& file, const std::
       break;
     }
   }
+  if (p->state == PairState::kWaiting) lane->second.waiting.insert(file);
   d.state = p->state;
   d.attempts = p->attempts;
   d.next_attempt_unix = p->state == PairState::kWaiting ? p->due_unix : 0;
@@ -119,9 +126,11 @@ AttemptDecision DeliveryScheduler::finished(const FileVersion& file, const std::
 void DeliveryScheduler::released(const FileVersion& file, const std::string& destination) {
   Pair* p = pair(file, destination);
   if (p == nullptr || p->state != PairState::kInFlight) return;
-  --lanes_.at(destination).in_flight;
+  Lane& lane = lanes_.at(destination);
+  --lane.in_flight;
   p->state = PairState::kWaiting;
   p->due_unix = now_();
+  lane.waiting.insert(file);
 }
 
 FileOutcome DeliveryScheduler::outcome(const FileVersion& file) const {
@@ -160,11 +169,9 @@ std::optional<double> DeliveryScheduler::next_due(const std::string& destination
   if (lane == lanes_.end() || lane->second.in_flight >= lane->second.limits.max_in_flight)
     return std::nullopt;
   std::optional<double> due;
-  for (const auto& [file, pairs] : files_) {
-    auto p = pairs.find(destination);
-    if (p != pairs.end() && p->second.state == PairState::kWaiting &&
-        (!due || p->second.due_unix < *due))
-      due = p->second.due_unix;
+  for (const auto& file : lane->second.waiting) {
+    const auto& p = files_.at(file).at(destination);
+    if (!due || p.due_unix < *due) due = p.due_unix;
   }
   return due;
 }
@@ -187,14 +194,9 @@ int DeliveryScheduler::in_flight(const std::string& destination) const {
 }
 
 int64_t DeliveryScheduler::backlog(const std::string& destination) const {
-  int64_t n = 0;
-  for (const auto& [file, pairs] : files_) {
-    auto p = pairs.find(destination);
-    if (p != pairs.end() &&
-        (p->second.state == PairState::kWaiting || p->second.state == PairState::kInFlight))
-      ++n;
-  }
-  return n;
+  auto lane = lanes_.find(destination);
+  if (lane == lanes_.end()) return 0;
+  return static_cast<int64_t>(lane->second.waiting.size()) + lane->second.in_flight;
 }
 
 }  // namespace transfer::sender

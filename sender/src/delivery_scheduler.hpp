@@ -124,6 +124,7 @@ class DeliveryScheduler {
   struct Lane {
     DestinationLimits limits;
     int in_flight = 0;
+    std::set<FileVersion> waiting;  // its waiting pairs, in name order: take() looks only here
   };
   Pair* pair(const FileVersion& file, const std::string& destination);
 

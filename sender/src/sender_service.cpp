@@ -841,6 +841,7 @@ void SenderService::apply_identified(Identified&& id) {
       payloads_[version] = std::make_shared<FilePayload>(std::move(source), std::move(needing), options,
                                                          spool_dir_, kInMemoryInputLimit,
                                                          kEncryptBesideInputSize, cancel_);
+      trim_payloads();  // files identified faster than a destination takes them are read again later
     }
   }
   settle_if_decided(id.name);

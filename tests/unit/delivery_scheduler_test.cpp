@@ -175,5 +175,27 @@ TEST_F(SchedulerTest, ARemovedFileFreesItsSlotsAndLateVerdictsAreIgnored) {
   EXPECT_EQ(s.take("a")->name, "g");
 }
 
+TEST_F(SchedulerTest, ADestinationAtItsCapHasNothingDueAndKeepsItsFilesActive) {
+  auto s = make({dest("dead", 1), dest("live", 1)});
+  s.add(file("1"));
+  s.add(file("2"));
+  EXPECT_EQ(*s.next_due("dead"), now_);
+  ASSERT_EQ(s.take("dead")->name, "1");   // never finishes
+  EXPECT_FALSE(s.next_due("dead"));       // at its cap: nothing it could take, nothing to wake for
+  EXPECT_EQ(*s.next_due("live"), now_);
+  EXPECT_TRUE(s.activity(file("1")).in_flight);
+  ASSERT_EQ(s.take("live")->name, "1");
+  s.finished(file("1"), "live", AttemptVerdict::kTransient, "503");
+  EXPECT_EQ(*s.next_due("live"), now_);   // "2" is due now, "1" only after its backoff
+  ASSERT_EQ(s.take("live")->name, "2");
+  s.finished(file("2"), "live", AttemptVerdict::kDelivered, "");
+  EXPECT_NEAR(*s.next_due("live"), now_ + 1, 1e-3);  // "1" after its backoff
+  // "2": delivered to live, due for dead (which is busy): worth keeping its payload for now.
+  const auto a = s.activity(file("2"));
+  EXPECT_FALSE(a.in_flight);
+  EXPECT_TRUE(a.due_now);
+  EXPECT_FALSE(s.activity(file("unknown")).due_now);
+}
+
 }  // namespace
 }  // namespace transfer::sender
