@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <random>
 
+#include "transfer/bounded_queue.hpp"
 #include "transfer/file_util.hpp"
 #include "transfer/sha256.hpp"
 #include "transfer/upload_name.hpp"
@@ -68,7 +69,7 @@ struct SenderService::Lane {
   std::shared_ptr<KeyRing> keys;
   std::vector<std::unique_ptr<Uploader>> uploaders;  // one per worker
   std::unique_ptr<Uploader> prober;                  // GET / when it has been quiet
-  std::deque<Job> jobs;                              // guarded by work_mu_
+  std::unique_ptr<BoundedQueue<Job>> jobs;           // its uploads (and probe) for its workers
   bool probe_queued = false;                         // run()'s
   Counter* delivered = nullptr;
   Counter* failures = nullptr;
@@ -208,6 +209,9 @@ SenderService::SenderService(const SenderConfig& config, std::vector<Destination
           std::make_unique<Uploader>(upload_target(lane->destination, config_), cancel_));
     }
     lane->prober = std::make_unique<Uploader>(upload_target(lane->destination, config_), cancel_);
+    // Never full: the scheduler caps the uploads handed out (queued or running), plus one probe.
+    lane->jobs = std::make_unique<BoundedQueue<Job>>(
+        static_cast<size_t>(2 * std::max(1, lane->destination.upload_concurrency)) + 1);
     lane->delivered = &metrics_.delivered.with({name});
     lane->failures = &metrics_.failures.with({name});
     lane->gave_up = &metrics_.gave_up.with({name});
@@ -217,6 +221,8 @@ SenderService::SenderService(const SenderConfig& config, std::vector<Destination
     lane->up = &metrics_.receiver_up.with({name});
     lanes_.push_back(std::move(lane));
   }
+  identify_jobs_ = std::make_unique<BoundedQueue<Job>>(
+      2 * static_cast<size_t>(std::max(1, config_.upload_concurrency)));
   remove_spool_leftovers(spool_dir_);
   store_.set_group_commit(kStateCommitWindow, [this] { discovery_.watcher().wake(); });
   load_settled();
@@ -391,13 +397,10 @@ void SenderService::start_workers() {
 }
 
 void SenderService::stop_workers() {
-  {
-    std::lock_guard lock(work_mu_);
-    workers_exit_ = true;
-    identify_jobs_.clear();  // handed out but not started: they are done at the next start
-    for (auto& lane : lanes_) lane->jobs.clear();
-  }
-  work_ready_.notify_all();
+  // Jobs handed out but not started are dropped by the workers (stopping_) or, after a --once
+  // run, there are none: what was not done is done at the next start.
+  identify_jobs_->close();
+  for (auto& lane : lanes_) lane->jobs->close();
   for (auto& t : workers_) {
     if (t.joinable()) t.join();
   }
@@ -405,19 +408,14 @@ void SenderService::stop_workers() {
 }
 
 void SenderService::push_job(Job job) {
-  {
-    std::lock_guard lock(work_mu_);
-    if (job.kind == Job::Kind::kIdentify) {
-      identify_jobs_.push_back(std::move(job));
-    } else {
-      lanes_[job.lane]->jobs.push_back(std::move(job));
-    }
-  }
-  work_ready_.notify_all();
+  // Never waits: identifications and each destination's uploads are capped below the queues'
+  // capacities by run().
+  BoundedQueue<Job>& queue = job.kind == Job::Kind::kIdentify ? *identify_jobs_ : *lanes_[job.lane]->jobs;
+  if (!queue.try_push(job)) logger_->error("internal: a work queue is full; the job is redone later");
 }
 
 bool SenderService::take_results(std::deque<Result_>& out) {
-  std::lock_guard lock(work_mu_);
+  std::lock_guard lock(results_mu_);
   if (results_.empty()) return false;
   for (auto& r : results_) out.push_back(std::move(r));
   results_.clear();
@@ -425,16 +423,10 @@ bool SenderService::take_results(std::deque<Result_>& out) {
 }
 
 void SenderService::worker_loop(int pool, size_t index) {
-  std::deque<Job>& queue = pool < 0 ? identify_jobs_ : lanes_[static_cast<size_t>(pool)]->jobs;
-  for (;;) {
-    Job job;
-    {
-      std::unique_lock lock(work_mu_);
-      work_ready_.wait(lock, [&] { return !queue.empty() || workers_exit_; });
-      if (workers_exit_) return;
-      job = std::move(queue.front());
-      queue.pop_front();
-    }
+  BoundedQueue<Job>& queue = pool < 0 ? *identify_jobs_ : *lanes_[static_cast<size_t>(pool)]->jobs;
+  while (auto next = queue.pop()) {
+    if (stopping_) continue;  // not started before the stop: left for the next start
+    Job job = std::move(*next);
     Result_ r;
     r.kind = job.kind;
     r.version = job.version;
@@ -467,7 +459,7 @@ void SenderService::worker_loop(int pool, size_t index) {
       r.ms = std::chrono::duration<double, std::milli>(Clock::now() - started).count();
     }
     {
-      std::lock_guard lock(work_mu_);
+      std::lock_guard lock(results_mu_);
       results_.push_back(std::move(r));
     }
     discovery_.watcher().wake();

@@ -18,7 +18,6 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <deque>
 #include <map>
 #include <memory>
@@ -39,6 +38,7 @@
 #include "sender_config.hpp"
 #include "sender_metrics.hpp"
 #include "status_server.hpp"
+#include "transfer/bounded_queue.hpp"
 #include "transfer/drain_deadline.hpp"
 #include "transfer/key_ring.hpp"
 #include "transfer/logging.hpp"
@@ -135,11 +135,9 @@ class SenderService {
   std::atomic<bool> stopping_{false};
   std::atomic<bool> cancel_{false};  // the uploads in flight must end now
   std::vector<std::thread> workers_;
-  std::mutex work_mu_;  // guards the job queues (in the lanes and below), results_, workers_exit_
-  std::condition_variable work_ready_;
-  std::deque<Job> identify_jobs_;
+  std::unique_ptr<BoundedQueue<Job>> identify_jobs_;  // for the identify workers (lanes have their own)
+  std::mutex results_mu_;            // guards results_: what the workers found, for run()
   std::deque<Result_> results_;
-  bool workers_exit_ = false;
   std::mutex readiness_mu_;                     // guards readiness_store_ and the lanes' contact
   std::optional<OutboxStore> readiness_store_;  // a second connection, for the status thread
   Clock::time_point next_metrics_update_{};
