@@ -91,23 +91,9 @@ struct SenderService::Job {
   std::shared_ptr<FilePayload> payload;
 };
 
-// What identify() found about a candidate.
-struct SenderService::Identified {
-  enum class Outcome { kOk, kGone, kChanged, kRetryLater, kStopped } outcome = Outcome::kOk;
-  std::string name;
-  FileStamp dispatched;  // the candidate's stamp when it was handed out
-  FileStamp stamp;       // what the file has now
-  std::string sha256;
-  std::optional<std::string> content;  // small files
-  std::map<std::string, PairHistory> history;
-  std::vector<std::string> back_from_quarantine;  // destinations to start again
-  bool new_version = true;                        // no destination has a row for it
-  Clock::time_point retry_at{};
-};
-
 struct SenderService::Result_ {
   Job::Kind kind = Job::Kind::kIdentify;
-  std::optional<Identified> identified;
+  std::optional<Identification> identified;
   FileVersion version;
   size_t lane = 0;
   PayloadStatus payload_status = PayloadStatus::kReady;
@@ -179,6 +165,14 @@ std::vector<DestinationLimits> limits_of(const std::vector<Destination>& destina
   return out;
 }
 
+std::vector<std::string> enabled_names(const std::vector<Destination>& destinations) {
+  std::vector<std::string> out;
+  for (const auto& d : destinations) {
+    if (d.enabled) out.push_back(d.name);
+  }
+  return out;
+}
+
 double uniform01() {
   thread_local std::mt19937_64 rng{std::random_device{}()};
   return std::uniform_real_distribution<double>(0, 1)(rng);
@@ -195,7 +189,9 @@ SenderService::SenderService(const SenderConfig& config, std::vector<Destination
       discovery_(config_, logger_),
       disposal_(config_),
       limits_(limits_of(destinations)),
-      scheduler_(limits_, wall_now, uniform01) {
+      scheduler_(limits_, wall_now, uniform01),
+      identifier_(config_.input_dir, enabled_names(destinations), kInMemoryInputLimit, store_, cancel_,
+                  logger_) {
   for (auto& d : destinations) {
     if (!d.enabled) {
       logger_->info("destination={} url={} is disabled: nothing is sent to it", d.name, d.url());
@@ -432,7 +428,7 @@ void SenderService::worker_loop(int pool, size_t index) {
     r.version = job.version;
     r.lane = job.lane;
     if (job.kind == Job::Kind::kIdentify) {
-      r.identified = identify(job.name, job.candidate);
+      r.identified = identifier_.identify(job.name, job.candidate.stamp);
     } else if (job.kind == Job::Kind::kProbe) {
       Lane& lane = *lanes_[job.lane];
       const auto answer = lane.prober->probe();
@@ -464,91 +460,6 @@ void SenderService::worker_loop(int pool, size_t index) {
     }
     discovery_.watcher().wake();
   }
-}
-
-// Opens and hashes one candidate (reading a small one whole) and asks the state database what
-// each destination has done with that version.
-SenderService::Identified SenderService::identify(const std::string& name, const Candidate& c) {
-  Identified id;
-  id.name = name;
-  id.dispatched = c.stamp;
-  const std::string path = config_.input_dir + "/" + name;
-  const auto later = [&](Identified::Outcome o = Identified::Outcome::kRetryLater) {
-    id.outcome = o;
-    id.retry_at = Clock::now() + std::chrono::duration_cast<Clock::duration>(
-                                     std::chrono::duration<double>(std::max(1.0, config_.scan_interval_s)));
-    return id;
-  };
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK));
-  struct stat st {};
-  if (!fd || ::fstat(fd.get(), &st) != 0) {
-    if (errno == ENOENT) return later(Identified::Outcome::kGone);
-    logger_->warn("cannot open file={} error={} (will retry)", log_value(name),
-                  log_value(std::strerror(errno)));
-    return later();
-  }
-  if (!S_ISREG(st.st_mode)) return later(Identified::Outcome::kGone);
-  id.stamp = stamp_of(st);
-  if (!(id.stamp == c.stamp)) return later(Identified::Outcome::kChanged);
-  if (id.stamp.size <= kInMemoryInputLimit) {
-    auto text = read_small_file(fd.get(), path, id.stamp.size);
-    if (!text) {
-      logger_->warn("cannot read file={} error={} (will retry)", log_value(name),
-                    log_value(text.error().message));
-      return later();
-    }
-    struct stat after {};
-    if (::fstat(fd.get(), &after) != 0 || !(stamp_of(after) == id.stamp) ||
-        static_cast<int64_t>(text->size()) != id.stamp.size) {
-      id.stamp = stamp_of(after);  // written to while we read it
-      return later(Identified::Outcome::kChanged);
-    }
-    Sha256 h;
-    h.update(text->data(), text->size());
-    id.sha256 = h.hex_digest();
-    id.content = std::move(*text);
-  } else {
-    auto sha = sha256_of_fd(fd.get(), path, [this] { return cancel_.load(); });
-    if (!sha) {
-      if (sha.error().code == ErrorCode::kCancelled) return later(Identified::Outcome::kStopped);
-      logger_->warn("cannot read file={} error={} (will retry)", log_value(name),
-                    log_value(sha.error().message));
-      return later();
-    }
-    id.sha256 = std::move(*sha);
-  }
-  for (const auto& lane : lanes_) {
-    const std::string& d = lane->destination.name;
-    auto known = store_.find(name, id.sha256, d);
-    if (!known) {
-      logger_->error("state database: {} (file={} will be retried)", known.error().message,
-                     log_value(name));
-      return later();
-    }
-    if (!*known) continue;
-    id.new_version = false;
-    const OutboxEntry& e = **known;
-    PairHistory h;
-    h.attempts = e.attempts;
-    h.first_failure_unix = e.first_failure_unix;
-    h.next_attempt_unix = e.next_attempt_unix;
-    h.last_error = e.last_error;
-    switch (e.state) {
-      case OutboxState::kDelivered: h.state = PairState::kDelivered; break;
-      case OutboxState::kQuarantined:
-        if (!e.quarantine_path.empty()) {  // the input was moved back from the quarantine
-          id.back_from_quarantine.push_back(d);
-          continue;
-        }
-        h.state = PairState::kGaveUp;
-        break;
-      case OutboxState::kFailed:
-      case OutboxState::kPending: h.state = PairState::kWaiting; break;
-    }
-    id.history[d] = h;
-  }
-  id.outcome = Identified::Outcome::kOk;
-  return id;
 }
 
 // --- the run loop --------------------------------------------------------------------------------
@@ -774,24 +685,25 @@ void SenderService::apply(Result_&& r) {
   }
 }
 
-void SenderService::apply_identified(Identified&& id) {
+void SenderService::apply_identified(Identification&& id) {
   identifying_.erase(id.name);
   auto it = discovery_.candidates().find(id.name);
   // Gone meanwhile, or seen with another stamp while it was read: the newer one is a candidate.
   if (it == discovery_.candidates().end() || !(it->second.stamp == id.dispatched)) return;
   Candidate& c = it->second;
   switch (id.outcome) {
-    case Identified::Outcome::kGone: discovery_.candidates().erase(it); return;
-    case Identified::Outcome::kChanged:
+    case Identification::Outcome::kGone: discovery_.candidates().erase(it); return;
+    case Identification::Outcome::kChanged:
       c = Candidate{id.stamp, Clock::now(), Clock::now(), false, c.waiting_since_unix};
       return;
-    case Identified::Outcome::kRetryLater:
-      c.not_before = id.retry_at;
+    case Identification::Outcome::kRetryLater:
+      c.not_before = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                        std::chrono::duration<double>(std::max(1.0, config_.scan_interval_s)));
       c.tried_in_once_mode = true;
       ++summary_.failed;
       return;
-    case Identified::Outcome::kStopped: return;
-    case Identified::Outcome::kOk: break;
+    case Identification::Outcome::kStopped: return;
+    case Identification::Outcome::kOk: break;
   }
   const FileVersion version{id.name, id.sha256};
   if (id.new_version) metrics_.discovered.add();

@@ -1,8 +1,8 @@
 #pragma once
 // The sender's run loop: it ties the parts together and owns the decisions.
 //   discovery (discovery.hpp)      the input directory: candidates, quiet period, settled files
-//   identify (here, on a worker)   a quiet candidate is opened and hashed once: its file version
-//                                  (name, SHA-256) and each destination's history in sender.db
+//   identify (file_identity.hpp)   a quiet candidate is opened and hashed once (on a worker): its
+//                                  version (name, SHA-256), each destination's history in sender.db
 //   scheduler (delivery_scheduler) which (file version, destination) pairs are due, with a cap
 //                                  on uploads in flight per destination, backoff and limits
 //   payload (payload.hpp)          one conversion per file version, shared by the destinations
@@ -32,6 +32,7 @@
 #include "delivery_scheduler.hpp"
 #include "destinations.hpp"
 #include "discovery.hpp"
+#include "file_identity.hpp"
 #include "input_disposal.hpp"
 #include "outbox_store.hpp"
 #include "payload.hpp"
@@ -78,7 +79,6 @@ class SenderService {
  private:
   using Clock = std::chrono::steady_clock;
   struct Lane;
-  struct Identified;
   struct Job;
   struct Result_;
   struct Tracked {  // a candidate identified and handed to the scheduler
@@ -96,7 +96,7 @@ class SenderService {
   void push_job(Job job);
   bool take_results(std::deque<Result_>& out);
   void apply(Result_&& r);
-  void apply_identified(Identified&& id);
+  void apply_identified(Identification&& id);
   void apply_upload(Result_& r);
   void dispatch_due();
   void forget_tracked(const std::string& name);
@@ -112,7 +112,6 @@ class SenderService {
   Clock::time_point wake_time(Clock::time_point next_scan);
 
   // Worker side.
-  Identified identify(const std::string& name, const Candidate& candidate);
   FernetKey current_key(Lane& lane);
   void note_answer(Lane& lane, bool answered, const std::string& error);
 
@@ -127,6 +126,7 @@ class SenderService {
   std::vector<std::unique_ptr<Lane>> lanes_;  // the enabled destinations
   std::vector<DestinationLimits> limits_;
   DeliveryScheduler scheduler_;
+  FileIdentifier identifier_;  // for the identify workers
   std::map<std::string, Tracked> tracked_;  // by name
   std::set<std::string> identifying_;       // names handed to an identify worker
   std::map<FileVersion, std::shared_ptr<FilePayload>> payloads_;
