@@ -5,6 +5,7 @@ containers, stacks and swarm it started. Every wait has a deadline; nothing slee
 import glob
 import json
 import os
+import re
 import shutil
 import socket
 import sqlite3
@@ -31,6 +32,10 @@ STACK = os.path.join(REPO, "compose", "docker-stack.yml")
 TLS_OVERRIDE = os.path.join(REPO, "compose", "docker-compose.tls.yml")
 CLAMAV_OVERRIDE = os.path.join(REPO, "compose", "docker-compose.clamav.yml")
 MIXED = os.path.join(HERE, "docker-compose.mixed.yml")
+FANOUT = os.path.join(REPO, "compose", "docker-compose.fanout.yml")
+FANOUT_STACK = os.path.join(REPO, "compose", "docker-stack.fanout.yml")
+FANOUT_DESTINATIONS = os.path.join(REPO, "compose", "fanout", "destinations.json")
+FANOUT_RECEIVERS = ("receiver-a", "receiver-b")  # the services, and the destinations' names
 APP_UID = 10001
 BUILD_ENV = dict(os.environ, DOCKER_BUILDKIT="0")  # the classic builder: the client has no buildx
 TIMINGS = []
@@ -78,6 +83,44 @@ def simple_docs(n):
     """Documents every implementation converts (the Python sender cuts names at the first dot)."""
     return {"doc%02d" % i: {"id": i, "name": "doc %d ünï" % i, "ok": i % 2 == 0, "tags": ["a", "b"][: i % 3],
                             "nested": {"x": None, "y": [1, 2.5, "s<&>"]}} for i in range(n)}
+
+
+def prepare_fanout(test, root):
+    """The fan-out layout as its compose file's header says: prepare-env.sh for the sender's
+    directory and once per receiver (its output/, status-db/ and own key)."""
+    prepare_dir(root)
+    keys = []
+    for receiver in FANOUT_RECEIVERS:
+        prepare_dir(os.path.join(root, receiver))
+        with open(os.path.join(root, receiver, "key"), "rb") as fh:
+            keys.append(fh.read())
+    test.assertNotEqual(keys[0], keys[1])
+
+
+def assert_fanned_out(test, root, names):
+    """Every file at both receivers, as the golden corpus says, each received exactly once."""
+    outputs = [os.path.join(root, r, "output") for r in FANOUT_RECEIVERS]
+    for receiver, output in zip(FANOUT_RECEIVERS, outputs):
+        test.assertEqual(xml_outputs(output), sorted(n + ".xml" for n in names), receiver)
+        assert_corpus_outputs(test, names, output)
+        test.assertEqual(ledger_uploads(os.path.join(root, receiver, "status-db")), len(names), receiver)
+    for n in names:
+        with open(os.path.join(outputs[0], n + ".xml"), "rb") as a, open(os.path.join(outputs[1], n + ".xml"), "rb") as b:
+            test.assertEqual(a.read(), b.read(), n)
+
+
+def delivered_by_destination(sender_logs):
+    """The sender's `delivered file=F destination=D` lines: {destination: sorted files}."""
+    out = {}
+    for file, destination in re.findall(r"delivered file=(\S+) destination=(\S+) ", sender_logs):
+        out.setdefault(destination, []).append(file)
+    return {d: sorted(files) for d, files in out.items()}
+
+
+def metric(text, family, destination):
+    prefix = '%s{destination="%s"} ' % (family, destination)
+    values = [line[len(prefix):] for line in text.splitlines() if line.startswith(prefix)]
+    return float(values[0]) if len(values) == 1 else None
 
 
 class Compose:
@@ -250,6 +293,42 @@ class ContainerTest(unittest.TestCase):
         refused = run("curl", "-sS", "--cacert", tls("ca.pem"), url, check=False)
         self.assertNotEqual(refused.returncode, 0)  # no client certificate, no answer
 
+    def test_3c_compose_fanout_to_two_receivers(self):
+        root = self.workdir("compose-fanout")
+        prepare_fanout(self, root)
+        metrics_port = free_port()
+        compose = Compose(FANOUT, root, RECEIVER_A_PUBLISH="127.0.0.1:%d" % free_port(),
+                          RECEIVER_B_PUBLISH="127.0.0.1:%d" % free_port(),
+                          SENDER_METRICS_PUBLISH="127.0.0.1:%d" % metrics_port)
+        self.addCleanup(compose.down)
+        # `up` returns once both receivers are healthy and the sender started (depends_on)
+        timed("compose up (fan-out)", compose, "up", "-d", "--no-build")
+        for receiver in FANOUT_RECEIVERS:
+            self.assertEqual(inspect(compose.container(receiver), "{{.State.Health.Status}}"), "healthy")
+        names = copy_corpus(os.path.join(root, "input"))  # dropped into the running sender's input
+        arrived = lambda: all(len(xml_outputs(os.path.join(root, r, "output"))) == len(names) for r in FANOUT_RECEIVERS)
+        try:
+            timed("compose delivery (fan-out)", wait_until, arrived, timeout=120,
+                  what="%d files at both receivers" % len(names))
+        except AssertionError:
+            raise AssertionError("not delivered to both; logs:\n" + compose.logs())
+        assert_fanned_out(self, root, names)
+
+        # The sender counts, logs and checks each destination on its own.
+        url = "http://127.0.0.1:%d/" % metrics_port
+        for receiver in FANOUT_RECEIVERS:
+            wait_until(lambda: metric(run("curl", "-sS", url + "metrics").stdout.decode(),
+                                      "transfer_sender_files_delivered_total", receiver) == len(names),
+                       timeout=10, what="delivered_total of %s" % receiver)
+        readyz = run("curl", "-sS", url + "readyz").stdout.decode()
+        self.assertIn('"status":"ready"', readyz)
+        for receiver in FANOUT_RECEIVERS:
+            self.assertIn("receiver:" + receiver, readyz)
+        want = {r: sorted(n + ".json" for n in names) for r in FANOUT_RECEIVERS}
+        sender_logs = lambda: compose("logs", "--no-color", "app-sender").stdout.decode(errors="replace")
+        wait_until(lambda: delivered_by_destination(sender_logs()) == want, timeout=10,
+                   what="one delivered line per file and destination")
+
     def test_4_swarm_with_the_key_as_a_secret(self):
         state = run("docker", "info", "--format", "{{.Swarm.LocalNodeState}}").stdout.decode().strip()
         if state != "active":
@@ -315,6 +394,63 @@ class ContainerTest(unittest.TestCase):
         self.assertEqual(code, b"401")
         self.assertIn(b"signed uploads only", body)
 
+    def test_4b_swarm_fanout_with_a_config_and_a_secret_per_key(self):
+        state = run("docker", "info", "--format", "{{.Swarm.LocalNodeState}}").stdout.decode().strip()
+        if state != "active":
+            run("docker", "swarm", "init", "--advertise-addr", "127.0.0.1", "--listen-addr", "127.0.0.1:2377")
+            self.addCleanup(run, "docker", "swarm", "leave", "--force", check=False)
+        root = self.workdir("swarm-fanout")
+        prepare_fanout(self, root)
+        stack = "transferfanout%d" % os.getpid()
+        ports = {r: free_port() for r in FANOUT_RECEIVERS}
+        env = dict(os.environ, PWD=root, IMAGE_PREFIX=PREFIX, IMAGE_TAG=TAG, DESTINATIONS_VERSION=stack,
+                   RECEIVER_A_PUBLISH_PORT=str(ports["receiver-a"]), RECEIVER_B_PUBLISH_PORT=str(ports["receiver-b"]))
+        for receiver, var in zip(FANOUT_RECEIVERS, ("KEY_A_SECRET", "KEY_B_SECRET")):
+            secret = env[var] = "%s-%s-key" % (stack, receiver)  # each key its own swarm secret
+            run(os.path.join(REPO, "scripts", "create-docker-secret.sh"), os.path.join(root, receiver, "key"),
+                env=dict(os.environ, SECRET_NAME=secret))
+            self.addCleanup(run, "docker", "secret", "rm", secret, check=False)
+        self.addCleanup(run, "docker", "config", "rm", "app-sender-destinations-" + stack, check=False)
+        self.addCleanup(self.remove_stack, stack)
+        timed("stack deploy (fan-out)", run, "docker", "stack", "deploy", "--resolve-image", "never",
+              "-c", FANOUT_STACK, stack, env=env, cwd=root)
+        names = copy_corpus(os.path.join(root, "input"))
+        arrived = lambda: all(len(xml_outputs(os.path.join(root, r, "output"))) == len(names) for r in FANOUT_RECEIVERS)
+        services = FANOUT_RECEIVERS + ("app-sender",)
+        try:
+            timed("swarm delivery (fan-out)", wait_until, arrived, timeout=180,
+                  what="%d files at both receivers through the swarm" % len(names))
+        except AssertionError:
+            raise AssertionError("not delivered to both; tasks:\n%s\nlogs:\n%s" % (
+                run("docker", "stack", "ps", "--no-trunc", stack, check=False).stdout.decode(errors="replace"),
+                self.service_logs(stack, services)))
+        assert_fanned_out(self, root, names)
+        for receiver in FANOUT_RECEIVERS:  # each receiver's port, published in host mode
+            self.assertEqual(run("curl", "-sS", "--retry", "5", "--retry-connrefused", "--retry-delay", "1",
+                                 "http://127.0.0.1:%d/" % ports[receiver]).stdout,
+                             b'{"msg":"Server is healthy","status_code":200}\n', receiver)
+
+        def container(service):
+            return run("docker", "ps", "-q", "--filter", "label=com.docker.swarm.service.name=%s_%s" % (stack, service)
+                       ).stdout.decode().split()[0]
+        sender = container("app-sender")
+        # the config is the destinations file, and the sender holds both keys, for its user only ...
+        with open(FANOUT_DESTINATIONS, "rb") as fh:
+            self.assertEqual(run("docker", "exec", sender, "cat", "/etc/app-sender/destinations.json").stdout, fh.read())
+        modes = run("docker", "exec", sender, "stat", "-c", "%n %a %u", "/run/secrets/key-a", "/run/secrets/key-b").stdout
+        self.assertEqual(modes.split(b"\n")[:2], [b"/run/secrets/key-a 400 10001", b"/run/secrets/key-b 400 10001"])
+        # ... while each receiver holds only its own
+        for receiver, key in zip(FANOUT_RECEIVERS, ("key-a", "key-b")):
+            listing = run("docker", "exec", container(receiver), "ls", "/run/secrets").stdout
+            self.assertEqual(listing.split(), [key.encode()], receiver)
+        want = {r: sorted(n + ".json" for n in names) for r in FANOUT_RECEIVERS}
+
+        def sender_logs():  # the sender logs to stderr, which `docker service logs` keeps apart
+            r = run("docker", "service", "logs", "--raw", stack + "_app-sender")
+            return (r.stdout + r.stderr).decode(errors="replace")
+        wait_until(lambda: delivered_by_destination(sender_logs()) == want, timeout=10,
+                   what="one delivered line per file and destination")
+
     def redeploy(self, stack, env):
         """docker stack deploy again, and wait until both services finished updating."""
         run("docker", "stack", "deploy", "--resolve-image", "never", "-c", STACK, stack, env=env, cwd=env["PWD"])
@@ -328,9 +464,9 @@ class ContainerTest(unittest.TestCase):
             return all(state == "completed" for state in states)
         wait_until(updated, timeout=120, what="both services updated")
 
-    def service_logs(self, stack):
+    def service_logs(self, stack, services=("app-receiver", "app-sender")):
         out = ""
-        for service in ("app-receiver", "app-sender"):
+        for service in services:
             out += run("docker", "service", "logs", "--raw", "%s_%s" % (stack, service),
                        check=False, timeout=30).stdout.decode(errors="replace")[-3000:]
         return out

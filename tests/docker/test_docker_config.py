@@ -1,7 +1,11 @@
 """The compose and stack files validate with no engine at all, and say what the deployment needs."""
+import json
 import os
 import subprocess
 import unittest
+from urllib.parse import urlsplit
+
+import yaml  # python3-yaml: docker-compose itself depends on it
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 COMPOSE = os.path.join(REPO, "compose", "docker-compose.yml")
@@ -9,6 +13,9 @@ STACK = os.path.join(REPO, "compose", "docker-stack.yml")
 TLS = os.path.join(REPO, "compose", "docker-compose.tls.yml")
 CLAMAV = os.path.join(REPO, "compose", "docker-compose.clamav.yml")
 MIXED = os.path.join(REPO, "tests", "docker", "docker-compose.mixed.yml")
+FANOUT = os.path.join(REPO, "compose", "docker-compose.fanout.yml")
+FANOUT_STACK = os.path.join(REPO, "compose", "docker-stack.fanout.yml")
+DESTINATIONS = os.path.join(REPO, "compose", "fanout", "destinations.json")
 # No engine: a socket nobody listens on, so nothing here can depend on one.
 ENV = dict(os.environ, PWD="/srv/transfer", DOCKER_HOST="unix:///nonexistent/docker.sock")
 
@@ -86,6 +93,73 @@ class ConfigTest(unittest.TestCase):
                      "source: app-sender-receiver-key", "external: true", "endpoint_mode: dnsrr",
                      "mode: host", "/srv/transfer/input", "limits:", "update_config:", "restart_policy:"):
             self.assertIn(want, out)
+
+    def fanout_destinations(self):
+        with open(DESTINATIONS) as fh:
+            destinations = json.load(fh)["destinations"]
+        self.assertEqual(len(destinations), 2)
+        for d in destinations:
+            self.assertRegex(d["name"], r"^[a-z0-9_-]{1,32}$")
+        self.assertEqual(len({d["name"] for d in destinations}), 2)
+        self.assertEqual(len({d["key_file"] for d in destinations}), 2, "two receivers, two keys")
+        return destinations
+
+    def test_fanout_compose_file_pairs_each_destination_with_its_receiver_and_key(self):
+        services = yaml.safe_load(config("docker-compose", "-f", FANOUT, "config"))["services"]
+        sender = services["app-sender"]
+        mounts = dict(v.split(":")[1::-1] for v in sender["volumes"])  # container path -> host path
+        self.assertEqual(mounts[sender["environment"]["DESTINATIONS_FILE"]], DESTINATIONS)
+        self.assertEqual(mounts["/usr/src/app-sender/input"], "/srv/transfer/input")
+        self.assertEqual(mounts["/usr/src/app-sender/status-db"], "/srv/transfer/status-db")
+        self.assertTrue(all(v.endswith(":ro") for v in sender["volumes"] if "/run/secrets/" in v))
+        self.assertNotIn("ENCRYPTION_KEY", sender["environment"])  # the destinations name the keys
+        self.assertNotIn("RECEIVER_ADDRESS", sender["environment"])
+        host_keys = set()
+        for d in self.fanout_destinations():
+            url = urlsplit(d["url"])
+            receiver = services[url.hostname]  # the url names a service of this file
+            self.assertEqual((url.scheme, url.port, url.path), ("http", 8080, "/upload"), d["name"])
+            self.assertEqual(sender["depends_on"][url.hostname], {"condition": "service_healthy"})
+            env = receiver["environment"]
+            self.assertEqual(env["UPLOAD_SIGNATURES"], "required", d["name"])
+            own = dict(v.split(":")[1::-1] for v in receiver["volumes"])
+            # the receiver decrypts with the very file the sender encrypts with for it
+            self.assertEqual(own[env["DECRYPTION_KEY"]], mounts[d["key_file"]], d["name"])
+            self.assertIn(env["DECRYPTION_KEY"] + ":ro", " ".join(receiver["volumes"]))
+            host_keys.add(own[env["DECRYPTION_KEY"]])
+            self.assertEqual(own["/usr/src/app-receiver/output"], "/srv/transfer/%s/output" % url.hostname)
+            self.assertEqual(own["/usr/src/app-receiver/status-db"], "/srv/transfer/%s/status-db" % url.hostname)
+            for key in ("init", "restart", "image", "stop_grace_period"):
+                self.assertEqual(receiver[key], services["receiver-a"][key], key)
+            self.assertTrue(receiver["init"])
+        self.assertEqual(len(host_keys), 2)
+
+    def test_fanout_stack_file_has_the_destinations_config_and_one_secret_per_key(self):
+        doc = yaml.safe_load(config("docker", "stack", "config", "-c", FANOUT_STACK))
+        services = doc["services"]
+        sender = services["app-sender"]
+        config_mount, = sender["configs"]
+        self.assertEqual(config_mount["target"], sender["environment"]["DESTINATIONS_FILE"])
+        self.assertEqual(doc["configs"][config_mount["source"]]["file"], DESTINATIONS)
+        secret_of = {"/run/secrets/" + s["target"]: s["source"] for s in sender["secrets"]}
+        secrets = set()
+        for d in self.fanout_destinations():
+            url = urlsplit(d["url"])
+            receiver = services[url.hostname]
+            self.assertEqual(receiver["environment"]["UPLOAD_SIGNATURES"], "required", d["name"])
+            own = {"/run/secrets/" + s["target"]: s["source"] for s in receiver["secrets"]}
+            self.assertEqual(len(own), 1, "a receiver holds its own key only")
+            self.assertEqual(own[receiver["environment"]["DECRYPTION_KEY"]], secret_of[d["key_file"]], d["name"])
+            self.assertTrue(doc["secrets"][secret_of[d["key_file"]]]["external"])
+            secrets.add(doc["secrets"][secret_of[d["key_file"]]]["name"])
+            ports, = receiver["ports"]
+            self.assertEqual((ports["target"], ports["mode"]), (8080, "host"))
+        self.assertEqual(secrets, {"app-receiver-a-key", "app-receiver-b-key"})
+        for name, service in services.items():
+            self.assertEqual(service["deploy"]["endpoint_mode"], "dnsrr", name)  # no IPVS needed
+            self.assertEqual(service["deploy"]["replicas"], 1, name)
+            for s in service["secrets"] + service.get("configs", []):
+                self.assertEqual((s["uid"], s["gid"]), ("10001", "10001"), name)
 
 
 if __name__ == "__main__":
