@@ -59,6 +59,7 @@ std::optional<FileVersion> DeliveryScheduler::take(const std::string& destinatio
   if (lane == lanes_.end() || lane->second.in_flight >= lane->second.limits.max_in_flight)
     return std::nullopt;
   const double now = now_();
+  if (now < lane->second.yield_until) return std::nullopt;
   auto& waiting = lane->second.waiting;
   for (auto it = waiting.begin(); it != waiting.end(); ++it) {
     Pair* p = pair(*it, destination);
@@ -74,7 +75,8 @@ std::optional<FileVersion> DeliveryScheduler::take(const std::string& destinatio
 
 AttemptDecision DeliveryScheduler::finished(const FileVersion& file, const std::string& destination,
                                             AttemptVerdict verdict, const std::string& error,
-                                            std::optional<double> retry_after_s) {
+                                            std::optional<double> retry_after_s,
+                                            bool unreachable) {
   AttemptDecision d;
   Pair* p = pair(file, destination);
   auto lane = lanes_.find(destination);
@@ -90,6 +92,7 @@ AttemptDecision DeliveryScheduler::finished(const FileVersion& file, const std::
     case AttemptVerdict::kDelivered:
       p->state = PairState::kDelivered;
       p->last_error.clear();
+      lane->second.yield_until = 0;  // it answers again
       break;
     case AttemptVerdict::kPermanent:
       ++p->attempts;
@@ -111,6 +114,7 @@ AttemptDecision DeliveryScheduler::finished(const FileVersion& file, const std::
       } else {
         p->state = PairState::kWaiting;
         p->due_unix = now + backoff_delay(p->attempts, retry, uniform01_(), retry_after_s);
+        if (unreachable) lane->second.yield_until = std::max(lane->second.yield_until, p->due_unix);
       }
       break;
     }
@@ -121,6 +125,10 @@ AttemptDecision DeliveryScheduler::finished(const FileVersion& file, const std::
   d.next_attempt_unix = p->state == PairState::kWaiting ? p->due_unix : 0;
   d.first_failure_unix = p->first_failure_unix;
   return d;
+}
+
+void DeliveryScheduler::resume(const std::string& destination) {
+  if (auto lane = lanes_.find(destination); lane != lanes_.end()) lane->second.yield_until = 0;
 }
 
 void DeliveryScheduler::released(const FileVersion& file, const std::string& destination) {
@@ -173,6 +181,7 @@ std::optional<double> DeliveryScheduler::next_due(const std::string& destination
     const auto& p = files_.at(file).at(destination);
     if (!due || p.due_unix < *due) due = p.due_unix;
   }
+  if (due && *due < lane->second.yield_until) due = lane->second.yield_until;
   return due;
 }
 

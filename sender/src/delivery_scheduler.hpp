@@ -4,7 +4,7 @@
 //   - Each destination keeps its own state per file version: waiting (due at a time), in flight,
 //     delivered, or given up. One destination's failures, backoff or cap never hold back another.
 //   - take(destination) hands out that destination's due pairs in file-name order, at most
-//     max_in_flight at a time.
+//     max_in_flight at a time; none while it yields after an attempt that got no answer at all.
 //   - finished() applies an attempt's verdict with the destination's own RetrySettings: 201 ->
 //     delivered; transient -> backoff (exponential, full jitter, never sooner than Retry-After),
 //     given up past max_attempts / max_age; permanent -> given up at once.
@@ -88,10 +88,16 @@ class DeliveryScheduler {
 
   // The next due pair of `destination`, in name order, if it is under its cap (marks it in flight).
   std::optional<FileVersion> take(const std::string& destination);
-  // An attempt ended. `retry_after_s`: the receiver's Retry-After, if any.
+  // An attempt ended. `retry_after_s`: the receiver's Retry-After, if any. `unreachable`: no
+  // answer came at all (refused, reset, timed out): the destination yields, as NiFi's processors
+  // do: its other files are not attempted until this one's retry falls due (one probe per
+  // backoff instead of one failure per file), while the other destinations go on.
   AttemptDecision finished(const FileVersion& file, const std::string& destination,
                            AttemptVerdict verdict, const std::string& error,
-                           std::optional<double> retry_after_s = std::nullopt);
+                           std::optional<double> retry_after_s = std::nullopt,
+                           bool unreachable = false);
+  // The destination answered again (a probe, or an operator's retry): it no longer yields.
+  void resume(const std::string& destination);
   // The attempt could not be made for a local reason (shutting down): back to waiting, due now.
   void released(const FileVersion& file, const std::string& destination);
 
@@ -125,6 +131,7 @@ class DeliveryScheduler {
     DestinationLimits limits;
     int in_flight = 0;
     std::set<FileVersion> waiting;  // its waiting pairs, in name order: take() looks only here
+    double yield_until = 0;         // unreachable: nothing is taken before this
   };
   Pair* pair(const FileVersion& file, const std::string& destination);
 

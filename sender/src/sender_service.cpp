@@ -282,6 +282,7 @@ void SenderService::notice_operator_changes() {
     if (!scheduler_.activity(t.version).in_flight) idle.push_back(name);
   }
   for (const auto& name : idle) forget_tracked(name);
+  for (const auto& lane : lanes_) scheduler_.resume(lane->destination.name);  // "retry now"
   for (auto& [name, c] : discovery_.candidates()) c.not_before = Clock::now();
   discovery_.rescan();
 }
@@ -433,6 +434,7 @@ void SenderService::worker_loop(int pool, size_t index) {
       Lane& lane = *lanes_[job.lane];
       const auto answer = lane.prober->probe();
       note_answer(lane, answer.status != 0, answer.error);
+      r.delivery.answered = answer.status != 0;
     } else {
       Lane& lane = *lanes_[job.lane];
       const auto started = Clock::now();
@@ -619,32 +621,54 @@ std::shared_ptr<FilePayload> SenderService::payload_for(const Tracked& t) {
   options.max_depth = config_.max_depth;
   auto payload = std::make_shared<FilePayload>(std::move(source), std::move(needing), options, spool_dir_,
                                                kInMemoryInputLimit, kEncryptBesideInputSize, cancel_);
-  payloads_[t.version] = payload;
+  keep_payload(t.version, payload);
   return payload;
 }
 
-// Keeps a payload while an upload uses it or a destination is due to take it, within budgets.
-void SenderService::trim_payloads() {
-  size_t memory = 0;
-  size_t spooled = 0;
-  for (auto it = payloads_.begin(); it != payloads_.end();) {
-    const auto a = scheduler_.activity(it->first);
-    const bool spool = it->second->source().size > kInMemoryInputLimit;
-    const bool over = spool ? spooled >= kSpooledPayloadBudget : memory >= kPayloadMemoryBudget;
-    if (!a.in_flight && (!a.due_now || over)) {
-      it = payloads_.erase(it);
-      continue;
+// What a kept payload costs against its budget: bytes in memory (the content and its XML, about
+// 2.6 times the JSON), or one spool set.
+size_t SenderService::payload_cost(const FilePayload& p) {
+  return p.source().size > kInMemoryInputLimit ? 1 : static_cast<size_t>(p.source().size) * 4 + 1024;
+}
+
+void SenderService::keep_payload(const FileVersion& version, std::shared_ptr<FilePayload> payload) {
+  drop_payload(version);
+  (payload->source().size > kInMemoryInputLimit ? spooled_payloads_ : payload_bytes_) += payload_cost(*payload);
+  payloads_[version] = std::move(payload);
+  if (payload_bytes_ > kPayloadMemoryBudget || spooled_payloads_ > kSpooledPayloadBudget) {
+    // Over budget: drop those no upload is using, last names first (the lanes take names in
+    // order, so the first ones are needed soonest); they are read again when their turn comes.
+    for (auto it = payloads_.end(); it != payloads_.begin();) {
+      --it;
+      if (payload_bytes_ <= kPayloadMemoryBudget && spooled_payloads_ <= kSpooledPayloadBudget) break;
+      if (scheduler_.activity(it->first).in_flight) continue;
+      const FileVersion v = it->first;
+      it = std::next(it);  // drop_payload erases v; continue below it
+      drop_payload(v);
     }
-    (spool ? spooled : memory) += spool ? 1 : it->second->memory_bytes();
-    ++it;
   }
+}
+
+void SenderService::drop_payload(const FileVersion& version) {
+  auto it = payloads_.find(version);
+  if (it == payloads_.end()) return;
+  (it->second->source().size > kInMemoryInputLimit ? spooled_payloads_ : payload_bytes_) -=
+      payload_cost(*it->second);
+  payloads_.erase(it);
+}
+
+// After an attempt: the payload goes once no upload uses it and no destination is due to take it.
+void SenderService::trim_payload(const FileVersion& version) {
+  if (!payloads_.count(version)) return;
+  const auto a = scheduler_.activity(version);
+  if (!a.in_flight && !a.due_now) drop_payload(version);
 }
 
 void SenderService::forget_tracked(const std::string& name) {
   auto t = tracked_.find(name);
   if (t == tracked_.end()) return;
   scheduler_.remove(t->second.version);
-  payloads_.erase(t->second.version);
+  drop_payload(t->second.version);
   tracked_.erase(t);
 }
 
@@ -680,6 +704,7 @@ void SenderService::apply(Result_&& r) {
     apply_identified(std::move(*r.identified));
   } else if (r.kind == Job::Kind::kProbe) {
     lanes_[r.lane]->probe_queued = false;
+    if (r.delivery.answered) scheduler_.resume(lanes_[r.lane]->destination.name);
   } else {
     apply_upload(r);
   }
@@ -732,7 +757,7 @@ void SenderService::apply_identified(Identification&& id) {
   tracked_[id.name] = Tracked{version, id.stamp};
   scheduler_.add(version, id.history);
   if (id.content) {
-    payloads_.erase(version);
+    drop_payload(version);
     std::vector<std::string> needing;
     for (const auto& o : scheduler_.outcomes(version)) {
       if (o.state == PairState::kWaiting) needing.push_back(o.destination);
@@ -742,10 +767,11 @@ void SenderService::apply_identified(Identification&& id) {
                                  id.stamp.size, id.stamp.mtime_ns, std::move(id.content)};
       JsonToXmlOptions options;
       options.max_depth = config_.max_depth;
-      payloads_[version] = std::make_shared<FilePayload>(std::move(source), std::move(needing), options,
-                                                         spool_dir_, kInMemoryInputLimit,
-                                                         kEncryptBesideInputSize, cancel_);
-      trim_payloads();  // files identified faster than a destination takes them are read again later
+      // Over budget (files identified faster than a destination takes them), some are dropped
+      // and read again later.
+      keep_payload(version, std::make_shared<FilePayload>(std::move(source), std::move(needing), options,
+                                                          spool_dir_, kInMemoryInputLimit,
+                                                          kEncryptBesideInputSize, cancel_));
     }
   }
   settle_if_decided(id.name);
@@ -777,7 +803,7 @@ void SenderService::apply_upload(Result_& r) {
     scheduler_.released(v, d);
     logger_->info("file={} changed while it was read: waiting for it to settle", field);
     discovery_.observe(v.name);  // a new stamp (or none): sync_tracked drops this version
-    payloads_.erase(v);
+    drop_payload(v);
     return;
   }
   if (config_.once) tried_.insert({v, d});
@@ -841,14 +867,15 @@ void SenderService::apply_upload(Result_& r) {
   } else if (r.payload_status == PayloadStatus::kTransient) {
     record(d, scheduler_.finished(v, d, AttemptVerdict::kTransient, r.payload_error),
            FailureRecord{r.payload_error, 0, "", now, 0});
-    payloads_.erase(v);  // made again for the next attempt
+    drop_payload(v);  // made again for the next attempt
   } else {
     const DeliveryResult& x = r.delivery;
-    record(d, scheduler_.finished(v, d, x.verdict, x.error, parse_retry_after(x.retry_after, now)),
+    record(d, scheduler_.finished(v, d, x.verdict, x.error, parse_retry_after(x.retry_after, now),
+                                  /*unreachable=*/!x.answered),
            FailureRecord{x.error, x.status, x.body, now, 0});
   }
   settle_if_decided(v.name);
-  trim_payloads();
+  trim_payload(v);
 }
 
 // Acts on the input file once every enabled destination has settled its version.

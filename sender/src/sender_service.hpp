@@ -105,7 +105,10 @@ class SenderService {
   void quarantine_input(const FileVersion& version, const std::string& path);
   void after_delivery(const std::string& name, const std::string& path);
   std::shared_ptr<FilePayload> payload_for(const Tracked& t);
-  void trim_payloads();
+  static size_t payload_cost(const FilePayload& payload);
+  void keep_payload(const FileVersion& version, std::shared_ptr<FilePayload> payload);
+  void drop_payload(const FileVersion& version);
+  void trim_payload(const FileVersion& version);
   bool once_finished() const;
   void update_metrics(bool busy);
   void queue_probes();
@@ -129,7 +132,9 @@ class SenderService {
   FileIdentifier identifier_;  // for the identify workers
   std::map<std::string, Tracked> tracked_;  // by name
   std::set<std::string> identifying_;       // names handed to an identify worker
-  std::map<FileVersion, std::shared_ptr<FilePayload>> payloads_;
+  std::map<FileVersion, std::shared_ptr<FilePayload>> payloads_;  // kept for the destinations
+  size_t payload_bytes_ = 0;     // their cost (payload_cost): in memory
+  size_t spooled_payloads_ = 0;  // and spooled
   std::set<std::pair<FileVersion, std::string>> tried_;  // --once: pairs attempted in this run
   std::map<std::pair<FileVersion, std::string>, FailureRecord> last_failure_;  // gave up: why
   std::atomic<bool> stopping_{false};

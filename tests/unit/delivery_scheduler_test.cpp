@@ -197,5 +197,36 @@ TEST_F(SchedulerTest, ADestinationAtItsCapHasNothingDueAndKeepsItsFilesActive) {
   EXPECT_FALSE(s.activity(file("unknown")).due_now);
 }
 
+TEST_F(SchedulerTest, ADestinationThatDoesNotAnswerYieldsUntilItsRetryTheOthersDoNot) {
+  auto s = make({dest("down", 4, {1, 60, 0, 0}), dest("up", 4)});
+  for (const char* n : {"1", "2", "3"}) s.add(file(n));
+  ASSERT_EQ(s.take("down")->name, "1");
+  s.finished(file("1"), "down", AttemptVerdict::kTransient, "connection refused", std::nullopt,
+             /*unreachable=*/true);
+  EXPECT_FALSE(s.take("down"));  // "2" and "3" are due, but it yields: no failure per file
+  EXPECT_NEAR(*s.next_due("down"), now_ + 1, 1e-3);
+  for (const char* n : {"1", "2", "3"}) EXPECT_EQ(s.take("up")->name, n);  // not held back
+  now_ += 1;
+  ASSERT_EQ(s.take("down")->name, "1");  // its retry probes the destination
+  s.finished(file("1"), "down", AttemptVerdict::kDelivered, "");
+  EXPECT_EQ(s.take("down")->name, "2");  // answering again: the others go
+  EXPECT_EQ(s.take("down")->name, "3");
+  // A probe's answer ends a yield before the retry falls due.
+  s.add(file("4"));
+  s.add(file("5"));
+  ASSERT_EQ(s.take("down")->name, "4");
+  s.finished(file("4"), "down", AttemptVerdict::kTransient, "reset", std::nullopt, true);
+  EXPECT_FALSE(s.take("down"));
+  s.resume("down");
+  EXPECT_EQ(s.take("down")->name, "5");
+  // An answer that is an error (a 503 for one file) does not make it yield.
+  auto t = make({dest("busy", 4)});
+  t.add(file("a"));
+  t.add(file("b"));
+  ASSERT_EQ(t.take("busy")->name, "a");
+  t.finished(file("a"), "busy", AttemptVerdict::kTransient, "503");
+  EXPECT_EQ(t.take("busy")->name, "b");
+}
+
 }  // namespace
 }  // namespace transfer::sender
