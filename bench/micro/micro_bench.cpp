@@ -1,5 +1,6 @@
 // Google Benchmark micro-benchmarks of the hot paths, on the same libraries the binaries link:
-// JSON -> XML (MB/s of JSON), the Fernet stream both ways (MB/s of plaintext), and the state
+// JSON -> XML (MB/s of JSON; the default shape, the compact typeless one and the one with the
+// most options changed), the Fernet stream both ways (MB/s of plaintext), and the state
 // stores (operations/s on a real SQLite file). `build/bin/micro_bench --benchmark_repetitions=3`.
 #include <benchmark/benchmark.h>
 #include <unistd.h>
@@ -49,12 +50,13 @@ class CountingSink : public XmlSink {
 FernetKey bench_key() { return parse_key_text("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=", "k")->at(0); }
 
 // Converts `json` once per iteration into a sink that only counts.
-void convert_each_iteration(benchmark::State& state, const std::string& json) {
+void convert_each_iteration(benchmark::State& state, const std::string& json,
+                            const JsonToXmlOptions& options = {}) {
   uint64_t xml = 0;
   for (auto _ : state) {
     MemoryJsonSource in(json);
     CountingSink out;
-    auto r = convert_json_to_xml(in, out, {}, "bench");
+    auto r = convert_json_to_xml(in, out, options, "bench");
     if (!r) state.SkipWithError(r.error().message.c_str());
     xml = out.bytes;
   }
@@ -66,6 +68,26 @@ void BM_JsonToXml(benchmark::State& state) {
   convert_each_iteration(state, sample_json(static_cast<size_t>(state.range(0))));
 }
 BENCHMARK(BM_JsonToXml)->Arg(2 << 10)->Arg(1 << 20)->Unit(benchmark::kMillisecond);
+
+// The compact, typeless shape (XML_PRETTY=off, XML_TYPE_ATTRS=off): the one most asked for.
+void BM_JsonToXmlCompactTypeless(benchmark::State& state) {
+  JsonToXmlOptions options;
+  options.pretty = false;
+  options.type_attrs = false;
+  convert_each_iteration(state, sample_json(static_cast<size_t>(state.range(0))), options);
+}
+BENCHMARK(BM_JsonToXmlCompactTypeless)->Arg(2 << 10)->Arg(1 << 20)->Unit(benchmark::kMillisecond);
+
+// The options that change the most (the memory test's): typeless, item wrap off, compact, CDATA.
+void BM_JsonToXmlMostChanged(benchmark::State& state) {
+  JsonToXmlOptions options;
+  options.type_attrs = false;
+  options.item_wrap = false;
+  options.pretty = false;
+  options.cdata = true;
+  convert_each_iteration(state, sample_json(static_cast<size_t>(state.range(0))), options);
+}
+BENCHMARK(BM_JsonToXmlMostChanged)->Arg(2 << 10)->Arg(1 << 20)->Unit(benchmark::kMillisecond);
 
 // The same on a real file, for instance one of the harness's corpus (gen_json.py): set
 // BENCH_JSON_FILE. Skipped without it.

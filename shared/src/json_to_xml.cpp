@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <unordered_map>
 #include <unordered_set>
@@ -314,11 +315,13 @@ constexpr ByteSet byte_set(std::string_view bytes) {
 }
 constexpr ByteSet kTextSpecial = byte_set("&<>\"\r");
 constexpr ByteSet kAttributeSpecial = byte_set("&<>\"\r\n\t");
+constexpr ByteSet kCompactSpecial = byte_set("&<>\"'");
 
 // Text as minidom writes what expat parsed: CR and CRLF become LF (and, in attribute values,
 // TAB/LF become a space); & < > " are escaped. Invalid characters were cleaned earlier.
-void append_escaped(std::string& buf_, std::string_view s, bool attribute) {
-const auto& special = attribute ? kAttributeSpecial : kTextSpecial;
+template <typename Out>
+void append_escaped(Out& buf_, std::string_view s, bool attribute) {
+  const auto& special = attribute ? kAttributeSpecial : kTextSpecial;
   for (size_t i = 0; i < s.size(); ++i) {
     size_t run = i;
     while (run < s.size() && !special[static_cast<unsigned char>(s[run])]) ++run;
@@ -344,86 +347,270 @@ const auto& special = attribute ? kAttributeSpecial : kTextSpecial;
   }
 }
 
+// dicttoxml's escape_xml() (its compact bytes, text and attribute values alike): & " ' < > as
+// entities, nothing else touched (a CR stays a CR).
+template <typename Out>
+void append_escaped_compact(Out& buf, std::string_view s) {
+  for (size_t i = 0; i < s.size(); ++i) {
+    size_t run = i;
+    while (run < s.size() && !kCompactSpecial[static_cast<unsigned char>(s[run])]) ++run;
+    buf.append(s.data() + i, run - i);
+    if (run == s.size()) return;
+    i = run;
+    switch (s[i]) {
+      case '&': buf += "&amp;"; break;
+      case '<': buf += "&lt;"; break;
+      case '>': buf += "&gt;"; break;
+      case '"': buf += "&quot;"; break;
+      default: buf += "&apos;"; break;
+    }
+  }
+}
+
+// CR and CRLF as LF: what expat makes of line ends, and so what minidom writes back (CDATA is
+// not escaped, so this is all that changes in it).
+template <typename Out>
+void append_lines_normalised(Out& buf, std::string_view s) {
+  for (size_t i = 0;;) {
+    const void* cr = std::memchr(s.data() + i, '\r', s.size() - i);
+    if (cr == nullptr) {
+      buf.append(s.data() + i, s.size() - i);
+      return;
+    }
+    const size_t at = static_cast<size_t>(static_cast<const char*>(cr) - s.data());
+    buf.append(s.data() + i, at - i);
+    buf += '\n';
+    i = at + 1;
+    if (i < s.size() && s[i] == '\n') ++i;
+  }
+}
+
+// dicttoxml's wrap_cdata(): one section, each "]]>" inside cut as "]]]]><![CDATA[>" (the end of
+// one section, the start of the next).
+template <typename Out>
+void append_cdata(Out& buf, std::string_view s, bool normalise_lines) {
+  buf += "<![CDATA[";
+  for (size_t from = 0;;) {
+    const size_t at = s.find("]]>", from);
+    const std::string_view piece = s.substr(from, at == std::string_view::npos ? s.size() - from : at - from);
+    if (normalise_lines) {
+      append_lines_normalised(buf, piece);
+    } else {
+      buf += piece;
+    }
+    if (at == std::string_view::npos) break;
+    buf += "]]]]><![CDATA[>";
+    from = at + 3;
+  }
+  buf += "]]>";
+}
+
 // An element's opening "<name" (or `<key name="original"`) and its closing "</name>", escaped
-// once per distinct key.
+// once per distinct key, for the layout in use (minidom's or dicttoxml's own bytes).
 struct Tag {
   std::string open;
   std::string close;
 };
 
-Tag make_tag(const ElementName& name) {
+Tag make_tag(const ElementName& name, bool pretty) {
   Tag t;
   t.open = "<" + name.tag;
   if (name.has_name_attr) {
     t.open += " name=\"";
-    append_escaped(t.open, name.name_attr, true);
+    if (pretty) {
+      append_escaped(t.open, name.name_attr, true);
+    } else {
+      append_escaped_compact(t.open, name.name_attr);
+    }
     t.open += '"';
   }
   t.close = "</" + name.tag + ">";
   return t;
 }
 
-constexpr std::string_view kTypeNull = " type=\"null\"";
-constexpr std::string_view kTypeBool = " type=\"bool\"";
-constexpr std::string_view kTypeInt = " type=\"int\"";
-constexpr std::string_view kTypeFloat = " type=\"float\"";
-constexpr std::string_view kTypeStr = " type=\"str\"";
-constexpr std::string_view kTypeDict = " type=\"dict\"";
-constexpr std::string_view kTypeList = " type=\"list\"";
+// The element of one key: for a dict or list value, and (rarely different) for a scalar or null.
+struct KeyTags {
+  Tag container;
+  std::optional<Tag> scalar_only;
+  const Tag& scalar() const { return scalar_only ? *scalar_only : container; }
+};
 
-// Writes XML text the way minidom.toprettyxml() lays it out, buffered, into an XmlSink.
+// dicttoxml's make_valid_xml_name() for a dict or list value. `raw` keeps the trailing
+// whitespace expat let through (dicttoxml's own bytes have it; minidom's rewrite drops it). A
+// scalar or null value's name is fixed once more (convert_kv and convert_none call it again on
+// the result), which changes it only where the `n` prefix did not make a name: set in
+// `scalar_name` then, else left alone.
+ElementName fix_key_name(std::string_view key, bool raw, std::optional<ElementName>* scalar_name) {
+  const auto kept = [raw](std::string_view s) { return std::string(raw ? s : strip_trailing_space(s)); };
+  if (key_is_valid_xml(key)) return {kept(key), false, {}};
+  if (python_isdigit(key)) {
+    std::string prefixed(1, 'n');  // (not "n" + std::string(key): a false -Wrestrict in GCC 12)
+    prefixed += key;
+    if (is_expat_name(prefixed)) return {std::move(prefixed), false, {}};
+    // dicttoxml writes <n²> here, which is not XML (the old sender crashed on it); the second
+    // pass turns the scalar's one into <key name="n²">, which is.
+    if (scalar_name != nullptr) *scalar_name = ElementName{"key", true, prefixed};
+  }
+  std::string underscored(key);
+  std::replace(underscored.begin(), underscored.end(), ' ', '_');
+  if (key_is_valid_xml(underscored)) return {kept(underscored), false, {}};
+  return {"key", true, std::string(key)};
+}
+
+KeyTags key_tags(const std::string& key, bool pretty) {
+  std::optional<ElementName> scalar_name;
+  KeyTags tags{make_tag(fix_key_name(clean_xml_chars(key), !pretty, &scalar_name), pretty), std::nullopt};
+  if (scalar_name) tags.scalar_only = make_tag(*scalar_name, pretty);
+  return tags;
+}
+
+// An element name from the options (checked before use), as a Tag.
+KeyTags option_tags(const std::string& name, bool pretty) {
+  return KeyTags{make_tag(ElementName{name, false, {}}, pretty), std::nullopt};
+}
+
+enum class XmlType { kNull, kBool, kInt, kFloat, kStr, kDict, kList };
+constexpr std::array<std::string_view, 7> kTypeAttrs = {
+    " type=\"null\"", " type=\"bool\"", " type=\"int\"", " type=\"float\"",
+    " type=\"str\"",  " type=\"dict\"", " type=\"list\""};
+
+// What a leaf holds: nothing (null), text written as it is (numbers, True/False), a string.
+enum class Text { kNone, kLiteral, kString };
+
+// The emitter's buffer. std::string's append and push_back are calls into libstdc++ with checks
+// each (callgrind: a good part of the conversion's instructions); these inline to a capacity
+// test and a copy. The interface is the subset of std::string's the helpers above use.
+class OutBuffer {
+ public:
+  void reserve(size_t n) {
+    if (n > cap_) grow_to(n);
+  }
+  [[gnu::always_inline]] void append(const char* s, size_t n) {
+    if (cap_ - size_ < n) grow_to(size_ + n);
+    std::memcpy(data_.get() + size_, s, n);
+    size_ += n;
+  }
+  void append(size_t n, char c) {
+    if (cap_ - size_ < n) grow_to(size_ + n);
+    std::memset(data_.get() + size_, c, n);
+    size_ += n;
+  }
+  [[gnu::always_inline]] OutBuffer& operator+=(char c) {
+    if (size_ == cap_) grow_to(size_ + 1);
+    data_[size_++] = c;
+    return *this;
+  }
+  [[gnu::always_inline]] OutBuffer& operator+=(std::string_view s) {
+    append(s.data(), s.size());
+    return *this;
+  }
+  const char* data() const { return data_.get(); }
+  size_t size() const { return size_; }
+  bool empty() const { return size_ == 0; }
+  void clear() { size_ = 0; }
+
+ private:
+  [[gnu::noinline]] void grow_to(size_t need) {
+    const size_t cap = std::max(need, cap_ * 2);
+    auto bigger = std::make_unique<char[]>(cap);
+    if (size_ > 0) std::memcpy(bigger.get(), data_.get(), size_);
+    data_ = std::move(bigger);
+    cap_ = cap;
+  }
+
+  std::unique_ptr<char[]> data_;
+  size_t size_ = 0;
+  size_t cap_ = 0;
+};
+
+// Writes the XML text, buffered, into an XmlSink: laid out as minidom.toprettyxml() writes it
+// (`pretty`), or as dicttoxml's own bytes.
 class XmlEmitter {
  public:
-  explicit XmlEmitter(XmlSink& sink) : sink_(sink) { buf_.reserve(kFlushAt + 4096); }
+  XmlEmitter(XmlSink& sink, const JsonToXmlOptions& options)
+      : sink_(sink),
+        pretty_(options.pretty),
+        types_(options.type_attrs),
+        cdata_(options.cdata),
+        declaration_(options.declaration),
+        root_(make_tag(ElementName{options.root, false, {}}, options.pretty)) {
+    buf_.reserve(kFlushAt + 4096);
+  }
 
   void begin_document() {
-    buf_ += "<?xml version=\"1.0\" ?>\n<all";
+    if (declaration_) buf_ += pretty_ ? "<?xml version=\"1.0\" ?>\n" : "<?xml version=\"1.0\" encoding=\"UTF-8\" ?>";
+    buf_ += root_.open;
+    if (!pretty_) buf_ += '>';
     depth_ = 0;
     open_has_children_.assign(1, false);
   }
 
   void end_document() {
-    if (open_has_children_.back()) {
-      buf_ += "\n</all>\n";
+    if (!pretty_) {
+      buf_ += root_.close;
+    } else if (open_has_children_.back()) {
+      buf_ += '\n';
+      buf_ += root_.close;
+      buf_ += '\n';
     } else {
       buf_ += "/>\n";
     }
     flush();
   }
 
-  // Starts an element that will hold children (dict or list).
-  void open_container(const Tag& tag, std::string_view type) {
-    start_tag(tag, type);
+  // Starts an element that will hold children (dict or list). `list_in_list`: a list that is a
+  // member of a list, which dicttoxml's compact, typeless bytes open as `<item >`.
+  void open_container(const Tag& tag, XmlType type, bool list_in_list) {
+    if (pretty_) {
+      start_tag(tag, type);
+      open_has_children_.push_back(false);
+      ++depth_;
+    } else {
+      buf_ += tag.open;
+      if (types_) {
+        buf_ += kTypeAttrs[static_cast<size_t>(type)];
+      } else if (list_in_list) {
+        buf_ += ' ';
+      }
+      buf_ += '>';
+    }
     closing_names_.push_back(tag.close);
-    open_has_children_.push_back(false);
-    ++depth_;
   }
 
   void close_container() {
-    --depth_;
-    const bool had_children = open_has_children_.back();
-    open_has_children_.pop_back();
-    if (had_children) {
-      newline_indent(1);
+    if (!pretty_) {
       buf_ += closing_names_.back();
     } else {
-      buf_ += "/>";
+      --depth_;
+      const bool had_children = open_has_children_.back();
+      open_has_children_.pop_back();
+      if (had_children) {
+        newline_indent(1);
+        buf_ += closing_names_.back();
+      } else {
+        buf_ += "/>";
+      }
     }
     closing_names_.pop_back();
     maybe_flush();
   }
 
-  // A leaf element; `text` is already final (numbers, True/False) unless `escape` is set.
-  void leaf(const Tag& tag, std::string_view type, std::string_view text, bool escape) {
-    start_tag(tag, type);
-    if (text.empty()) {
-      buf_ += "/>";
+  // A leaf element; `text` is a string's value (kString), or final text (kLiteral), or empty.
+  void leaf(const Tag& tag, XmlType type, std::string_view text, Text kind) {
+    if (pretty_) {
+      pretty_leaf(tag, type, text, kind);
     } else {
+      buf_ += tag.open;
+      if (types_) buf_ += kTypeAttrs[static_cast<size_t>(type)];
       buf_ += '>';
-      if (escape) {
-        append_escaped(buf_, text, false);
-      } else {
-        buf_ += text;
+      if (kind != Text::kNone) {
+        if (cdata_) {
+          append_cdata(buf_, text, false);
+        } else if (kind == Text::kString) {
+          append_escaped_compact(buf_, text);
+        } else {
+          buf_ += text;
+        }
       }
       buf_ += tag.close;
     }
@@ -435,19 +622,52 @@ class XmlEmitter {
  private:
   static constexpr size_t kFlushAt = 1 << 16;
 
-  void start_tag(const Tag& tag, std::string_view type) {
+  // What minidom writes for an element holding one text or CDATA node (none when the text is
+  // empty: an empty CDATA section makes no node either).
+  void pretty_leaf(const Tag& tag, XmlType type, std::string_view text, Text kind) {
+    start_tag(tag, type);
+    if (text.empty()) {
+      buf_ += "/>";
+      return;
+    }
+    buf_ += '>';
+    if (!cdata_) {
+      if (kind == Text::kString) {
+        append_escaped(buf_, text, false);
+      } else {
+        buf_ += text;
+      }
+    } else if (kind == Text::kString && text.find("]]>") != std::string_view::npos) {
+      // Two or more CDATA nodes: minidom lays them out as children (newline, the sections,
+      // the element's own indent before its end tag), which adds that whitespace to the text.
+      buf_ += '\n';
+      append_cdata(buf_, text, true);
+      buf_.append(depth_ + 1, '\t');
+    } else {
+      append_cdata(buf_, text, true);
+    }
+    buf_ += tag.close;
+  }
+
+  void start_tag(const Tag& tag, XmlType type) {
     if (!open_has_children_.back()) {
       buf_ += '>';
       open_has_children_.back() = true;
     }
     newline_indent(1);
     buf_ += tag.open;
-    buf_ += type;
+    if (types_) buf_ += kTypeAttrs[static_cast<size_t>(type)];
   }
 
   void newline_indent(size_t extra) {
-    buf_ += '\n';
-    buf_.append(depth_ + extra, '\t');
+    static constexpr std::string_view kIndents = "\n\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t";
+    const size_t tabs = depth_ + extra;
+    if (tabs < kIndents.size()) {
+      buf_.append(kIndents.data(), tabs + 1);
+    } else {
+      buf_ += '\n';
+      buf_.append(tabs, '\t');
+    }
   }
 
   void maybe_flush() {
@@ -463,11 +683,16 @@ class XmlEmitter {
   }
 
   XmlSink& sink_;
-  std::string buf_;
+  const bool pretty_;
+  const bool types_;
+  const bool cdata_;
+  const bool declaration_;
+  const Tag root_;
+  OutBuffer buf_;
   uint64_t written_ = 0;
   size_t depth_ = 0;
   std::vector<std::string> closing_names_;  // "</name>"
-  std::vector<bool> open_has_children_;
+  std::vector<bool> open_has_children_;     // pretty only
 };
 
 std::string format_integer_text(const std::string& raw) {
@@ -479,12 +704,57 @@ bool raw_is_integer(const std::string& raw) {
   return raw.find_first_of(".eE") == std::string::npos;
 }
 
-const Tag& item_tag() {
-  static const Tag kItem = make_tag(ElementName{"item", false, {}});
-  return kItem;
+std::string printable(std::string_view s) {
+  std::string out;
+  for (const char ch : s) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (c >= 0x20 && c < 0x7F) {
+      out += ch;
+    } else {
+      static constexpr char kHex[] = "0123456789abcdef";
+      out += "\\x";
+      out += kHex[c >> 4];
+      out += kHex[c & 0xF];
+    }
+  }
+  return out;
 }
 
-// ------------------------------------------------------------------------------------------
+// Strict UTF-8 (no overlong forms, surrogates or code points past U+10FFFF).
+bool is_valid_utf8(std::string_view s) {
+  for (size_t i = 0; i < s.size();) {
+    const auto b0 = static_cast<uint8_t>(s[i]);
+    size_t len = 0;
+    char32_t min = 0;
+    if (b0 < 0x80) {
+      ++i;
+      continue;
+    }
+    if (b0 >= 0xC2 && b0 <= 0xDF) {
+      len = 2;
+      min = 0x80;
+    } else if (b0 >= 0xE0 && b0 <= 0xEF) {
+      len = 3;
+      min = 0x800;
+    } else if (b0 >= 0xF0 && b0 <= 0xF4) {
+      len = 4;
+      min = 0x10000;
+    } else {
+      return false;
+    }
+    if (i + len > s.size()) return false;
+    char32_t cp = b0 & (0x7F >> len);
+    for (size_t k = 1; k < len; ++k) {
+      const auto b = static_cast<uint8_t>(s[i + k]);
+      if ((b & 0xC0) != 0x80) return false;
+      cp = (cp << 6) | (b & 0x3F);
+    }
+    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return false;
+    i += len;
+  }
+  return true;
+}
+
 // Common SAX plumbing: depth limit, error capture.
 class SaxBase {
  public:
@@ -524,46 +794,31 @@ class SaxBase {
   }
   void leave() { --depth_; }
 
-  static std::string printable(const std::string& s) {
-    std::string out;
-    for (const char ch : s) {
-      const auto c = static_cast<unsigned char>(ch);
-      if (c >= 0x20 && c < 0x7F) {
-        out += ch;
-      } else {
-        static constexpr char kHex[] = "0123456789abcdef";
-        out += "\\x";
-        out += kHex[c >> 4];
-        out += kHex[c & 0xF];
-      }
-    }
-    return out;
-  }
-
   const JsonToXmlOptions& options_;
   const std::string& origin_;
   size_t depth_ = 0;
   std::optional<Error> error_;
 };
 
+
 // The streaming pass: events straight to XML, watching for duplicate keys.
 class StreamingSax : public SaxBase {
  public:
   StreamingSax(XmlEmitter& xml, const JsonToXmlOptions& options, const std::string& origin)
-      : SaxBase(options, origin), xml_(xml) {}
+      : SaxBase(options, origin), xml_(xml), item_(option_tags(options.item_name, options.pretty)) {}
 
-  bool null() { return leaf(kTypeNull, "", false); }
-  bool boolean(bool v) { return leaf(kTypeBool, v ? "True" : "False", false); }
+  bool null() { return leaf(XmlType::kNull, "", Text::kNone); }
+  bool boolean(bool v) { return leaf(XmlType::kBool, v ? "True" : "False", Text::kLiteral); }
   bool number_integer(int64_t v) { return integer(v); }
   bool number_unsigned(uint64_t v) { return integer(v); }
   bool number_float(double v, const std::string& raw) {
-    if (raw_is_integer(raw)) return leaf(kTypeInt, format_integer_text(raw), false);
+    if (raw_is_integer(raw)) return leaf(XmlType::kInt, format_integer_text(raw), Text::kLiteral);
     char buf[kFloatReprMax];
-    return leaf(kTypeFloat, std::string_view(buf, float_repr(v, buf)), false);
+    return leaf(XmlType::kFloat, std::string_view(buf, float_repr(v, buf)), Text::kLiteral);
   }
   bool string(std::string& v) {
-    if (needs_xml_clean(v)) return leaf(kTypeStr, clean_xml_chars(v), true);
-    return leaf(kTypeStr, v, true);
+    if (needs_xml_clean(v)) return leaf(XmlType::kStr, clean_xml_chars(v), Text::kString);
+    return leaf(XmlType::kStr, v, Text::kString);
   }
 
   bool start_object(std::size_t /*unused*/) { return open(Frame::kObject); }
@@ -594,51 +849,79 @@ class StreamingSax : public SaxBase {
   static constexpr size_t kLinearKeys = 32;
   static constexpr size_t kNameCacheSize = 4096;  // distinct keys remembered
   struct Frame {
-    enum Kind { kObject, kArray } kind;
+    // kKeyedList: a list under a key with item_wrap off, which writes no element of its own.
+    enum Kind { kObject, kArray, kKeyedList } kind;
     size_t hashes_from = 0;
     std::unique_ptr<std::unordered_set<uint64_t>> seen;
+    std::unique_ptr<KeyTags> key;  // kKeyedList: the key's names, which its members take
+    bool has_members = false;      // kKeyedList: an empty one is still written, as <K/>
   };
 
   template <typename T>
   bool integer(T v) {
     char buf[24];
     const auto r = std::to_chars(buf, buf + sizeof buf, v);
-    return leaf(kTypeInt, std::string_view(buf, static_cast<size_t>(r.ptr - buf)), false);
+    return leaf(XmlType::kInt, std::string_view(buf, static_cast<size_t>(r.ptr - buf)), Text::kLiteral);
   }
 
   // Keys repeat (records in a list): each distinct key's element name is worked out once.
-  const Tag& name_for(const std::string& key) {
+  const KeyTags& name_for(const std::string& key) {
     if (const auto it = names_.find(key); it != names_.end()) return it->second;
-    Tag tag = make_tag(element_name_for_key(clean_xml_chars(key)));
-    if (names_.size() < kNameCacheSize) return names_.emplace(key, std::move(tag)).first->second;
-    uncached_name_ = std::move(tag);
+    KeyTags tags = key_tags(key, options_.pretty);
+    if (names_.size() < kNameCacheSize) return names_.emplace(key, std::move(tags)).first->second;
+    uncached_name_ = std::move(tags);
     return uncached_name_;
   }
 
-  // The name of the next element: the pending key in an object, `item` in an array or at the
-  // top level (a scalar document becomes <all><item>..</item></all>).
-  const Tag& next_name() const {
-    return (!frames_.empty() && frames_.back().kind == Frame::kObject) ? *pending_name_ : item_tag();
+  // The name of the next element: the pending key in an object, the list's key in a keyed list,
+  // the item name in a list or at the top level (a scalar document becomes one item).
+  const Tag& next_name(bool scalar) const {
+    if (frames_.empty()) return item_.container;
+    const Frame& f = frames_.back();
+    switch (f.kind) {
+      case Frame::kObject: return scalar ? pending_name_->scalar() : pending_name_->container;
+      case Frame::kKeyedList: return scalar ? f.key->scalar() : f.key->container;
+      case Frame::kArray: break;
+    }
+    return item_.container;
   }
 
-  bool leaf(std::string_view type, std::string_view text, bool escape) {
-    xml_.leaf(next_name(), type, text, escape);
+  bool leaf(XmlType type, std::string_view text, Text kind) {
+    if (!frames_.empty()) frames_.back().has_members = true;
+    xml_.leaf(next_name(true), type, text, kind);
     return true;
   }
 
   bool open(Frame::Kind kind) {
     if (!enter()) return false;
     if (!root_opened_) {
-      root_opened_ = true;  // the top-level container is <all> itself
-    } else {
-      xml_.open_container(next_name(), kind == Frame::kObject ? kTypeDict : kTypeList);
+      root_opened_ = true;  // the top-level container is the root element itself
+      frames_.push_back(Frame{kind, key_hashes_.size(), nullptr, nullptr});
+      return true;
     }
-    frames_.push_back(Frame{kind, key_hashes_.size(), nullptr});
+    Frame& parent = frames_.back();
+    parent.has_members = true;
+    if (kind == Frame::kArray && !options_.item_wrap && parent.kind == Frame::kObject) {
+      frames_.push_back(Frame{Frame::kKeyedList, key_hashes_.size(), nullptr,
+                              std::make_unique<KeyTags>(*pending_name_)});
+      return true;
+    }
+    const bool list_in_list = kind == Frame::kArray && parent.kind == Frame::kArray;
+    xml_.open_container(next_name(false), kind == Frame::kObject ? XmlType::kDict : XmlType::kList,
+                        list_in_list);
+    frames_.push_back(Frame{kind, key_hashes_.size(), nullptr, nullptr});
     return true;
   }
 
   bool close() {
-    key_hashes_.resize(frames_.back().hashes_from);
+    Frame& f = frames_.back();
+    key_hashes_.resize(f.hashes_from);
+    if (f.kind == Frame::kKeyedList) {
+      if (!f.has_members) xml_.leaf(f.key->container, XmlType::kList, "", Text::kNone);
+      frames_.pop_back();
+      leave();
+      return true;
+    }
     frames_.pop_back();
     leave();
     if (!frames_.empty()) xml_.close_container();
@@ -646,11 +929,12 @@ class StreamingSax : public SaxBase {
   }
 
   XmlEmitter& xml_;
+  const KeyTags item_;
   std::vector<Frame> frames_;
   std::vector<uint64_t> key_hashes_;
-  const Tag* pending_name_ = &item_tag();
-  std::unordered_map<std::string, Tag> names_;  // node-based: references stay valid
-  Tag uncached_name_;
+  const KeyTags* pending_name_ = &item_;
+  std::unordered_map<std::string, KeyTags> names_;  // node-based: references stay valid
+  KeyTags uncached_name_;
   bool root_opened_ = false;
 };
 
@@ -732,37 +1016,62 @@ class TreeSax : public SaxBase {
   std::string pending_key_;
 };
 
-Tag key_tag(const std::string& key) { return make_tag(element_name_for_key(clean_xml_chars(key))); }
+// Writes a tree the way StreamingSax writes events.
+class TreeEmitter {
+ public:
+  TreeEmitter(XmlEmitter& xml, const JsonToXmlOptions& options)
+      : xml_(xml), options_(options), item_(option_tags(options.item_name, options.pretty)) {}
 
-void emit_node(XmlEmitter& xml, const Tag& tag, const Node& node) {
-  switch (node.kind) {
-    case Node::kNull: xml.leaf(tag, kTypeNull, "", false); return;
-    case Node::kBool: xml.leaf(tag, kTypeBool, node.text, false); return;
-    case Node::kInt: xml.leaf(tag, kTypeInt, node.text, false); return;
-    case Node::kFloat: xml.leaf(tag, kTypeFloat, node.text, false); return;
-    case Node::kString: xml.leaf(tag, kTypeStr, node.text, true); return;
-    case Node::kObject:
-    case Node::kArray:
-      xml.open_container(tag, node.kind == Node::kObject ? kTypeDict : kTypeList);
-      for (const auto& [key, child] : node.children) {
-        emit_node(xml, node.kind == Node::kObject ? key_tag(key) : item_tag(), child);
-      }
-      xml.close_container();
-      return;
-  }
-}
-
-void emit_document(XmlEmitter& xml, const Node& root) {
-  xml.begin_document();
-  if (root.kind == Node::kObject || root.kind == Node::kArray) {
-    for (const auto& [key, child] : root.children) {
-      emit_node(xml, root.kind == Node::kObject ? key_tag(key) : item_tag(), child);
+  void document(const Node& root) {
+    xml_.begin_document();
+    if (root.kind == Node::kObject || root.kind == Node::kArray) {
+      members(root);
+    } else {
+      value(root, item_, false);
     }
-  } else {
-    emit_node(xml, item_tag(), root);
+    xml_.end_document();
   }
-  xml.end_document();
-}
+
+ private:
+  // `in_list`: a member of a list written with its own element (named item).
+  void value(const Node& node, const KeyTags& names, bool in_list) {
+    switch (node.kind) {
+      case Node::kNull: xml_.leaf(names.scalar(), XmlType::kNull, "", Text::kNone); return;
+      case Node::kBool: xml_.leaf(names.scalar(), XmlType::kBool, node.text, Text::kLiteral); return;
+      case Node::kInt: xml_.leaf(names.scalar(), XmlType::kInt, node.text, Text::kLiteral); return;
+      case Node::kFloat: xml_.leaf(names.scalar(), XmlType::kFloat, node.text, Text::kLiteral); return;
+      case Node::kString: xml_.leaf(names.scalar(), XmlType::kStr, node.text, Text::kString); return;
+      case Node::kObject:
+      case Node::kArray:
+        xml_.open_container(names.container, node.kind == Node::kObject ? XmlType::kDict : XmlType::kList,
+                            in_list && node.kind == Node::kArray);
+        members(node);
+        xml_.close_container();
+        return;
+    }
+  }
+
+  void members(const Node& node) {
+    if (node.kind == Node::kArray) {
+      for (const auto& child : node.children) value(child.value, item_, true);
+      return;
+    }
+    for (const auto& [key, child] : node.children) {
+      const KeyTags names = key_tags(key, options_.pretty);
+      if (child.kind != Node::kArray || options_.item_wrap) {
+        value(child, names, false);
+      } else if (child.children.empty()) {
+        xml_.leaf(names.container, XmlType::kList, "", Text::kNone);
+      } else {
+        for (const auto& member : child.children) value(member.value, names, false);
+      }
+    }
+  }
+
+  XmlEmitter& xml_;
+  const JsonToXmlOptions& options_;
+  const KeyTags item_;
+};
 
 template <typename Sax>
 Status run_parse(JsonSource& in, Sax& sax, const std::string& origin, uint64_t& bytes_read) {
@@ -781,17 +1090,19 @@ Status run_parse(JsonSource& in, Sax& sax, const std::string& origin, uint64_t& 
 }  // namespace
 
 // ------------------------------------------------------------------------------------------
-ElementName element_name_for_key(std::string_view key) {
-  if (key_is_valid_xml(key)) return {std::string(strip_trailing_space(key)), false, {}};
-  if (python_isdigit(key)) {
-    std::string prefixed = "n" + std::string(key);
-    // The old sender did not check this one; where it is not a name (say "²") it crashed.
-    if (is_expat_name(prefixed)) return {std::move(prefixed), false, {}};
-  }
-  std::string underscored(key);
-  std::replace(underscored.begin(), underscored.end(), ' ', '_');
-  if (key_is_valid_xml(underscored)) return {std::string(strip_trailing_space(underscored)), false, {}};
-  return {"key", true, std::string(key)};
+ElementName element_name_for_key(std::string_view key) { return fix_key_name(key, false, nullptr); }
+
+Status check_xml_element_name(std::string_view option, std::string_view name) {
+  if (is_valid_utf8(name) && is_expat_name(name)) return ok_status();
+  return make_error(ErrorCode::kInvalidArgument,
+                    std::string(option) + ": \"" + printable(name) +
+                        "\" is not a valid XML element name (a letter or '_' first, then letters, "
+                        "digits, '.', '-' or '_'; no spaces; no ':' but in the xml: prefix)");
+}
+
+Status check_json_to_xml_options(const JsonToXmlOptions& options) {
+  if (auto st = check_xml_element_name("XML_ROOT", options.root); !st) return st;
+  return check_xml_element_name("XML_ITEM_NAME", options.item_name);
 }
 
 std::string clean_xml_chars(std::string_view s) {
@@ -817,10 +1128,11 @@ std::string python_float_repr(double value) {
 Result<JsonToXmlStats> convert_json_to_xml(JsonSource& in, XmlSink& out,
                                            const JsonToXmlOptions& options,
                                            const std::string& origin) {
+  if (auto st = check_json_to_xml_options(options); !st) return st.error();
   JsonToXmlStats stats;
   try {
     try {
-      XmlEmitter xml(out);
+      XmlEmitter xml(out, options);
       xml.begin_document();
       StreamingSax sax(xml, options, origin);
       auto st = run_parse(in, sax, origin, stats.json_bytes);
@@ -837,8 +1149,8 @@ Result<JsonToXmlStats> convert_json_to_xml(JsonSource& in, XmlSink& out,
     TreeSax sax(root, options, origin);
     auto st = run_parse(in, sax, origin, stats.json_bytes);
     if (!st) return st.error();
-    XmlEmitter xml(out);
-    emit_document(xml, root);
+    XmlEmitter xml(out, options);
+    TreeEmitter(xml, options).document(root);
     stats.xml_bytes = xml.bytes_written();
     stats.used_in_memory_path = true;
     return stats;

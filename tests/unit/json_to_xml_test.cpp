@@ -6,6 +6,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <memory>
 #include <sstream>
 
@@ -369,5 +370,342 @@ TEST(ElementName, AttributeValuesAreNormalisedAndEscaped) {
             "type=\"int\">1</key>\n</all>\n");
 }
 
+
+// ------------------------------------------------------------------------------------------
+// The mapping options (issue 16). The expected bytes below are dicttoxml 1.7.4's (then
+// minidom's toprettyxml() when pretty), as tests/interop/test_xml_mapping.py compares them over
+// whole corpora; item_wrap off and declaration off as the later releases define them.
+
+JsonToXmlOptions options_with(const std::function<void(JsonToXmlOptions&)>& set) {
+  JsonToXmlOptions o;
+  set(o);
+  return o;
+}
+
+// Every combination of the five switches, with the default names and with custom ones.
+std::vector<JsonToXmlOptions> every_combination() {
+  std::vector<JsonToXmlOptions> all;
+  for (const bool custom_names : {false, true}) {
+    for (unsigned bits = 0; bits < 32; ++bits) {
+      JsonToXmlOptions o;
+      if (custom_names) {
+        o.root = "order";
+        o.item_name = "line";
+      }
+      o.type_attrs = (bits & 1U) == 0;
+      o.item_wrap = (bits & 2U) == 0;
+      o.pretty = (bits & 4U) == 0;
+      o.declaration = (bits & 8U) == 0;
+      o.cdata = (bits & 16U) != 0;
+      all.push_back(o);
+    }
+  }
+  return all;
+}
+
+std::string describe(const JsonToXmlOptions& o) {
+  const auto on = [](bool b) { return b ? "on" : "off"; };
+  return "root=" + o.root + " item=" + o.item_name + " types=" + on(o.type_attrs) +
+         " wrap=" + on(o.item_wrap) + " pretty=" + on(o.pretty) + " decl=" + on(o.declaration) +
+         " cdata=" + on(o.cdata);
+}
+
+TEST(JsonToXmlOptions, DefaultsAreTheOldSendersShape) {
+  const JsonToXmlOptions o;
+  EXPECT_EQ(o.root, "all");
+  EXPECT_TRUE(o.type_attrs);
+  EXPECT_EQ(o.item_name, "item");
+  EXPECT_TRUE(o.item_wrap);
+  EXPECT_TRUE(o.pretty);
+  EXPECT_TRUE(o.declaration);
+  EXPECT_FALSE(o.cdata);
+  EXPECT_EQ(o.max_depth, kDefaultMaxDepth);
+  EXPECT_TRUE(o == JsonToXmlOptions{});
+  EXPECT_FALSE(o == options_with([](auto& x) { x.cdata = true; }));
+}
+
+TEST(JsonToXmlOptions, EachOptionShapesTheDocumentAsDicttoxmlDoes) {
+  const std::string json =
+      R"({"order": {"id": 7, "line": [{"sku": "A&1", "ok": true}, {"sku": "B]]>", "note": null}]},)"
+      R"( "tags": ["x", "y"], "none": []})";
+  struct Case {
+    std::string label;
+    JsonToXmlOptions options;
+    std::string xml;
+  };
+  const std::vector<Case> cases = {
+      {"defaults", {},
+       "<?xml version=\"1.0\" ?>\n<all>\n\t<order type=\"dict\">\n\t\t<id type=\"int\">7</id>\n\t\t<line "
+       "type=\"list\">\n\t\t\t<item type=\"dict\">\n\t\t\t\t<sku type=\"str\">A&amp;1</sku>\n\t\t\t\t<ok "
+       "type=\"bool\">True</ok>\n\t\t\t</item>\n\t\t\t<item type=\"dict\">\n\t\t\t\t<sku "
+       "type=\"str\">B]]&gt;</sku>\n\t\t\t\t<note type=\"null\"/>\n\t\t\t</item>\n\t\t</line>\n\t</order>\n\t<tags "
+       "type=\"list\">\n\t\t<item type=\"str\">x</item>\n\t\t<item type=\"str\">y</item>\n\t</tags>\n\t<none "
+       "type=\"list\"/>\n</all>\n"},
+      {"compact", options_with([](auto& o) { o.pretty = false; }),
+       "<?xml version=\"1.0\" encoding=\"UTF-8\" ?><all><order type=\"dict\"><id type=\"int\">7</id><line "
+       "type=\"list\"><item type=\"dict\"><sku type=\"str\">A&amp;1</sku><ok type=\"bool\">True</ok></item><item "
+       "type=\"dict\"><sku type=\"str\">B]]&gt;</sku><note type=\"null\"></note></item></line></order><tags "
+       "type=\"list\"><item type=\"str\">x</item><item type=\"str\">y</item></tags><none "
+       "type=\"list\"></none></all>"},
+      {"typeless", options_with([](auto& o) { o.type_attrs = false; }),
+       "<?xml version=\"1.0\" ?>\n<all>\n\t<order>\n\t\t<id>7</id>\n\t\t<line>\n\t\t\t<item>\n\t\t\t\t<sku>A&amp;"
+       "1</sku>\n\t\t\t\t<ok>True</ok>\n\t\t\t</item>\n\t\t\t<item>\n\t\t\t\t<sku>B]]&gt;</sku>\n\t\t\t\t<note/"
+       ">\n\t\t\t</item>\n\t\t</line>\n\t</order>\n\t<tags>\n\t\t<item>x</item>\n\t\t<item>y</item>\n\t</"
+       "tags>\n\t<none/>\n</all>\n"},
+      {"root and item names", options_with([](auto& o) { o.root = "doc"; o.item_name = "li"; o.type_attrs = false; }),
+       "<?xml version=\"1.0\" ?>\n<doc>\n\t<order>\n\t\t<id>7</id>\n\t\t<line>\n\t\t\t<li>\n\t\t\t\t<sku>A&amp;"
+       "1</sku>\n\t\t\t\t<ok>True</ok>\n\t\t\t</li>\n\t\t\t<li>\n\t\t\t\t<sku>B]]&gt;</sku>\n\t\t\t\t<note/"
+       ">\n\t\t\t</li>\n\t\t</line>\n\t</order>\n\t<tags>\n\t\t<li>x</li>\n\t\t<li>y</li>\n\t</"
+       "tags>\n\t<none/>\n</doc>\n"},
+      {"item wrap off", options_with([](auto& o) { o.item_wrap = false; }),
+       "<?xml version=\"1.0\" ?>\n<all>\n\t<order type=\"dict\">\n\t\t<id type=\"int\">7</id>\n\t\t<line "
+       "type=\"dict\">\n\t\t\t<sku type=\"str\">A&amp;1</sku>\n\t\t\t<ok type=\"bool\">True</ok>\n\t\t</line>\n\t\t<line "
+       "type=\"dict\">\n\t\t\t<sku type=\"str\">B]]&gt;</sku>\n\t\t\t<note type=\"null\"/>\n\t\t</line>\n\t</order>\n\t<tags "
+       "type=\"str\">x</tags>\n\t<tags type=\"str\">y</tags>\n\t<none type=\"list\"/>\n</all>\n"},
+      {"no declaration", options_with([](auto& o) { o.declaration = false; o.type_attrs = false; }),
+       "<all>\n\t<order>\n\t\t<id>7</id>\n\t\t<line>\n\t\t\t<item>\n\t\t\t\t<sku>A&amp;"
+       "1</sku>\n\t\t\t\t<ok>True</ok>\n\t\t\t</item>\n\t\t\t<item>\n\t\t\t\t<sku>B]]&gt;</sku>\n\t\t\t\t<note/"
+       ">\n\t\t\t</item>\n\t\t</line>\n\t</order>\n\t<tags>\n\t\t<item>x</item>\n\t\t<item>y</item>\n\t</"
+       "tags>\n\t<none/>\n</all>\n"},
+      // minidom lays the two CDATA nodes of "B]]>" out as children: a newline before, the
+      // element's indent after (the text gains that whitespace; that is the oracle's output).
+      {"cdata", options_with([](auto& o) { o.cdata = true; }),
+       "<?xml version=\"1.0\" ?>\n<all>\n\t<order type=\"dict\">\n\t\t<id type=\"int\"><![CDATA[7]]></id>\n\t\t<line "
+       "type=\"list\">\n\t\t\t<item type=\"dict\">\n\t\t\t\t<sku type=\"str\"><![CDATA[A&1]]></sku>\n\t\t\t\t<ok "
+       "type=\"bool\"><![CDATA[True]]></ok>\n\t\t\t</item>\n\t\t\t<item type=\"dict\">\n\t\t\t\t<sku "
+       "type=\"str\">\n<![CDATA[B]]]]><![CDATA[>]]>\t\t\t\t</sku>\n\t\t\t\t<note type=\"null\"/>\n\t\t\t</item>\n\t\t</"
+       "line>\n\t</order>\n\t<tags type=\"list\">\n\t\t<item type=\"str\"><![CDATA[x]]></item>\n\t\t<item "
+       "type=\"str\"><![CDATA[y]]></item>\n\t</tags>\n\t<none type=\"list\"/>\n</all>\n"},
+      {"cdata compact", options_with([](auto& o) { o.cdata = true; o.pretty = false; }),
+       "<?xml version=\"1.0\" encoding=\"UTF-8\" ?><all><order type=\"dict\"><id type=\"int\"><![CDATA[7]]></id><line "
+       "type=\"list\"><item type=\"dict\"><sku type=\"str\"><![CDATA[A&1]]></sku><ok "
+       "type=\"bool\"><![CDATA[True]]></ok></item><item type=\"dict\"><sku "
+       "type=\"str\"><![CDATA[B]]]]><![CDATA[>]]></sku><note type=\"null\"></note></item></line></"
+       "order><tags type=\"list\"><item type=\"str\"><![CDATA[x]]></item><item "
+       "type=\"str\"><![CDATA[y]]></item></tags><none type=\"list\"></none></all>"},
+      {"the memory test's: typeless, unwrapped, compact, cdata",
+       options_with([](auto& o) { o.type_attrs = false; o.item_wrap = false; o.pretty = false; o.cdata = true; }),
+       "<?xml version=\"1.0\" encoding=\"UTF-8\" ?><all><order><id><![CDATA[7]]></id><line><sku><![CDATA[A&1]]></"
+       "sku><ok><![CDATA[True]]></ok></line><line><sku><![CDATA[B]]]]><![CDATA[>]]></sku><note></note></line></"
+       "order><tags><![CDATA[x]]></tags><tags><![CDATA[y]]></tags><none></none></all>"},
+  };
+  for (const auto& c : cases) {
+    auto xml = json_to_xml(json, c.options, c.label);
+    ASSERT_TRUE(xml.ok()) << c.label << ": " << xml.error().message;
+    EXPECT_EQ(*xml, c.xml) << c.label;
+    // The same from the in-memory path (a duplicate key sends the document there).
+    const std::string dup = R"({"order": 0, )" + json.substr(1);
+    ChunkedSource src(dup, 5);
+    StringSink sink;
+    auto r = convert_json_to_xml(src, sink, c.options, c.label);
+    ASSERT_TRUE(r.ok()) << c.label;
+    EXPECT_TRUE(r->used_in_memory_path) << c.label;
+    EXPECT_EQ(sink.out, c.xml) << c.label << " (in-memory path)";
+  }
+}
+
+// The library's corners, as its own bytes show them (each checked against dicttoxml 1.7.4).
+TEST(JsonToXmlOptions, DicttoxmlCornersInEachLayout) {
+  const std::string json = R"({"m": [[1, []], {"k": "it's"}], "\u00b2": null, "trail ": "v", "a\r\nb&": "x\r\ny"})";
+  struct Case {
+    std::string label;
+    JsonToXmlOptions options;
+    std::string xml;
+  };
+  const std::vector<Case> cases = {
+      // Compact and typeless: a list in a list opens as "<item >"; ' is &apos;; a CR stays; a key
+      // with trailing whitespace keeps it; "²" (n² is no name) for a scalar is <key name="n²">.
+      {"compact typeless", options_with([](auto& o) { o.pretty = false; o.type_attrs = false; }),
+       "<?xml version=\"1.0\" encoding=\"UTF-8\" ?><all><m><item ><item>1</item><item ></item></item><item><k>it&apos;"
+       "s</k></item></m><key name=\"n\xC2\xB2\"></key><trail >v</trail ><key name=\"a\r\nb&amp;\">x\r\ny</key></all>"},
+      {"pretty typeless", options_with([](auto& o) { o.type_attrs = false; }),
+       "<?xml version=\"1.0\" ?>\n<all>\n\t<m>\n\t\t<item>\n\t\t\t<item>1</item>\n\t\t\t<item/>\n\t\t</"
+       "item>\n\t\t<item>\n\t\t\t<k>it's</k>\n\t\t</item>\n\t</m>\n\t<key name=\"n\xC2\xB2\"/>\n\t<trail>v</"
+       "trail>\n\t<key name=\"a b&amp;\">x\ny</key>\n</all>\n"},
+      {"compact cdata, no declaration",
+       options_with([](auto& o) { o.pretty = false; o.declaration = false; o.cdata = true; }),
+       "<all><m type=\"list\"><item type=\"list\"><item type=\"int\"><![CDATA[1]]></item><item "
+       "type=\"list\"></item></item><item type=\"dict\"><k type=\"str\"><![CDATA[it's]]></k></item></m><key "
+       "name=\"n\xC2\xB2\" type=\"null\"></key><trail  type=\"str\"><![CDATA[v]]></trail ><key name=\"a\r\nb&amp;\" "
+       "type=\"str\"><![CDATA[x\r\ny]]></key></all>"},
+  };
+  for (const auto& c : cases) {
+    auto xml = json_to_xml(json, c.options, c.label);
+    ASSERT_TRUE(xml.ok()) << c.label << ": " << xml.error().message;
+    EXPECT_EQ(*xml, c.xml) << c.label;
+  }
+}
+
+// Where dicttoxml writes no XML, or has no such option, what we write instead.
+TEST(JsonToXmlOptions, WhereTheLibraryWritesNoXml) {
+  const auto compact = options_with([](auto& o) { o.pretty = false; o.declaration = false; });
+  const auto unwrapped = options_with([](auto& o) { o.pretty = false; o.declaration = false; o.item_wrap = false; });
+  struct Case {
+    std::string json;
+    JsonToXmlOptions options;
+    std::string xml;
+  };
+  const std::vector<Case> cases = {
+      // dicttoxml: <n²> for a dict or list value; ours names it as any other invalid key.
+      {R"({"\u00b2": {"a": 1}, "\u00b9": [true]})", compact,
+       "<all><key name=\"\xC2\xB2\" type=\"dict\"><a type=\"int\">1</a></key><key name=\"\xC2\xB9\" "
+       "type=\"list\"><item type=\"bool\">True</item></key></all>"},
+      // Unwrapped, the members of such a key's list are named as its values would be.
+      {R"({"\u00b2": [1, {}], "\u00b9": []})", unwrapped,
+       "<all><key name=\"n\xC2\xB2\" type=\"int\">1</key><key name=\"\xC2\xB2\" type=\"dict\"></key><key "
+       "name=\"\xC2\xB9\" type=\"list\"></key></all>"},
+      // A list with no key of its own (the document, a member of a list) keeps its item members.
+      {R"([[1], {"a": []}, 2])", unwrapped,
+       "<all><item type=\"list\"><item type=\"int\">1</item></item><item type=\"dict\"><a "
+       "type=\"list\"></a></item><item type=\"int\">2</item></all>"},
+      {R"({"k": [[1, 2], []]})", unwrapped,
+       "<all><k type=\"list\"><item type=\"int\">1</item><item type=\"int\">2</item></k><k "
+       "type=\"list\"></k></all>"},
+      // A scalar document (the library crashes): one item, in every layout.
+      {R"("]]>")", options_with([](auto& o) { o.cdata = true; o.pretty = false; o.item_name = "v"; }),
+       "<?xml version=\"1.0\" encoding=\"UTF-8\" ?><all><v type=\"str\"><![CDATA[]]]]><![CDATA[>]]></v></all>"},
+      {"null", unwrapped, "<all><item type=\"null\"></item></all>"},
+      {"{}", options_with([](auto& o) { o.root = "r"; }), "<?xml version=\"1.0\" ?>\n<r/>\n"},
+      {"[]", options_with([](auto& o) { o.root = "r"; o.pretty = false; }),
+       "<?xml version=\"1.0\" encoding=\"UTF-8\" ?><r></r>"},
+      // An empty string in CDATA: an empty section (compact), no node at all (pretty).
+      {R"({"e": ""})", options_with([](auto& o) { o.cdata = true; }),
+       "<?xml version=\"1.0\" ?>\n<all>\n\t<e type=\"str\"/>\n</all>\n"},
+      {R"({"e": ""})", options_with([](auto& o) { o.cdata = true; o.pretty = false; o.declaration = false; }),
+       "<all><e type=\"str\"><![CDATA[]]></e></all>"},
+  };
+  for (const auto& c : cases) {
+    auto xml = json_to_xml(c.json, c.options, "corner");
+    ASSERT_TRUE(xml.ok()) << c.json << ": " << xml.error().message;
+    EXPECT_EQ(*xml, c.xml) << c.json << " [" << describe(c.options) << "]";
+    EXPECT_TRUE(parse_with_libxml2(*xml).ok()) << c.json;
+  }
+}
+
+TEST(JsonToXmlOptions, ElementNamesInOptionsAreChecked) {
+  for (const std::string& good : std::vector<std::string>{"all", "item", "order", "_x", "a.b-c_9", "\xC3\xA9t\xC3\xA9", "\xE6\x9D\xB1", "xml:lang",
+                                 "xmlns", "A"}) {
+    EXPECT_TRUE(check_xml_element_name("XML_ROOT", good).ok()) << good;
+  }
+  for (const std::string& bad : std::vector<std::string>{"", "1st", "-x", ".x", "a b", "a\tb", "trail ", " lead", "x:y", "a:", ":a",
+                                "<all>", "a&b", "a\"b", "\xC2\xB2", "\xF0\x9F\x9A\x80", "a\nb", "\xC3", "\xC3\x29",
+                                "\xED\xA0\x80", "\xC0\x80", std::string("a\0b", 3)}) {
+    const auto st = check_xml_element_name("XML_ITEM_NAME", bad);
+    ASSERT_FALSE(st.ok()) << bad;
+    EXPECT_EQ(st.error().code, ErrorCode::kInvalidArgument);
+    EXPECT_EQ(st.error().message.rfind("XML_ITEM_NAME: \"", 0), 0U) << st.error().message;
+    EXPECT_EQ(st.error().message.find('\n'), std::string::npos) << st.error().message;
+  }
+  // The converter refuses them too, before reading anything.
+  auto root = json_to_xml("{}", options_with([](auto& o) { o.root = "1st"; }), "x.json");
+  ASSERT_FALSE(root.ok());
+  EXPECT_EQ(root.error().code, ErrorCode::kInvalidArgument);
+  EXPECT_EQ(root.error().message.rfind("XML_ROOT: \"1st\" is not a valid XML element name", 0), 0U)
+      << root.error().message;
+  auto item = json_to_xml("[1]", options_with([](auto& o) { o.item_name = "x y"; }));
+  ASSERT_FALSE(item.ok());
+  EXPECT_EQ(item.error().message.rfind("XML_ITEM_NAME: ", 0), 0U) << item.error().message;
+  EXPECT_TRUE(check_json_to_xml_options(JsonToXmlOptions{}).ok());
+}
+
+// A copy of `json` (an object) whose first key comes again at the end with the same value:
+// the same document for Python's dict, converted by the in-memory path.
+std::string with_duplicate_key(const std::string& json) {
+  return R"({"dupkey": [0, {"k": null}], )" + json.substr(1, json.rfind('}') - 1) +
+         R"(, "dupkey": [0, {"k": null}]})";
+}
+
+// Every combination on the golden corpus: the same bytes at every chunk size, from both paths,
+// and XML libxml2 reads.
+TEST(JsonToXmlOptions, EveryCombinationStreamsTheSameAndIsWellFormed) {
+  const fs::path dir = fs::path(TRANSFER_TESTDATA) / "json2xml";
+  for (const auto& options : every_combination()) {
+    const std::string label = describe(options);
+    for (const auto& name : corpus_cases()) {
+      const std::string json = read_file(dir / "inputs" / (name + ".json"));
+      auto whole = json_to_xml(json, options, name);
+      ASSERT_TRUE(whole.ok()) << name << " [" << label << "]: " << whole.error().message;
+      auto parsed = parse_with_libxml2(*whole);
+      EXPECT_TRUE(parsed.ok()) << name << " [" << label << "]: " << parsed.error().message;
+      for (size_t chunk : {size_t{1}, size_t{7}}) {
+        ChunkedSource src(json, chunk);
+        StringSink sink;
+        ASSERT_TRUE(convert_json_to_xml(src, sink, options, name).ok()) << name;
+        EXPECT_EQ(sink.out, *whole) << name << " chunk " << chunk << " [" << label << "]";
+      }
+      const size_t first = json.find_first_not_of(" \t\r\n");
+      if (first == std::string::npos || json[first] != '{' || json.find("dupkey") != std::string::npos) continue;
+      const std::string object = json.substr(first);
+      if (object.find_first_not_of(" \t\r\n", 1) == object.find('}')) continue;  // {}
+      auto once = json_to_xml(R"({"dupkey": [0, {"k": null}], )" + object.substr(1), options, name);
+      ASSERT_TRUE(once.ok()) << name;
+      const std::string doubled = with_duplicate_key(object);
+      MemoryJsonSource twice_src(doubled);
+      StringSink twice;
+      auto r = convert_json_to_xml(twice_src, twice, options, name);
+      ASSERT_TRUE(r.ok()) << name << ": " << r.error().message;
+      EXPECT_TRUE(r->used_in_memory_path) << name;
+      EXPECT_EQ(twice.out, *once) << name << " in-memory path [" << label << "]";
+    }
+  }
+}
+
+// Streaming holds for every combination: the first XML leaves long before the input is read,
+// in pieces of bounded size, never through the in-memory path.
+class CountingSource : public JsonSource {
+ public:
+  explicit CountingSource(const std::string& json) : json_(json) {}
+  Result<size_t> read(char* buf, size_t cap) override {
+    const size_t n = std::min({cap, size_t{4096}, json_.size() - pos_});
+    std::copy_n(json_.data() + pos_, n, buf);
+    pos_ += n;
+    return n;
+  }
+  Status rewind() override {
+    pos_ = 0;
+    return ok_status();
+  }
+  size_t pos() const { return pos_; }
+
+ private:
+  const std::string& json_;
+  size_t pos_ = 0;
+};
+
+class WatchingSink : public XmlSink {
+ public:
+  explicit WatchingSink(const CountingSource& src) : src_(src) {}
+  Status write(const char* /*data*/, size_t size) override {
+    if (writes++ == 0) read_at_first_write = src_.pos();
+    largest = std::max(largest, size);
+    return ok_status();
+  }
+  Status reset() override { return ok_status(); }
+  size_t writes = 0;
+  size_t read_at_first_write = 0;
+  size_t largest = 0;
+
+ private:
+  const CountingSource& src_;
+};
+
+TEST(JsonToXmlOptions, EveryCombinationStreams) {
+  std::string json = R"({"records": [)";
+  for (int i = 0; json.size() < (1U << 20); ++i) {
+    json += (i ? "," : "") + std::string(R"({"id": )") + std::to_string(i) +
+            R"(, "name": "n]]>&", "tags": ["a", [], {"x": null}], "ok": true, "f": 1.5, "e": []})";
+  }
+  json += R"(], "tail": [[1, 2]]})";
+  for (const auto& options : every_combination()) {
+    CountingSource src(json);
+    WatchingSink sink(src);
+    auto r = convert_json_to_xml(src, sink, options, "big.json");
+    ASSERT_TRUE(r.ok()) << describe(options) << ": " << r.error().message;
+    EXPECT_FALSE(r->used_in_memory_path);
+    EXPECT_GT(sink.writes, 10U) << describe(options);
+    EXPECT_LT(sink.read_at_first_write, size_t{256} << 10) << describe(options);
+    EXPECT_LE(sink.largest, size_t{128} << 10) << describe(options);
+  }
+}
 }  // namespace
 }  // namespace transfer

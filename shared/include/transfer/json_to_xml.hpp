@@ -10,6 +10,10 @@
 // empty elements self-closed. Characters XML 1.0 cannot carry become U+FFFD first. Where the
 // old sender crashed (empty or scalar top level) the output is still valid XML.
 //
+// JsonToXmlOptions changes the shape the way dicttoxml's own arguments do (root, type
+// attributes, item name, CDATA, compact bytes instead of minidom's layout) plus the later
+// releases' item_wrap=False and xml_declaration=False; every combination streams the same way.
+//
 // Duplicate keys follow Python's dict: first position, last value. The streaming pass detects
 // them and the document is then converted again from an in-memory tree (only such files).
 
@@ -69,9 +73,44 @@ class StringXmlSink : public XmlSink {
 // (its check is one off) and refuses 258; 255 honours its documented limit with that margin.
 inline constexpr size_t kDefaultMaxDepth = 255;
 
+// The shape of the XML. Every default is the old sender's output; each field is byte-identical
+// to dicttoxml 1.7.4 called with the matching argument (then minidom's toprettyxml() when
+// `pretty`) wherever that library writes well-formed XML. Names are checked by
+// check_json_to_xml_options(); convert_json_to_xml() refuses options that fail it.
 struct JsonToXmlOptions {
   size_t max_depth = kDefaultMaxDepth;  // deepest nesting of objects/arrays accepted
+  // XML_ROOT: the element around the document (dicttoxml's custom_root, json2xml's wrapper).
+  std::string root = "all";
+  // XML_TYPE_ATTRS: type="str|int|float|bool|null|dict|list" on every element (attr_type).
+  bool type_attrs = true;
+  // XML_ITEM_NAME: the element of each list member (item_func returning a constant).
+  std::string item_name = "item";
+  // XML_ITEM_WRAP: false: a list that is the value of key K writes no element of its own; each
+  // member is written as K's value would be, `{"K": [1, 2]}` -> <K>1</K><K>2</K> (later
+  // json2xml's item_wrap=False). An empty list stays <K type="list"/>; a list with no key of
+  // its own (the document, or a member of a list) keeps its element and its item_name members.
+  bool item_wrap = true;
+  // XML_PRETTY: true: minidom's toprettyxml() (tab indents, newlines, <?xml version="1.0" ?>,
+  // empty elements self-closed); false: dicttoxml's own bytes (no whitespace, <a></a>,
+  // <?xml version="1.0" encoding="UTF-8" ?>, ' written &apos;, CR kept).
+  bool pretty = true;
+  // XML_DECLARATION: false drops the <?xml ... ?> declaration (and, pretty, its line).
+  bool declaration = true;
+  // XML_CDATA: strings, numbers and booleans as <![CDATA[...]]> (dicttoxml's cdata), a "]]>"
+  // inside split into two sections as dicttoxml splits it.
+  bool cdata = false;
+
+  bool operator==(const JsonToXmlOptions&) const = default;
 };
+
+// Checks an element name given in options: a name expat accepts as an element (what the old
+// pair's minidom parsed: XML 1.0 name characters, no ':' except the predeclared `xml:` prefix,
+// no whitespace, valid UTF-8). `option` starts the one-line message, e.g.
+// `XML_ROOT: "1st" is not a valid XML element name (...)`; the caller refuses to start on it.
+Status check_xml_element_name(std::string_view option, std::string_view name);
+
+// check_xml_element_name() for `root` (as XML_ROOT) and `item_name` (as XML_ITEM_NAME).
+Status check_json_to_xml_options(const JsonToXmlOptions& options);
 
 struct JsonToXmlStats {
   uint64_t json_bytes = 0;
@@ -80,7 +119,8 @@ struct JsonToXmlStats {
 };
 
 // Converts; `origin` (a file name) starts every error message, which also gives the byte offset:
-// "books.json: invalid JSON at byte offset 1043: syntax error ...".
+// "books.json: invalid JSON at byte offset 1043: syntax error ...". Options that fail
+// check_json_to_xml_options() are refused (kInvalidArgument) before anything is read.
 Result<JsonToXmlStats> convert_json_to_xml(JsonSource& in, XmlSink& out,
                                            const JsonToXmlOptions& options,
                                            const std::string& origin);
@@ -95,7 +135,9 @@ struct ElementName {
   bool has_name_attr = false;     // true: tag is "key" and name_attr holds the original key
   std::string name_attr;
 };
-// `key` must be valid UTF-8 already cleaned of characters XML cannot carry.
+// `key` must be valid UTF-8 already cleaned of characters XML cannot carry. This is the name of
+// a key whose value is a dict or list; a scalar or null value differs only where the `n`
+// prefix does not make a name ("²" -> <key name="n²">: dicttoxml fixes such names twice).
 ElementName element_name_for_key(std::string_view key);
 // Replaces characters XML 1.0 cannot carry with U+FFFD. Input must be valid UTF-8.
 std::string clean_xml_chars(std::string_view utf8);
