@@ -18,9 +18,12 @@
 namespace transfer::sender {
 namespace {
 
-// Inputs up to this size are read once into memory and converted there; larger ones stream
-// through one token spool per destination, so memory stays bounded whatever the size.
-constexpr int64_t kInMemoryInputLimit = 256 * 1024;
+// Inputs up to this size are read once into memory and converted there (the XML, about 2.6 times
+// the JSON, is encrypted for each destination as it is sent); larger ones stream through one
+// token spool per destination, so memory stays bounded whatever the size. At 1.5 MiB the uploads
+// in flight (two per destination's worker) hold at most a few tens of MiB of XML, and a file
+// sent to several destinations skips writing and reading back a spool per destination.
+constexpr int64_t kInMemoryInputLimit = 1536 * 1024;
 // Inputs from this size are encrypted on threads of their own while they are converted.
 constexpr int64_t kEncryptBesideInputSize = 8 << 20;
 // The state writes of this long are committed together (OutboxStore's group commit).
