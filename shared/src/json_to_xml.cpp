@@ -392,7 +392,8 @@ void append_cdata(Out& buf, std::string_view s, bool normalise_lines) {
   buf += "<![CDATA[";
   for (size_t from = 0;;) {
     const size_t at = s.find("]]>", from);
-    const std::string_view piece = s.substr(from, at == std::string_view::npos ? s.size() - from : at - from);
+    const std::string_view piece =
+        s.substr(from, at == std::string_view::npos ? s.size() - from : at - from);
     if (normalise_lines) {
       append_lines_normalised(buf, piece);
     } else {
@@ -441,7 +442,9 @@ struct KeyTags {
 // the result), which changes it only where the `n` prefix did not make a name: set in
 // `scalar_name` then, else left alone.
 ElementName fix_key_name(std::string_view key, bool raw, std::optional<ElementName>* scalar_name) {
-  const auto kept = [raw](std::string_view s) { return std::string(raw ? s : strip_trailing_space(s)); };
+  const auto kept = [raw](std::string_view s) {
+    return std::string(raw ? s : strip_trailing_space(s));
+  };
   if (key_is_valid_xml(key)) return {kept(key), false, {}};
   if (python_isdigit(key)) {
     std::string prefixed(1, 'n');  // (not "n" + std::string(key): a false -Wrestrict in GCC 12)
@@ -459,7 +462,8 @@ ElementName fix_key_name(std::string_view key, bool raw, std::optional<ElementNa
 
 KeyTags key_tags(const std::string& key, bool pretty) {
   std::optional<ElementName> scalar_name;
-  KeyTags tags{make_tag(fix_key_name(clean_xml_chars(key), !pretty, &scalar_name), pretty), std::nullopt};
+  KeyTags tags{make_tag(fix_key_name(clean_xml_chars(key), !pretty, &scalar_name), pretty),
+               std::nullopt};
   if (scalar_name) tags.scalar_only = make_tag(*scalar_name, pretty);
   return tags;
 }
@@ -523,6 +527,9 @@ class OutBuffer {
   size_t cap_ = 0;
 };
 
+constexpr std::string_view kPrettyDeclaration = "<?xml version=\"1.0\" ?>\n";   // minidom's
+constexpr std::string_view kCompactDeclaration = "<?xml version=\"1.0\" encoding=\"UTF-8\" ?>";
+
 // Writes the XML text, buffered, into an XmlSink: laid out as minidom.toprettyxml() writes it
 // (`pretty`), or as dicttoxml's own bytes.
 class XmlEmitter {
@@ -538,7 +545,7 @@ class XmlEmitter {
   }
 
   void begin_document() {
-    if (declaration_) buf_ += pretty_ ? "<?xml version=\"1.0\" ?>\n" : "<?xml version=\"1.0\" encoding=\"UTF-8\" ?>";
+    if (declaration_) buf_ += pretty_ ? kPrettyDeclaration : kCompactDeclaration;
     buf_ += root_.open;
     if (!pretty_) buf_ += '>';
     depth_ = 0;
@@ -660,7 +667,8 @@ class XmlEmitter {
   }
 
   void newline_indent(size_t extra) {
-    static constexpr std::string_view kIndents = "\n\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t";
+    static constexpr std::string_view kIndents =
+        "\n\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t";
     const size_t tabs = depth_ + extra;
     if (tabs < kIndents.size()) {
       buf_.append(kIndents.data(), tabs + 1);
@@ -805,7 +813,9 @@ class SaxBase {
 class StreamingSax : public SaxBase {
  public:
   StreamingSax(XmlEmitter& xml, const JsonToXmlOptions& options, const std::string& origin)
-      : SaxBase(options, origin), xml_(xml), item_(option_tags(options.item_name, options.pretty)) {}
+      : SaxBase(options, origin),
+        xml_(xml),
+        item_(option_tags(options.item_name, options.pretty)) {}
 
   bool null() { return leaf(XmlType::kNull, "", Text::kNone); }
   bool boolean(bool v) { return leaf(XmlType::kBool, v ? "True" : "False", Text::kLiteral); }
@@ -861,7 +871,8 @@ class StreamingSax : public SaxBase {
   bool integer(T v) {
     char buf[24];
     const auto r = std::to_chars(buf, buf + sizeof buf, v);
-    return leaf(XmlType::kInt, std::string_view(buf, static_cast<size_t>(r.ptr - buf)), Text::kLiteral);
+    return leaf(XmlType::kInt, std::string_view(buf, static_cast<size_t>(r.ptr - buf)),
+                Text::kLiteral);
   }
 
   // Keys repeat (records in a list): each distinct key's element name is worked out once.
@@ -1035,15 +1046,17 @@ class TreeEmitter {
  private:
   // `in_list`: a member of a list written with its own element (named item).
   void value(const Node& node, const KeyTags& names, bool in_list) {
+    const Tag& tag = names.scalar();
     switch (node.kind) {
-      case Node::kNull: xml_.leaf(names.scalar(), XmlType::kNull, "", Text::kNone); return;
-      case Node::kBool: xml_.leaf(names.scalar(), XmlType::kBool, node.text, Text::kLiteral); return;
-      case Node::kInt: xml_.leaf(names.scalar(), XmlType::kInt, node.text, Text::kLiteral); return;
-      case Node::kFloat: xml_.leaf(names.scalar(), XmlType::kFloat, node.text, Text::kLiteral); return;
-      case Node::kString: xml_.leaf(names.scalar(), XmlType::kStr, node.text, Text::kString); return;
+      case Node::kNull: xml_.leaf(tag, XmlType::kNull, "", Text::kNone); return;
+      case Node::kBool: xml_.leaf(tag, XmlType::kBool, node.text, Text::kLiteral); return;
+      case Node::kInt: xml_.leaf(tag, XmlType::kInt, node.text, Text::kLiteral); return;
+      case Node::kFloat: xml_.leaf(tag, XmlType::kFloat, node.text, Text::kLiteral); return;
+      case Node::kString: xml_.leaf(tag, XmlType::kStr, node.text, Text::kString); return;
       case Node::kObject:
       case Node::kArray:
-        xml_.open_container(names.container, node.kind == Node::kObject ? XmlType::kDict : XmlType::kList,
+        xml_.open_container(names.container,
+                            node.kind == Node::kObject ? XmlType::kDict : XmlType::kList,
                             in_list && node.kind == Node::kArray);
         members(node);
         xml_.close_container();

@@ -43,7 +43,9 @@ bool read_all(std::string& out) {
   }
 }
 
-bool put(std::string_view bytes) { return std::fwrite(bytes.data(), 1, bytes.size(), stdout) == bytes.size(); }
+bool put(std::string_view bytes) {
+  return std::fwrite(bytes.data(), 1, bytes.size(), stdout) == bytes.size();
+}
 
 int batch(const transfer::JsonToXmlOptions& options, const std::string& input) {
   size_t pos = 0;
@@ -53,7 +55,8 @@ int batch(const transfer::JsonToXmlOptions& options, const std::string& input) {
     const size_t len = std::strtoull(input.c_str() + pos, nullptr, 10);
     pos = nl + 1;
     if (len > input.size() - pos) return 2;
-    auto xml = transfer::json_to_xml(std::string_view(input).substr(pos, len), options, "doc" + std::to_string(n));
+    auto xml = transfer::json_to_xml(std::string_view(input).substr(pos, len), options,
+                                     "doc" + std::to_string(n));
     pos += len;
     const std::string& body = xml ? *xml : xml.error().message;
     if (!put((xml ? "ok " : "error ") + std::to_string(body.size()) + "\n") || !put(body)) return 1;
@@ -78,7 +81,8 @@ int main(int argc, char** argv) {
       continue;
     }
     const size_t eq = arg.find('=');
-    if (arg.rfind("--", 0) != 0 || eq == std::string_view::npos) return usage("bad argument " + std::string(arg));
+    if (arg.rfind("--", 0) != 0 || eq == std::string_view::npos)
+      return usage("bad argument " + std::string(arg));
     const std::string_view name = arg.substr(2, eq - 2);
     const std::string_view value = arg.substr(eq + 1);
     bool ok = true;
