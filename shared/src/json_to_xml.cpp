@@ -1118,6 +1118,14 @@ Status check_json_to_xml_options(const JsonToXmlOptions& options) {
   return check_xml_element_name("XML_ITEM_NAME", options.item_name);
 }
 
+std::string xml_mapping_summary(const JsonToXmlOptions& options) {
+  const auto on = [](bool b) { return b ? "on" : "off"; };
+  return std::string("XML_ROOT=") + options.root + " XML_TYPE_ATTRS=" + on(options.type_attrs) +
+         " XML_ITEM_NAME=" + options.item_name + " XML_ITEM_WRAP=" + on(options.item_wrap) +
+         " XML_PRETTY=" + on(options.pretty) + " XML_DECLARATION=" + on(options.declaration) +
+         " XML_CDATA=" + on(options.cdata);
+}
+
 std::string clean_xml_chars(std::string_view s) {
   static constexpr std::string_view kReplacement = "\xEF\xBF\xBD";
   std::string out;

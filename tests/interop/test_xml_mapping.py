@@ -157,6 +157,7 @@ def golden_corpus():
 
 
 HANDWRITTEN = [
+    {"id": 7, "note": "a & b", "line": [{"sku": "A1", "qty": 2}, {"sku": "B2", "qty": None}]},  # README
     {"a": 1, "b": "two", "c": None, "d": True, "e": False, "f": 1.5},
     [1, "two", None, True, False, 2.5, {}, []],
     {"order": {"line": [{"sku": "A1", "qty": 2}, {"sku": "B2", "qty": 1}]}},

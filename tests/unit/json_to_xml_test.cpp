@@ -431,6 +431,18 @@ TEST(JsonToXmlOptions, DefaultsAreTheOldSendersShape) {
   EXPECT_EQ(o.max_depth, kDefaultMaxDepth);
   EXPECT_TRUE(o == JsonToXmlOptions{});
   EXPECT_FALSE(o == options_with([](auto& x) { x.cdata = true; }));
+  EXPECT_EQ(xml_mapping_summary(o),
+            "XML_ROOT=all XML_TYPE_ATTRS=on XML_ITEM_NAME=item XML_ITEM_WRAP=on XML_PRETTY=on "
+            "XML_DECLARATION=on XML_CDATA=off");
+  EXPECT_EQ(xml_mapping_summary(options_with([](auto& x) {
+              x.root = "order";
+              x.item_name = "line";
+              x.type_attrs = x.item_wrap = x.pretty = x.declaration = false;
+              x.cdata = true;
+              x.max_depth = 3;
+            })),
+            "XML_ROOT=order XML_TYPE_ATTRS=off XML_ITEM_NAME=line XML_ITEM_WRAP=off XML_PRETTY=off "
+            "XML_DECLARATION=off XML_CDATA=on");
 }
 
 TEST(JsonToXmlOptions, EachOptionShapesTheDocumentAsDicttoxmlDoes) {

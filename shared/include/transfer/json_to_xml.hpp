@@ -112,6 +112,12 @@ Status check_xml_element_name(std::string_view option, std::string_view name);
 // check_xml_element_name() for `root` (as XML_ROOT) and `item_name` (as XML_ITEM_NAME).
 Status check_json_to_xml_options(const JsonToXmlOptions& options);
 
+// The shape the options give, as one stable line of the options' names (max_depth left out: it
+// decides what is accepted, not the XML), for logs and for recording with a delivery:
+// "XML_ROOT=all XML_TYPE_ATTRS=on XML_ITEM_NAME=item XML_ITEM_WRAP=on XML_PRETTY=on
+// XML_DECLARATION=on XML_CDATA=off". Unambiguous for checked names (they hold no space or '=').
+std::string xml_mapping_summary(const JsonToXmlOptions& options);
+
 struct JsonToXmlStats {
   uint64_t json_bytes = 0;
   uint64_t xml_bytes = 0;
