@@ -29,7 +29,14 @@ const std::set<std::string>& known_fields() {
                                                 "retry_max_delay",
                                                 "max_attempts",
                                                 "max_age",
-                                                "enabled"};
+                                                "enabled",
+                                                "xml_root",
+                                                "xml_type_attrs",
+                                                "xml_item_name",
+                                                "xml_item_wrap",
+                                                "xml_pretty",
+                                                "xml_declaration",
+                                                "xml_cdata"};
   return kFields;
 }
 
@@ -141,6 +148,29 @@ Result<Destination> read_entry(const json& entry, EntryReader& r, const SenderCo
     if (!v.is_boolean()) return r.bad("enabled", "must be true or false");
     d.enabled = v.get<bool>();
   }
+  // The XML mapping: names as strings, switches as true/false (or "on"/"off", as the options).
+  for (auto [field, into] : {std::pair{"xml_root", &d.xml.root}, std::pair{"xml_item_name", &d.xml.item_name}}) {
+    auto v = r.text(field, false);
+    if (!v) return v.error();
+    if (!v->empty()) *into = *v;
+  }
+  for (auto [field, into] : {std::pair{"xml_type_attrs", &d.xml.type_attrs}, std::pair{"xml_item_wrap", &d.xml.item_wrap},
+                             std::pair{"xml_pretty", &d.xml.pretty}, std::pair{"xml_declaration", &d.xml.declaration},
+                             std::pair{"xml_cdata", &d.xml.cdata}}) {
+    if (!r.has(field)) continue;
+    const json& v = entry.at(field);
+    if (v.is_boolean()) {
+      *into = v.get<bool>();
+    } else if (v.is_string() && (v.get<std::string>() == "on" || v.get<std::string>() == "off")) {
+      *into = v.get<std::string>() == "on";
+    } else {
+      return r.bad(field, "must be true or false (or \"on\" / \"off\")");
+    }
+  }
+  for (auto [field, element] : {std::pair{"xml_root", &d.xml.root}, std::pair{"xml_item_name", &d.xml.item_name}}) {
+    if (auto st = check_xml_element_name(field, *element); !st)
+      return make_error(ErrorCode::kInvalidArgument, r.where() + ": " + st.error().message);
+  }
   for (auto [field, path] : {std::pair{"key_file", &d.key_file}, std::pair{"ca_file", &d.ca_file},
                              std::pair{"client_cert_file", &d.client_cert_file},
                              std::pair{"client_key_file", &d.client_key_file}}) {
@@ -173,6 +203,7 @@ Destination default_destination(const SenderConfig& c) {
   d.client_key_file = c.client_key_file;
   d.upload_concurrency = c.upload_concurrency;
   d.retry = c.retry;
+  d.xml = c.xml;
   return d;
 }
 

@@ -13,8 +13,9 @@
 //          "ca_file": "/run/secrets/ca.pem", "upload_concurrency": 1, "max_age": 604800}
 //       ]}
 //     Fields: name, url, key_file (required); ca_file, client_cert_file, client_key_file,
-//     upload_concurrency, retry_base_delay, retry_max_delay, max_attempts, max_age, enabled
-//     (optional; unset ones take the global options). Names are [a-z0-9_-]{1,32} and unique.
+//     upload_concurrency, retry_base_delay, retry_max_delay, max_attempts, max_age, enabled,
+//     xml_root, xml_type_attrs, xml_item_name, xml_item_wrap, xml_pretty, xml_declaration,
+//     xml_cdata (optional; unset ones take the global options). Names are [a-z0-9_-]{1,32} and unique.
 // Every refusal is one line naming the file, the destination (by position and name when known)
 // and the field: the sender prints it and exits 2.
 
@@ -25,6 +26,7 @@
 
 #include "retry_policy.hpp"
 #include "sender_config.hpp"
+#include "transfer/json_to_xml.hpp"
 #include "transfer/result.hpp"
 
 namespace transfer::sender {
@@ -42,6 +44,7 @@ struct Destination {
   int upload_concurrency = 1;
   RetrySettings retry;
   bool enabled = true;
+  JsonToXmlOptions xml;  // the mapping this destination gets (xml_* fields, else the XML_* options)
 
   // scheme://host:port<uri>, for logs and status.
   std::string url() const;

@@ -89,7 +89,10 @@ DROP TABLE files;
 ALTER TABLE files_v3 RENAME TO files;
 CREATE INDEX files_state ON files (state);
 CREATE INDEX files_name ON files (name);
-CREATE INDEX files_destination_state ON files (destination, state))sql"};
+CREATE INDEX files_destination_state ON files (destination, state))sql",
+      // 4: the XML mapping a delivery was made with (XML_* options, issue 16); NULL for rows
+      // delivered before, which had the default mapping.
+      "ALTER TABLE files ADD COLUMN xml_mapping TEXT"};
   return kMigrations;
 }
 
@@ -97,7 +100,7 @@ constexpr std::string_view kColumns =
     "name, sha256, size, mtime_ns, state, attempts, coalesce(last_error,''), first_seen_at, "
     "updated_at, coalesce(delivered_at,''), coalesce(receiver_status,0), "
     "coalesce(receiver_answer,''), coalesce(first_failure_at,0), next_attempt_at, "
-    "coalesce(quarantine_path,''), destination";
+    "coalesce(quarantine_path,''), destination, coalesce(xml_mapping,'')";
 
 constexpr std::string_view kNow = "strftime('%Y-%m-%dT%H:%M:%fZ','now')";
 
@@ -126,6 +129,7 @@ OutboxEntry read_entry(const SqliteStatement& q) {
   e.next_attempt_unix = q.column_double(13);
   e.quarantine_path = q.column_text(14);
   e.destination = q.column_text(15);
+  e.xml_mapping = q.column_text(16);
   return e;
 }
 
@@ -299,13 +303,13 @@ Status OutboxStore::record_seen(const std::string& name, const std::string& sha2
 
 Status OutboxStore::mark_delivered(const std::string& name, const std::string& sha256,
                                    int receiver_status, const std::string& receiver_answer,
-                                   const std::string& destination) {
+                                   const std::string& destination, const std::string& xml_mapping) {
   std::lock_guard lock(mu_);
   static const std::string kSql =
       "UPDATE files SET state='delivered', attempts=attempts+1, last_error=NULL, "
       "receiver_status=?3, receiver_answer=nullif(?4,''), next_attempt_at=0, updated_at=" +
       std::string(kNow) + ", delivered_at=" + std::string(kNow) +
-      " WHERE name=?1 AND sha256=?2 AND destination=?5";
+      ", xml_mapping=nullif(?6,'') WHERE name=?1 AND sha256=?2 AND destination=?5";
   return write_batched(
       kSql,
       [=](SqliteStatement& q) {
@@ -313,7 +317,8 @@ Status OutboxStore::mark_delivered(const std::string& name, const std::string& s
             .bind(2, sha256)
             .bind(3, int64_t{receiver_status})
             .bind(4, receiver_answer)
-            .bind(5, destination);
+            .bind(5, destination)
+            .bind(6, xml_mapping);
       },
       name, sha256, destination);
 }

@@ -58,6 +58,7 @@ struct OutboxEntry {
   double first_failure_unix = 0;  // 0: never failed
   double next_attempt_unix = 0;   // a failed file is not retried before this
   std::string quarantine_path;    // where it was moved; empty when it stayed in place
+  std::string xml_mapping;        // delivered: the XML_* options used ("" before schema 4: the defaults)
 };
 
 // Rows of one destination in one state (counts_by_destination).
@@ -101,9 +102,11 @@ class OutboxStore {
   // Records a file version as seen (pending) unless it is already known; refreshes size and mtime.
   Status record_seen(const std::string& name, const std::string& sha256, int64_t size,
                      int64_t mtime_ns, const std::string& destination = kDefaultDestination);
+  // `xml_mapping`: the XML_* options the delivered XML was made with (xml_mapping_summary).
   Status mark_delivered(const std::string& name, const std::string& sha256, int receiver_status,
                         const std::string& receiver_answer,
-                        const std::string& destination = kDefaultDestination);
+                        const std::string& destination = kDefaultDestination,
+                        const std::string& xml_mapping = {});
   // A transient failure: counts an attempt, keeps the first failure time, schedules the next.
   Status mark_failed(const std::string& name, const std::string& sha256,
                      const FailureRecord& failure,

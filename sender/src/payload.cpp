@@ -53,10 +53,11 @@ FilePayload::FilePayload(Source source, std::vector<std::string> destinations,
       cancel_(cancel),
       upload_name_(upload_name_for_file(source_.name)) {}
 
-PayloadStatus FilePayload::prepare(const KeyOf& key_of) {
+PayloadStatus FilePayload::prepare(const KeyOf& key_of, bool* converted) {
   std::lock_guard lock(mu_);
   if (!status_) {
     ++conversions_;
+    if (converted != nullptr) *converted = true;
     status_ = convert(key_of);
     if (*status_ != PayloadStatus::kReady) {
       xml_.clear();

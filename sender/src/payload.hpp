@@ -259,7 +259,8 @@ class FilePayload {
 
   // Converts on the first call; every call returns that conversion's status. `key_of` gives a
   // destination's encryption key (asked only for spools, on the converting thread).
-  PayloadStatus prepare(const KeyOf& key_of);
+  // `converted`, if given, is set when this call was the one that converted.
+  PayloadStatus prepare(const KeyOf& key_of, bool* converted = nullptr);
 
   const Source& source() const { return source_; }
   const std::string& upload_name() const { return upload_name_; }

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <thread>
+#include <tuple>
 
 #include "destination_directory.hpp"
 #include "transfer/logging.hpp"
@@ -43,6 +44,13 @@ const std::vector<OptionSpec>& sender_options() {
       {"client-cert-file", "CLIENT_CERT_FILE", "", "With https: PEM client certificate for mutual TLS; needs CLIENT_KEY_FILE"},
       {"client-key-file", "CLIENT_KEY_FILE", "", "PEM private key of CLIENT_CERT_FILE (read like the Fernet key: never logged)"},
       {"destinations-file", "DESTINATIONS_FILE", "", "JSON file listing the receivers to deliver every file to, each with its own key (see README, Fan-out); empty: the RECEIVER_* options and ENCRYPTION_KEY describe one destination named default"},
+      {"xml-root", "XML_ROOT", "all", "XML mapping: the element around the document (json2xml's wrapper, dicttoxml's custom_root)"},
+      {"xml-type-attrs", "XML_TYPE_ATTRS", "on", "XML mapping: on: type=\"str\" etc. on every element (dicttoxml's attr_type); off: none"},
+      {"xml-item-name", "XML_ITEM_NAME", "item", "XML mapping: the element of each list member (dicttoxml's item_func)"},
+      {"xml-item-wrap", "XML_ITEM_WRAP", "on", "XML mapping: off: list members take the list's key as element name and the list element disappears (json2xml's item_wrap=False)"},
+      {"xml-pretty", "XML_PRETTY", "on", "XML mapping: on: minidom's toprettyxml (tabs, newlines); off: the compact form dicttoxml returns"},
+      {"xml-declaration", "XML_DECLARATION", "on", "XML mapping: on: the <?xml ...?> declaration; off: none"},
+      {"xml-cdata", "XML_CDATA", "off", "XML mapping: on: text as CDATA sections (dicttoxml's cdata)"},
       {"once", "", "", "Process every file present once and exit: 0 if all delivered, 1 if any failed or was quarantined", true},
       {"health-check", "", "", "Check, beside a running sender, that the input is readable and the state directory and database usable; exit 0 if so, else 1 (a HEALTHCHECK)", true},
   };
@@ -81,6 +89,20 @@ std::variant<SenderConfig, EarlyExit> load_sender_config(const std::vector<std::
   auto depth = parse_integer(v.get("max-depth"), "MAX_DEPTH", 1, 100000);
   if (!depth) return bad(depth.error());
   c.max_depth = static_cast<size_t>(*depth);
+  c.xml.max_depth = c.max_depth;
+  c.xml.root = v.get("xml-root");
+  c.xml.item_name = v.get("xml-item-name");
+  for (auto [flag, variable, into] : {std::tuple{"xml-type-attrs", "XML_TYPE_ATTRS", &c.xml.type_attrs},
+                                 std::tuple{"xml-item-wrap", "XML_ITEM_WRAP", &c.xml.item_wrap},
+                                 std::tuple{"xml-pretty", "XML_PRETTY", &c.xml.pretty},
+                                 std::tuple{"xml-declaration", "XML_DECLARATION", &c.xml.declaration},
+                                 std::tuple{"xml-cdata", "XML_CDATA", &c.xml.cdata}}) {
+    const std::string value = v.get(flag);
+    if (value != "on" && value != "off")
+      return bad(make_error(ErrorCode::kInvalidArgument, std::string(variable) + " must be on or off, not '" + value + "'"));
+    *into = value == "on";
+  }
+  if (auto st = check_json_to_xml_options(c.xml); !st) return bad(st.error());
   auto ct = parse_seconds(v.get("connect-timeout"), "CONNECT_TIMEOUT");
   if (!ct) return bad(ct.error());
   c.connect_timeout_s = *ct;

@@ -43,6 +43,7 @@ struct SenderConfig {
   std::string client_cert_file;           // mutual TLS
   std::string client_key_file;
   std::string destinations_file;          // DESTINATIONS_FILE: several receivers (destinations.hpp)
+  JsonToXmlOptions xml;                   // XML_*: the mapping (max_depth is MAX_DEPTH's)
 
   std::string state_db_file() const { return status_db_path + "/sender.db"; }
 };

@@ -6,6 +6,7 @@ namespace transfer::sender {
 
 SenderMetrics::SenderMetrics()
     : discovered(registry.counter("transfer_sender_files_discovered_total", "New file versions seen in the input directory").get()),
+      conversions(registry.counter("transfer_sender_conversions_total", "JSON to XML conversions (one per file version and distinct XML mapping)").get()),
       quarantined(registry.counter("transfer_sender_files_quarantined_total", "Input files quarantined (every destination settled, at least one gave up)").get()),
       upload_seconds(registry.histogram("transfer_sender_upload_duration_seconds", "Time to upload one file and get the answer", latency_buckets()).get()),
       delivered(registry.counter("transfer_sender_files_delivered_total", "Files delivered (answered 201 with a matching digest), per destination", {"destination"})),

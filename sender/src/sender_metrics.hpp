@@ -2,6 +2,8 @@
 // The sender's Prometheus metrics (METRICS_PORT), all named transfer_sender_*; those marked
 // {destination} have one series per enabled destination (fan-out):
 //   files_discovered_total     new file versions seen in the input directory
+//   conversions_total          JSON -> XML conversions (one per file version and distinct XML
+//                              mapping among the destinations, however many destinations)
 //   files_delivered_total{destination}   deliveries (a 201 whose digest matched)
 //   upload_failures_total{destination}   attempts that failed and will be retried
 //   files_given_up_total{destination}    file versions a destination gave up on
@@ -25,6 +27,7 @@ struct SenderMetrics {
   SenderMetrics();
   MetricsRegistry registry;
   Counter& discovered;
+  Counter& conversions;
   Counter& quarantined;
   Histogram& upload_seconds;
   Family<Counter>& delivered;

@@ -69,6 +69,7 @@ std::chrono::steady_clock::time_point steady_from_unix(double unix_seconds) {
 // job queue and metrics.
 struct SenderService::Lane {
   Destination destination;
+  std::string mapping;  // xml_mapping_summary of its XML options: payloads are shared per mapping
   std::shared_ptr<KeyRing> keys;
   std::vector<std::unique_ptr<Uploader>> uploaders;  // one per worker
   std::unique_ptr<Uploader> prober;                  // GET / when it has been quiet
@@ -202,6 +203,8 @@ SenderService::SenderService(const SenderConfig& config, std::vector<Destination
     }
     auto lane = std::make_unique<Lane>();
     lane->destination = std::move(d);
+    lane->destination.xml.max_depth = config_.max_depth;
+    lane->mapping = xml_mapping_summary(lane->destination.xml);
     const std::string& name = lane->destination.name;
     for (int i = 0; i < std::max(1, lane->destination.upload_concurrency); ++i) {
       lane->uploaders.push_back(
@@ -441,12 +444,16 @@ void SenderService::worker_loop(int pool, size_t index) {
     } else {
       Lane& lane = *lanes_[job.lane];
       const auto started = Clock::now();
-      r.payload_status = job.payload->prepare([this](const std::string& destination) {
-        for (auto& l : lanes_) {
-          if (l->destination.name == destination) return current_key(*l);
-        }
-        return FernetKey{};  // not reached: the payload names only enabled destinations
-      });
+      bool converted = false;
+      r.payload_status = job.payload->prepare(
+          [this](const std::string& destination) {
+            for (auto& l : lanes_) {
+              if (l->destination.name == destination) return current_key(*l);
+            }
+            return FernetKey{};  // not reached: the payload names only enabled destinations
+          },
+          &converted);
+      if (converted) metrics_.conversions.add();
       r.payload_error = job.payload->error();
       if (r.payload_status == PayloadStatus::kReady) {
         r.transfer_id = new_transfer_id();
@@ -606,25 +613,40 @@ void SenderService::dispatch_due() {
       job.kind = Job::Kind::kUpload;
       job.version = *version;
       job.lane = i;
-      job.payload = payload_for(t->second);
+      job.payload = payload_for(t->second, *lanes_[i]);
       push_job(std::move(job));
     }
   }
 }
 
-std::shared_ptr<FilePayload> SenderService::payload_for(const Tracked& t) {
-  if (auto it = payloads_.find(t.version); it != payloads_.end()) return it->second;
-  std::vector<std::string> needing;  // the destinations that may still upload it
-  for (const auto& o : scheduler_.outcomes(t.version)) {
-    if (o.state == PairState::kWaiting || o.state == PairState::kInFlight) needing.push_back(o.destination);
+// The destinations of one mapping that may still upload `version`.
+std::vector<std::string> SenderService::needing(const FileVersion& version, const std::string& mapping,
+                                                bool in_flight_too) const {
+  std::vector<std::string> out;
+  for (const auto& o : scheduler_.outcomes(version)) {
+    const bool open = o.state == PairState::kWaiting || (in_flight_too && o.state == PairState::kInFlight);
+    if (open && lane_named(o.destination).mapping == mapping) out.push_back(o.destination);
   }
+  return out;
+}
+
+const SenderService::Lane& SenderService::lane_named(const std::string& destination) const {
+  for (const auto& lane : lanes_) {
+    if (lane->destination.name == destination) return *lane;
+  }
+  return *lanes_.front();  // not reached: the scheduler knows only the lanes' destinations
+}
+
+// One payload per file version and mapping: destinations with the same XML options share it.
+std::shared_ptr<FilePayload> SenderService::payload_for(const Tracked& t, const Lane& lane) {
+  const PayloadKey key{t.version, lane.mapping};
+  if (auto it = payloads_.find(key); it != payloads_.end()) return it->second;
   FilePayload::Source source{t.version.name, config_.input_dir + "/" + t.version.name,
                              t.version.sha256, t.stamp.size, t.stamp.mtime_ns, std::nullopt};
-  JsonToXmlOptions options;
-  options.max_depth = config_.max_depth;
-  auto payload = std::make_shared<FilePayload>(std::move(source), std::move(needing), options, spool_dir_,
-                                               kInMemoryInputLimit, kEncryptBesideInputSize, cancel_);
-  keep_payload(t.version, payload);
+  auto payload = std::make_shared<FilePayload>(std::move(source), needing(t.version, lane.mapping, true),
+                                               lane.destination.xml, spool_dir_, kInMemoryInputLimit,
+                                               kEncryptBesideInputSize, cancel_);
+  keep_payload(key, payload);
   return payload;
 }
 
@@ -634,44 +656,53 @@ size_t SenderService::payload_cost(const FilePayload& p) {
   return p.source().size > kInMemoryInputLimit ? 1 : static_cast<size_t>(p.source().size) * 4 + 1024;
 }
 
-void SenderService::keep_payload(const FileVersion& version, std::shared_ptr<FilePayload> payload) {
-  drop_payload(version);
+void SenderService::keep_payload(const PayloadKey& key, std::shared_ptr<FilePayload> payload) {
+  drop_payload(key);
   (payload->source().size > kInMemoryInputLimit ? spooled_payloads_ : payload_bytes_) += payload_cost(*payload);
-  payloads_[version] = std::move(payload);
+  payloads_[key] = std::move(payload);
   if (payload_bytes_ > kPayloadMemoryBudget || spooled_payloads_ > kSpooledPayloadBudget) {
     // Over budget: drop those no upload is using, last names first (the lanes take names in
     // order, so the first ones are needed soonest); they are read again when their turn comes.
     for (auto it = payloads_.end(); it != payloads_.begin();) {
       --it;
       if (payload_bytes_ <= kPayloadMemoryBudget && spooled_payloads_ <= kSpooledPayloadBudget) break;
-      if (scheduler_.activity(it->first).in_flight) continue;
-      const FileVersion v = it->first;
-      it = std::next(it);  // drop_payload erases v; continue below it
-      drop_payload(v);
+      if (scheduler_.activity(it->first.first).in_flight) continue;
+      const PayloadKey k = it->first;
+      it = std::next(it);  // drop_payload erases k; continue below it
+      drop_payload(k);
     }
   }
 }
 
-void SenderService::drop_payload(const FileVersion& version) {
-  auto it = payloads_.find(version);
+void SenderService::drop_payload(const PayloadKey& key) {
+  auto it = payloads_.find(key);
   if (it == payloads_.end()) return;
   (it->second->source().size > kInMemoryInputLimit ? spooled_payloads_ : payload_bytes_) -=
       payload_cost(*it->second);
   payloads_.erase(it);
 }
 
-// After an attempt: the payload goes once no upload uses it and no destination is due to take it.
+// Every mapping's payload of `version`.
+void SenderService::drop_payloads(const FileVersion& version) {
+  std::vector<PayloadKey> keys;
+  for (auto it = payloads_.lower_bound(PayloadKey{version, std::string()});
+       it != payloads_.end() && it->first.first == version; ++it) {
+    keys.push_back(it->first);
+  }
+  for (const auto& k : keys) drop_payload(k);
+}
+
+// After an attempt: the payloads go once no upload uses them and no destination is due to take them.
 void SenderService::trim_payload(const FileVersion& version) {
-  if (!payloads_.count(version)) return;
   const auto a = scheduler_.activity(version);
-  if (!a.in_flight && !a.due_now) drop_payload(version);
+  if (!a.in_flight && !a.due_now) drop_payloads(version);
 }
 
 void SenderService::forget_tracked(const std::string& name) {
   auto t = tracked_.find(name);
   if (t == tracked_.end()) return;
   scheduler_.remove(t->second.version);
-  drop_payload(t->second.version);
+  drop_payloads(t->second.version);
   tracked_.erase(t);
 }
 
@@ -760,21 +791,20 @@ void SenderService::apply_identified(Identification&& id) {
   tracked_[id.name] = Tracked{version, id.stamp};
   scheduler_.add(version, id.history);
   if (id.content) {
-    drop_payload(version);
-    std::vector<std::string> needing;
-    for (const auto& o : scheduler_.outcomes(version)) {
-      if (o.state == PairState::kWaiting) needing.push_back(o.destination);
-    }
-    if (!needing.empty()) {
+    // The bytes read are the payload of each mapping the waiting destinations have. Over budget
+    // (files identified faster than a destination takes them), some are dropped and read again.
+    drop_payloads(version);
+    std::set<std::string> done;
+    for (const auto& lane : lanes_) {
+      if (!done.insert(lane->mapping).second) continue;
+      auto destinations = needing(version, lane->mapping, false);
+      if (destinations.empty()) continue;
       FilePayload::Source source{id.name, config_.input_dir + "/" + id.name, id.sha256,
-                                 id.stamp.size, id.stamp.mtime_ns, std::move(id.content)};
-      JsonToXmlOptions options;
-      options.max_depth = config_.max_depth;
-      // Over budget (files identified faster than a destination takes them), some are dropped
-      // and read again later.
-      keep_payload(version, std::make_shared<FilePayload>(std::move(source), std::move(needing), options,
-                                                          spool_dir_, kInMemoryInputLimit,
-                                                          kEncryptBesideInputSize, cancel_));
+                                 id.stamp.size, id.stamp.mtime_ns, id.content};
+      keep_payload(PayloadKey{version, lane->mapping},
+                   std::make_shared<FilePayload>(std::move(source), std::move(destinations), lane->destination.xml,
+                                                 spool_dir_, kInMemoryInputLimit, kEncryptBesideInputSize,
+                                                 cancel_));
     }
   }
   settle_if_decided(id.name);
@@ -791,7 +821,7 @@ void SenderService::apply_upload(Result_& r) {
     // Forgotten meanwhile (the file changed or went, or an operator changed its rows): a
     // delivery is still recorded, so it is not sent again.
     if (delivered) {
-      if (auto s = store_.mark_delivered(v.name, v.sha256, r.delivery.status, r.delivery.body, d); !s)
+      if (auto s = store_.mark_delivered(v.name, v.sha256, r.delivery.status, r.delivery.body, d, lane.mapping); !s)
         logger_->error("state database: {}", s.error().message);
       lane.delivered->add();
     }
@@ -806,7 +836,7 @@ void SenderService::apply_upload(Result_& r) {
     scheduler_.released(v, d);
     logger_->info("file={} changed while it was read: waiting for it to settle", field);
     discovery_.observe(v.name);  // a new stamp (or none): sync_tracked drops this version
-    drop_payload(v);
+    drop_payloads(v);
     return;
   }
   if (config_.once) tried_.insert({v, d});
@@ -819,7 +849,9 @@ void SenderService::apply_upload(Result_& r) {
     }
     switch (decision.state) {
       case PairState::kDelivered: {
-        if (auto s = store_.mark_delivered(v.name, v.sha256, r.delivery.status, r.delivery.body, destination); !s) {
+        if (auto s = store_.mark_delivered(v.name, v.sha256, r.delivery.status, r.delivery.body, destination,
+                                           l->mapping);
+            !s) {
           // Not recorded: the next start sends it again and the receiver answers it as a duplicate.
           logger_->error("state database: {} (file={} was delivered)", s.error().message, field);
         }
@@ -870,7 +902,7 @@ void SenderService::apply_upload(Result_& r) {
   } else if (r.payload_status == PayloadStatus::kTransient) {
     record(d, scheduler_.finished(v, d, AttemptVerdict::kTransient, r.payload_error),
            FailureRecord{r.payload_error, 0, "", now, 0});
-    drop_payload(v);  // made again for the next attempt
+    drop_payload(PayloadKey{v, lane.mapping});  // made again for the next attempt
   } else {
     const DeliveryResult& x = r.delivery;
     record(d, scheduler_.finished(v, d, x.verdict, x.error, parse_retry_after(x.retry_after, now),

@@ -520,5 +520,66 @@ class FanoutTest(unittest.TestCase):
         self.assertTrue(os.path.exists(self.w.path("input", "x.json")))
 
 
+    # --- 8. each destination its own XML mapping (issue 16) ---------------------------------------
+
+    def test_destinations_with_different_mappings_get_their_own_shape_converted_once_per_mapping(self):
+        """a: the old pair's shape (defaults); b and py: compact, no type attributes, root <order>,
+        list members <line>, text as CDATA. b and py share one conversion, a has its own: two
+        conversions per file for three destinations. Each shape is byte-identical to dicttoxml
+        1.7.4 (the old pair's library) called with the same options."""
+        import collections
+        import collections.abc
+        import importlib.util
+        import logging
+        oracle = os.path.join(os.path.dirname(PEER.rstrip("/")), "..", "oracles", "dicttoxml-1.7.4",
+                              "dicttoxml.py")
+        collections.Iterable = collections.abc.Iterable  # the oracle's README: two lines first
+        logging.disable(logging.CRITICAL)
+        # Under a name of its own: Debian's dicttoxml 1.7.15 (the harness's) may be imported already.
+        spec = importlib.util.spec_from_file_location("dicttoxml_1_7_4", os.path.abspath(oracle))
+        dicttoxml = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(dicttoxml)
+        self.assertEqual(dicttoxml.__version__, "1.7.4")
+
+        self.start_all()
+        shape = {"xml_root": "order", "xml_type_attrs": False, "xml_item_name": "line",
+                 "xml_pretty": "off", "xml_cdata": True}
+        self.write_destinations(ALL, b=shape, py=shape)
+        docs = {"o%d.json" % i: {"id": i, "lines": [{"sku": "a%d" % i, "qty": 2}, {"sku": "b]]>c", "qty": 1.5}],
+                                 "note": "x<y & \u00e9", "paid": i % 2 == 0, "gift": None}
+                for i in range(4)}
+        for name, obj in docs.items():
+            write_json(self.w.path("input", name), obj)
+        sender = self.start_sender(METRICS_PORT="0")
+        mport = wait_until(lambda: sender_port(self.w), what="sender status server")
+        want_default = {n[:-5] + ".xml": expected_xml(obj) for n, obj in docs.items()}
+        want_order = {n[:-5] + ".xml": dicttoxml.dicttoxml(obj, custom_root="order", attr_type=False,
+                                                           item_func=lambda parent: "line", cdata=True)
+                      for n, obj in docs.items()}
+        self.assertIn(b"<![CDATA[b]]]]><![CDATA[>c]]>", want_order["o0.xml"])  # the split CDATA
+        wait_until(lambda: self.has_all("a", want_default) and self.has_all("b", want_order)
+                   and self.has_all("py", want_order), timeout=30, what="both shapes at the three")
+        wait_until(lambda: self.all_delivered(12), what="12 rows delivered")
+        m = metrics("http://127.0.0.1:%d/metrics" % mport)
+        self.assertEqual(m["transfer_sender_conversions_total"], 8)  # 4 files x 2 mappings
+        rows = sqlite3.connect(self.w.path("sstate", "sender.db")).execute(
+            "select destination, xml_mapping from files").fetchall()
+        self.assertEqual({d for d, _ in rows}, set(ALL))
+        for d, mapping in rows:
+            self.assertIn("XML_ROOT=" + ("all" if d == "a" else "order"), mapping)
+            self.assertIn("XML_PRETTY=" + ("on" if d == "a" else "off"), mapping)
+        self.assertEqual(stop(sender), 0)
+
+    def test_an_invalid_element_name_refuses_to_start(self):
+        self.ports["a"] = free_port()  # nothing listens: the sender must not get that far
+        self.write_destinations(("a",), a={"xml_root": "1st"})
+        r = self.run_once()
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertRegex(r.stderr.decode().strip(), r"^sender: DESTINATIONS_FILE .*destination 1 \(a\): xml_root: \"1st\"")
+        r = subprocess.run([os.path.join(BIN, "sender"), "--once"], env=self.sender_env(DESTINATIONS_FILE=None,
+                           XML_ITEM_NAME="a b"), capture_output=True, timeout=30)
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn("XML_ITEM_NAME", r.stderr.decode())
+
 if __name__ == "__main__":
     unittest.main()

@@ -591,7 +591,7 @@ TEST(OutboxStore, MigratesASchemaTwoDatabaseToTheDefaultDestinationResendingNoth
       ASSERT_EQ(by_destination->size(), 4U);  // the four states of 'default'
       for (const auto& c : *by_destination) EXPECT_EQ(c.destination, kDefaultDestination);
     }
-    EXPECT_EQ(user_version(path), 3);
+    EXPECT_EQ(user_version(path), 4);  // through 3 (destinations) to 4 (the XML mapping)
     EXPECT_EQ(dump_files(path, "destination"), expected_after);
     EXPECT_EQ(index_names(path),
               (std::vector<std::string>{"files_destination_state", "files_name", "files_state"}));
@@ -620,7 +620,7 @@ TEST(OutboxStore, StateSurvivesReopenAndSchemaIsVersioned) {
   sqlite3_stmt* st = nullptr;
   sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, nullptr);
   ASSERT_EQ(sqlite3_step(st), SQLITE_ROW);
-  EXPECT_EQ(sqlite3_column_int(st, 0), 3);
+  EXPECT_EQ(sqlite3_column_int(st, 0), 4);
   sqlite3_finalize(st);
   sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &st, nullptr);
   ASSERT_EQ(sqlite3_step(st), SQLITE_ROW);
@@ -744,6 +744,22 @@ TEST(UploadLedger, RecordsDeliveriesDuplicatesAndRejections) {
   EXPECT_EQ((*rows)[3].outcome, "accepted");
   EXPECT_EQ((*rows)[3].bytes, 42);
   EXPECT_EQ((*rows)[3].sha256, "abc");
+}
+
+TEST(OutboxStore, RecordsTheXmlMappingOfADelivery) {
+  const auto dir = std::filesystem::temp_directory_path() / ("outbox_mapping." + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  {
+    auto store = OutboxStore::open((dir / "sender.db").string());
+    ASSERT_TRUE(store.ok());
+    ASSERT_TRUE(store->record_seen("a.json", "h", 1, 1, "x"));
+    ASSERT_TRUE(store->record_seen("a.json", "h", 1, 1, "y"));
+    ASSERT_TRUE(store->mark_delivered("a.json", "h", 201, "{}", "x", "XML_ROOT=order XML_PRETTY=off"));
+    ASSERT_TRUE(store->mark_delivered("a.json", "h", 201, "{}", "y"));
+    EXPECT_EQ((*store->find("a.json", "h", "x"))->xml_mapping, "XML_ROOT=order XML_PRETTY=off");
+    EXPECT_EQ((*store->find("a.json", "h", "y"))->xml_mapping, "");  // none given: the defaults
+  }
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace
