@@ -7,15 +7,18 @@ import hashlib
 import http.client
 import os
 import re
+import shutil
 import sqlite3
 import struct
+import subprocess
+import tempfile
 import time
 import unittest
 
 from cryptography.hazmat.primitives import hashes, hmac, padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from harness import Workdir, stop, vm_hwm_kib, wait_until, write_json
+from harness import BIN, Workdir, stop, vm_hwm_kib, wait_until, write_json
 
 SIZE_MIB = int(os.environ.get("MEMORY_TEST_MIB", "80"))
 LIMIT_KIB = 64 * 1024
@@ -36,14 +39,34 @@ def write_big_json(path, target_bytes):
     return os.path.getsize(path)
 
 
+# The XML mapping that changes the most from the default (issue 16): no type attributes, no list
+# elements, compact, every text a CDATA section.
+MOST_CHANGED_MAPPING = {"XML_TYPE_ATTRS": "off", "XML_ITEM_WRAP": "off", "XML_PRETTY": "off", "XML_CDATA": "on"}
+
+
 class MemoryTest(unittest.TestCase):
     def test_peak_rss_under_64_mib_for_a_large_file(self):
+        self.deliver_within_64_mib({})
+
+    def test_peak_rss_under_64_mib_for_a_large_file_with_the_most_changed_mapping(self):
+        """The same file with MOST_CHANGED_MAPPING: flat memory too, and the XML delivered is
+        byte for byte what the converter makes of the file with those options (json2xml_tool)."""
+        out = self.deliver_within_64_mib(MOST_CHANGED_MAPPING)
+        tool = os.path.join(BIN, "json2xml_tool")
+        with open(out["json"], "rb") as src:
+            want = subprocess.run([tool, "--type-attrs=off", "--item-wrap=off", "--pretty=off", "--cdata=on"],
+                                  stdin=src, capture_output=True, check=True, timeout=300).stdout
+        self.assertTrue(want.startswith(b'<?xml version="1.0" encoding="UTF-8" ?><all><source><![CDATA['), want[:80])
+        self.assertEqual(out["xml_size"], len(want))
+        self.assertEqual(out["xml_sha256"], hashlib.sha256(want).hexdigest())
+
+    def deliver_within_64_mib(self, mapping):
         w = Workdir()
         try:
             size = write_big_json(w.path("input", "big.json"), SIZE_MIB << 20)
             self.assertGreaterEqual(size, 64 << 20)
             receiver = w.start_receiver()
-            sender = w.start_sender(SCAN_INTERVAL="3600")
+            sender = w.start_sender(SCAN_INTERVAL="3600", **mapping)
             db = w.path("sstate", "sender.db")
 
             def delivered():
@@ -65,6 +88,13 @@ class MemoryTest(unittest.TestCase):
             self.assertLess(r_kib, LIMIT_KIB)
             self.assertEqual(stop(sender), 0)
             self.assertEqual(stop(receiver), 0)
+            if not mapping:
+                return None
+            # Moved beside the workdir's cleanup: the caller compares them.
+            keep = tempfile.mkdtemp(prefix="transfer-memory-")
+            self.addCleanup(shutil.rmtree, keep, True)
+            json_path = shutil.move(w.path("input", "big.json"), os.path.join(keep, "big.json"))
+            return {"json": json_path, "xml_size": out, "xml_sha256": file_sha256(w.path("output", "big.xml"))}
         finally:
             w.cleanup()
 
