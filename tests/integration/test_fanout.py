@@ -581,5 +581,32 @@ class FanoutTest(unittest.TestCase):
         self.assertEqual(r.returncode, 2, r.stderr)
         self.assertIn("XML_ITEM_NAME", r.stderr.decode())
 
+    # --- 9. adding and removing a destination -------------------------------------------------------
+
+    def test_an_added_destination_gets_the_files_already_there_a_removed_one_keeps_its_history(self):
+        self.start_all()
+        docs = self.write_docs("keep", 5, seed=9)
+        self.write_destinations(("a", "b"))
+        r = self.run_once()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertTrue(self.has_all("a", docs) and self.has_all("b", docs))
+        self.assertEqual(self.outputs("py"), [])
+        # py added: the files already in the input directory are due for it, and only for it.
+        self.write_destinations(("a", "b", "py"))
+        r = self.run_once()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertTrue(self.has_all("py", docs))
+        self.assertNotRegex(r.stderr.decode(), r"delivered file=.*destination=(a|b)\b")
+        # b removed: nothing more goes to it, and its rows stay.
+        self.write_destinations(("a", "py"))
+        more = self.write_docs("late", 2, seed=10)
+        r = self.run_once()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertTrue(self.has_all("a", more) and self.has_all("py", more))
+        self.assertEqual(self.outputs("b"), sorted(docs))
+        b_rows = self.rows("destination='b'")
+        self.assertEqual(len(b_rows), 5)
+        self.assertTrue(all(v[0] == "delivered" for v in b_rows.values()), b_rows)
+
 if __name__ == "__main__":
     unittest.main()
