@@ -5,6 +5,7 @@ import json
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import tempfile
 import time
@@ -128,6 +129,20 @@ def count_delivered(db_path):
         return con.execute("select count(*) from files where state='delivered'").fetchone()[0]
     except sqlite3.OperationalError:  # not created yet
         return 0
+    finally:
+        con.close()
+
+
+def outbox_states(db_path):
+    """{(destination, state): rows} of the sender's state database ({} before it exists)."""
+    if not os.path.exists(db_path):
+        return {}
+    con = sqlite3.connect(db_path)
+    try:
+        return {(d, s): n for d, s, n in
+                con.execute("select destination, state, count(*) from files group by destination, state")}
+    except sqlite3.OperationalError:  # not created yet
+        return {}
     finally:
         con.close()
 

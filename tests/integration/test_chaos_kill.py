@@ -14,7 +14,7 @@ import sqlite3
 import time
 import unittest
 
-from harness import Workdir, count_delivered, expected_xml, integrity_ok, stop, wait_until, write_json
+from harness import Workdir, count_delivered, expected_xml, integrity_ok, outbox_states, stop, wait_until, write_json
 
 ROUNDS = int(os.environ.get("CHAOS_ROUNDS", "8"))
 FILES = int(os.environ.get("CHAOS_FILES", "300"))
@@ -62,20 +62,6 @@ def assert_received_exactly_once(test, want, receiver_dir, label=""):
             label + ": " if label else "", con.execute("select count(*) from uploads where duplicate=1").fetchone()[0]))
         test.assertEqual(con.execute("select count(*) from (select name from deliveries group by name "
                                      "having count(*) > 1)").fetchone()[0], 0, label)
-    finally:
-        con.close()
-
-
-def outbox_states(db_path):
-    """{(destination, state): rows} of the sender's state database ({} before it exists)."""
-    if not os.path.exists(db_path):
-        return {}
-    con = sqlite3.connect(db_path)
-    try:
-        return {(d, s): n for d, s, n in
-                con.execute("select destination, state, count(*) from files group by destination, state")}
-    except sqlite3.OperationalError:  # not created yet
-        return {}
     finally:
         con.close()
 

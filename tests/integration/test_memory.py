@@ -18,7 +18,7 @@ import unittest
 from cryptography.hazmat.primitives import hashes, hmac, padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from harness import BIN, Workdir, stop, vm_hwm_kib, wait_until, write_json
+from harness import BIN, Workdir, outbox_states, stop, vm_hwm_kib, wait_until, write_json
 
 SIZE_MIB = int(os.environ.get("MEMORY_TEST_MIB", "80"))
 LIMIT_KIB = 64 * 1024
@@ -338,20 +338,6 @@ def expected_big_xml(records):
         digest.update(chunk)
         size += len(chunk)
     return size, digest.hexdigest()
-
-
-def outbox_states(db_path):
-    """{(destination, state): rows} of the sender's state database ({} before it exists)."""
-    if not os.path.exists(db_path):
-        return {}
-    con = sqlite3.connect(db_path)
-    try:
-        return {(d, s): n for d, s, n in
-                con.execute("select destination, state, count(*) from files group by destination, state")}
-    except sqlite3.OperationalError:  # not created yet
-        return {}
-    finally:
-        con.close()
 
 
 def file_sha256(path):
