@@ -843,10 +843,7 @@ void SenderService::apply_upload(Result_& r) {
   const double now = wall_now();
   auto record = [&](const std::string& destination, const AttemptDecision& decision,
                     const FailureRecord& failure) {
-    Lane* l = nullptr;
-    for (auto& x : lanes_) {
-      if (x->destination.name == destination) l = x.get();
-    }
+    const Lane* l = &lane_named(destination);
     switch (decision.state) {
       case PairState::kDelivered: {
         if (auto s = store_.mark_delivered(v.name, v.sha256, r.delivery.status, r.delivery.body, destination,
