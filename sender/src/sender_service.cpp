@@ -28,10 +28,9 @@ constexpr int64_t kInMemoryInputLimit = 1536 * 1024;
 constexpr int64_t kEncryptBesideInputSize = 8 << 20;
 // The state writes of this long are committed together (OutboxStore's group commit).
 constexpr std::chrono::milliseconds kStateCommitWindow{25};
-// Converted payloads kept in memory for destinations that have not taken them yet; beyond this,
-// those no upload is using are dropped (a destination that is behind converts again later).
+// Converted payloads kept for destinations that have not taken them yet (PayloadCache): bytes in
+// memory, and spooled ones (token files in the state directory) by count.
 constexpr size_t kPayloadMemoryBudget = 16 << 20;
-// The same for spooled payloads (token files in the state directory), by count.
 constexpr size_t kSpooledPayloadBudget = 4;
 
 std::string iso_time(double unix_seconds) {
@@ -195,7 +194,9 @@ SenderService::SenderService(const SenderConfig& config, std::vector<Destination
       limits_(limits_of(destinations)),
       scheduler_(limits_, wall_now, uniform01),
       identifier_(config_.input_dir, enabled_names(destinations), kInMemoryInputLimit, store_, cancel_,
-                  logger_) {
+                  logger_),
+      payloads_(kInMemoryInputLimit, kPayloadMemoryBudget, kSpooledPayloadBudget,
+                [this](const FileVersion& v) { return scheduler_.activity(v); }) {
   for (auto& d : destinations) {
     if (!d.enabled) {
       logger_->info("destination={} url={} is disabled: nothing is sent to it", d.name, d.url());
@@ -639,70 +640,23 @@ const SenderService::Lane& SenderService::lane_named(const std::string& destinat
 
 // One payload per file version and mapping: destinations with the same XML options share it.
 std::shared_ptr<FilePayload> SenderService::payload_for(const Tracked& t, const Lane& lane) {
-  const PayloadKey key{t.version, lane.mapping};
-  if (auto it = payloads_.find(key); it != payloads_.end()) return it->second;
+  const PayloadCache::Key key{t.version, lane.mapping};
+  if (auto kept = payloads_.find(key)) return kept;
   FilePayload::Source source{t.version.name, config_.input_dir + "/" + t.version.name,
                              t.version.sha256, t.stamp.size, t.stamp.mtime_ns, std::nullopt};
   auto payload = std::make_shared<FilePayload>(std::move(source), needing(t.version, lane.mapping, true),
                                                lane.destination.xml, spool_dir_, kInMemoryInputLimit,
                                                kEncryptBesideInputSize, cancel_);
-  keep_payload(key, payload);
+  payloads_.keep(key, payload);
   return payload;
 }
 
-// What a kept payload costs against its budget: bytes in memory (the content and its XML, about
-// 2.6 times the JSON), or one spool set.
-size_t SenderService::payload_cost(const FilePayload& p) {
-  return p.source().size > kInMemoryInputLimit ? 1 : static_cast<size_t>(p.source().size) * 4 + 1024;
-}
-
-void SenderService::keep_payload(const PayloadKey& key, std::shared_ptr<FilePayload> payload) {
-  drop_payload(key);
-  (payload->source().size > kInMemoryInputLimit ? spooled_payloads_ : payload_bytes_) += payload_cost(*payload);
-  payloads_[key] = std::move(payload);
-  if (payload_bytes_ > kPayloadMemoryBudget || spooled_payloads_ > kSpooledPayloadBudget) {
-    // Over budget: drop those no upload is using, last names first (the lanes take names in
-    // order, so the first ones are needed soonest); they are read again when their turn comes.
-    for (auto it = payloads_.end(); it != payloads_.begin();) {
-      --it;
-      if (payload_bytes_ <= kPayloadMemoryBudget && spooled_payloads_ <= kSpooledPayloadBudget) break;
-      if (scheduler_.activity(it->first.first).in_flight) continue;
-      const PayloadKey k = it->first;
-      it = std::next(it);  // drop_payload erases k; continue below it
-      drop_payload(k);
-    }
-  }
-}
-
-void SenderService::drop_payload(const PayloadKey& key) {
-  auto it = payloads_.find(key);
-  if (it == payloads_.end()) return;
-  (it->second->source().size > kInMemoryInputLimit ? spooled_payloads_ : payload_bytes_) -=
-      payload_cost(*it->second);
-  payloads_.erase(it);
-}
-
-// Every mapping's payload of `version`.
-void SenderService::drop_payloads(const FileVersion& version) {
-  std::vector<PayloadKey> keys;
-  for (auto it = payloads_.lower_bound(PayloadKey{version, std::string()});
-       it != payloads_.end() && it->first.first == version; ++it) {
-    keys.push_back(it->first);
-  }
-  for (const auto& k : keys) drop_payload(k);
-}
-
-// After an attempt: the payloads go once no upload uses them and no destination is due to take them.
-void SenderService::trim_payload(const FileVersion& version) {
-  const auto a = scheduler_.activity(version);
-  if (!a.in_flight && !a.due_now) drop_payloads(version);
-}
 
 void SenderService::forget_tracked(const std::string& name) {
   auto t = tracked_.find(name);
   if (t == tracked_.end()) return;
   scheduler_.remove(t->second.version);
-  drop_payloads(t->second.version);
+  payloads_.drop_all(t->second.version);
   tracked_.erase(t);
 }
 
@@ -793,7 +747,7 @@ void SenderService::apply_identified(Identification&& id) {
   if (id.content) {
     // The bytes read are the payload of each mapping the waiting destinations have. Over budget
     // (files identified faster than a destination takes them), some are dropped and read again.
-    drop_payloads(version);
+    payloads_.drop_all(version);
     std::set<std::string> done;
     for (const auto& lane : lanes_) {
       if (!done.insert(lane->mapping).second) continue;
@@ -801,7 +755,7 @@ void SenderService::apply_identified(Identification&& id) {
       if (destinations.empty()) continue;
       FilePayload::Source source{id.name, config_.input_dir + "/" + id.name, id.sha256,
                                  id.stamp.size, id.stamp.mtime_ns, id.content};
-      keep_payload(PayloadKey{version, lane->mapping},
+      payloads_.keep(PayloadCache::Key{version, lane->mapping},
                    std::make_shared<FilePayload>(std::move(source), std::move(destinations), lane->destination.xml,
                                                  spool_dir_, kInMemoryInputLimit, kEncryptBesideInputSize,
                                                  cancel_));
@@ -836,7 +790,7 @@ void SenderService::apply_upload(Result_& r) {
     scheduler_.released(v, d);
     logger_->info("file={} changed while it was read: waiting for it to settle", field);
     discovery_.observe(v.name);  // a new stamp (or none): sync_tracked drops this version
-    drop_payloads(v);
+    payloads_.drop_all(v);
     return;
   }
   if (config_.once) tried_.insert({v, d});
@@ -899,7 +853,7 @@ void SenderService::apply_upload(Result_& r) {
   } else if (r.payload_status == PayloadStatus::kTransient) {
     record(d, scheduler_.finished(v, d, AttemptVerdict::kTransient, r.payload_error),
            FailureRecord{r.payload_error, 0, "", now, 0});
-    drop_payload(PayloadKey{v, lane.mapping});  // made again for the next attempt
+    payloads_.drop(PayloadCache::Key{v, lane.mapping});  // made again for the next attempt
   } else {
     const DeliveryResult& x = r.delivery;
     record(d, scheduler_.finished(v, d, x.verdict, x.error, parse_retry_after(x.retry_after, now),
@@ -907,7 +861,7 @@ void SenderService::apply_upload(Result_& r) {
            FailureRecord{x.error, x.status, x.body, now, 0});
   }
   settle_if_decided(v.name);
-  trim_payload(v);
+  payloads_.trim(v);
 }
 
 // Acts on the input file once every enabled destination has settled its version.

@@ -36,6 +36,7 @@
 #include "input_disposal.hpp"
 #include "outbox_store.hpp"
 #include "payload.hpp"
+#include "payload_cache.hpp"
 #include "sender_config.hpp"
 #include "sender_metrics.hpp"
 #include "status_server.hpp"
@@ -104,16 +105,10 @@ class SenderService {
   void settle_if_decided(const std::string& name);
   void quarantine_input(const FileVersion& version, const std::string& path);
   void after_delivery(const std::string& name, const std::string& path);
-  using PayloadKey = std::pair<FileVersion, std::string>;  // a file version and a mapping
   std::shared_ptr<FilePayload> payload_for(const Tracked& t, const Lane& lane);
   std::vector<std::string> needing(const FileVersion& version, const std::string& mapping,
                                    bool in_flight_too) const;
   const Lane& lane_named(const std::string& destination) const;
-  static size_t payload_cost(const FilePayload& payload);
-  void keep_payload(const PayloadKey& key, std::shared_ptr<FilePayload> payload);
-  void drop_payload(const PayloadKey& key);
-  void drop_payloads(const FileVersion& version);
-  void trim_payload(const FileVersion& version);
   bool once_finished() const;
   void update_metrics(bool busy);
   void queue_probes();
@@ -135,11 +130,9 @@ class SenderService {
   std::vector<DestinationLimits> limits_;
   DeliveryScheduler scheduler_;
   FileIdentifier identifier_;  // for the identify workers
+  PayloadCache payloads_;      // by file version and mapping, for the destinations
   std::map<std::string, Tracked> tracked_;  // by name
   std::set<std::string> identifying_;       // names handed to an identify worker
-  std::map<std::pair<FileVersion, std::string>, std::shared_ptr<FilePayload>> payloads_;  // by mapping
-  size_t payload_bytes_ = 0;     // their cost (payload_cost): in memory
-  size_t spooled_payloads_ = 0;  // and spooled
   std::set<std::pair<FileVersion, std::string>> tried_;  // --once: pairs attempted in this run
   std::map<std::pair<FileVersion, std::string>, FailureRecord> last_failure_;  // gave up: why
   std::atomic<bool> stopping_{false};
