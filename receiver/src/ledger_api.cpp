@@ -22,7 +22,7 @@ nlohmann::json entry_json(const Delivery& d) {
 
 PlainResponse json_response(int status, const nlohmann::json& j) {
   return PlainResponse{status, "application/json",
-                       j.dump(-1, ' ', true, nlohmann::json::error_handler_t::replace) + "\n"};
+                       j.dump(-1, ' ', true, nlohmann::json::error_handler_t::replace) + "\n", {}};
 }
 
 PlainResponse problem(int status, const std::string& msg) {

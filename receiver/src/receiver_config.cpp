@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <thread>
+#include <tuple>
 
 #include "clamd_client.hpp"
 #include "output_committer.hpp"
@@ -26,6 +27,12 @@ const std::vector<OptionSpec>& receiver_options() {
       {"min-body-rate", "MIN_BODY_RATE", "1K", "Bytes per second an upload's body must average after READ_TIMEOUT's grace (the deadline grows by one second per MIN_BODY_RATE bytes received), so a trickle cannot hold a worker; suffixes K, M"},
       {"header-timeout", "HEADER_TIMEOUT", "10", "Seconds the whole request head may take to arrive, from the accept (on a kept-alive connection, from the next request's first byte) to its empty line (408 beyond)"},
       {"keep-alive-timeout", "KEEP_ALIVE_TIMEOUT", "30", "Seconds an idle keep-alive connection stays open between two requests"},
+      {"answer-timeout", "ANSWER_TIMEOUT", "10", "Seconds a client may take to read one whole answer; one that does not read is disconnected (answers are written by the connection front: a client that does not read never holds a worker)"},
+      {"files-access", "FILES_ACCESS", "open", "Who may read the ledger (GET /files, /files/<name>: names, sizes, plaintext SHA-256): open (anyone who reaches the port, as before), signed (a GET signed like an upload, with X-Transfer-Signature: `sender sign-request /files`; 401 otherwise) or off (404)"},
+      {"metrics-access", "METRICS_ACCESS", "open", "Who may read GET /metrics (counts and names of destinations, checks and refusals): open, signed or off, as FILES_ACCESS"},
+      {"refusal-log-rate", "REFUSAL_LOG_RATE", "20", "Log lines per minute for each reason uploads are refused for; beyond it refusals are only counted (metrics) and one line then says how many were not logged"},
+      {"refusal-retention-days", "REFUSAL_RETENTION_DAYS", "30", "Days a refused upload stays in the ledger's upload log (only refusals of clients that proved a key are recorded; the others go to metrics and the rate-limited log)"},
+      {"refusal-retention-rows", "REFUSAL_RETENTION_ROWS", "100000", "Most refused uploads kept in the ledger's upload log (the oldest are deleted first)"},
       {"max-head-bytes", "MAX_HEAD_BYTES", "64K", "Largest request head (request line and header fields; 431 beyond); suffixes K, M"},
       {"max-headers", "MAX_HEADERS", "100", "Most header fields in one request (431 beyond)"},
       {"max-connections", "MAX_CONNECTIONS", "10000", "Open connections in all; beyond it the oldest idle connection is closed to make room (the process raises its open-file limit to fit)"},
@@ -103,6 +110,26 @@ std::variant<ReceiverConfig, EarlyExit> load_receiver_config(const std::vector<s
   auto keep_alive = parse_seconds(v.get("keep-alive-timeout"), "KEEP_ALIVE_TIMEOUT");
   if (!keep_alive) return bad(keep_alive.error());
   c.keep_alive_timeout_s = *keep_alive;
+  auto answer_timeout = parse_seconds(v.get("answer-timeout"), "ANSWER_TIMEOUT");
+  if (!answer_timeout) return bad(answer_timeout.error());
+  c.answer_timeout_s = *answer_timeout;
+  for (auto [name, env_name, field] : {std::tuple{"files-access", "FILES_ACCESS", &c.files_access},
+                                      std::tuple{"metrics-access", "METRICS_ACCESS", &c.metrics_access}}) {
+    *field = v.get(name);
+    if (*field != "open" && *field != "signed" && *field != "off") {
+      return bad(make_error(ErrorCode::kInvalidArgument,
+                            std::string(env_name) + " must be open, signed or off, not '" + *field + "'"));
+    }
+  }
+  auto log_rate = parse_integer(v.get("refusal-log-rate"), "REFUSAL_LOG_RATE", 0, 1000000);
+  if (!log_rate) return bad(log_rate.error());
+  c.refusal_log_rate = static_cast<uint64_t>(*log_rate);
+  auto days = parse_integer(v.get("refusal-retention-days"), "REFUSAL_RETENTION_DAYS", 1, 36500);
+  if (!days) return bad(days.error());
+  c.refusal_retention_days = static_cast<uint64_t>(*days);
+  auto rows = parse_integer(v.get("refusal-retention-rows"), "REFUSAL_RETENTION_ROWS", 1, 1000000000);
+  if (!rows) return bad(rows.error());
+  c.refusal_retention_rows = static_cast<uint64_t>(*rows);
   auto head_bytes = parse_size(v.get("max-head-bytes"), "MAX_HEAD_BYTES");
   if (!head_bytes) return bad(head_bytes.error());
   if (*head_bytes < 1024 || *head_bytes > (16ULL << 20)) {

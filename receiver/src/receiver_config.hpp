@@ -27,6 +27,12 @@ struct ReceiverConfig {
   unsigned long long min_body_rate = 1024;
   double header_timeout_s = 10;
   double keep_alive_timeout_s = 30;
+  double answer_timeout_s = 10;          // the whole answer, however slowly the client reads
+  uint64_t refusal_log_rate = 20;        // log lines per minute per refusal reason
+  uint64_t refusal_retention_days = 30;  // refusals kept in the ledger ...
+  uint64_t refusal_retention_rows = 100000;  // ... at most this many
+  std::string files_access = "open";     // open, signed or off: GET /files, /files/<name>
+  std::string metrics_access = "open";   // open, signed or off: GET /metrics
   unsigned long long max_head_bytes = 64 * 1024;
   size_t max_headers = 100;
   size_t max_connections = 10000;

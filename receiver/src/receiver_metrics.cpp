@@ -56,7 +56,8 @@ ReceiverMetrics::ReceiverMetrics(std::function<double()> in_flight, std::functio
       .set(1);
 }
 
-void ReceiverMetrics::watch(const FrontStats& f, std::function<double()> unsigned_bytes_in_flight) {
+void ReceiverMetrics::watch(const http::FrontStats& f, const RouteStats& routes,
+                            std::function<double()> unsigned_bytes_in_flight) {
   auto read = [](const auto& atomic) { return [&atomic] { return static_cast<double>(atomic.load()); }; };
   registry_.gauge_callback("transfer_receiver_unsigned_bytes_in_flight",
                            "Content-Length of the unsigned uploads being received (UNSIGNED_UPLOAD_BUDGET)",
@@ -79,10 +80,20 @@ void ReceiverMetrics::watch(const FrontStats& f, std::function<double()> unsigne
                              "Request heads refused by the framing rules and limits (400/414/417/431/501/505)",
                              read(f.head_refusals));
   registry_.counter_callback("transfer_receiver_answered_by_front_total",
-                             "Requests the connection front answered itself (GET /), without a worker",
+                             "Requests the connection front answered itself (GET /, refusals), without a worker",
                              read(f.answered_here));
+  registry_.counter_callback("transfer_receiver_answer_timeouts_total",
+                             "Connections closed because the client did not take its answer within ANSWER_TIMEOUT",
+                             read(f.answer_timeouts));
+  registry_.counter_callback("transfer_receiver_answers_over_budget_total",
+                             "Large answers replaced by 503 while unread answers held the whole answer budget",
+                             read(f.answers_over_budget));
   registry_.counter_callback("transfer_receiver_bodies_refused_total",
-                             "Requests refused (413) for a body on a route that takes none", read(f.bodies_refused));
+                             "Requests refused (413) for a body on a route that takes none", read(routes.body_refused));
+  registry_.counter_callback("transfer_receiver_requests_not_routed_total",
+                             "Requests refused by the routes: unknown path (404), method (405), bad escape (400), "
+                             "Content-Encoding on a body (415)",
+                             read(routes.not_routed));
 }
 
 void ReceiverMetrics::record(const UploadOutcome& o, double seconds) {

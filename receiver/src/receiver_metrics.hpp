@@ -12,7 +12,9 @@
 //   connections_open, connections_with_workers            gauges of the connection front
 //   connections_accepted_total, connections_over_client_limit_total,
 //   connections_over_total_limit_total, connections_evicted_total, head_timeouts_total,
-//   head_refusals_total, bodies_refused_total             what the connection front did
+//   head_refusals_total, answer_timeouts_total, answers_over_budget_total,
+//   answered_by_front_total                                 what the connection front did
+//   bodies_refused_total, requests_not_routed_total       what the routes refused
 //   check_refusals_total{check,reason}      uploads a plaintext check refused (422): xml, schema,
 //                                    virus_scan; reasons not_wellformed, entity, too_deep, invalid, found...
 //   checks_unavailable_total{check,reason}  uploads a check could not decide (503): clamd unreachable...
@@ -22,7 +24,8 @@
 
 #include <functional>
 
-#include "connection_front.hpp"
+#include "receiver_routes.hpp"
+#include "transfer/http/connection_front.hpp"
 #include "transfer/metrics.hpp"
 #include "upload_session.hpp"
 
@@ -35,7 +38,8 @@ class ReceiverMetrics {
   // One virus scan's verdict and duration (every scan, clean ones included).
   void record_scan(const CheckVerdict& verdict, double seconds);
   // Adds the connection front's counters (once it exists) and the unsigned uploads' budget use.
-  void watch(const FrontStats& front, std::function<double()> unsigned_bytes_in_flight);
+  void watch(const http::FrontStats& front, const RouteStats& routes,
+             std::function<double()> unsigned_bytes_in_flight);
   std::string render() const { return registry_.render(); }
 
  private:

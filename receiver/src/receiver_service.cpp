@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <ctime>
 #include <cstdlib>
 #include <filesystem>
 
@@ -37,6 +38,7 @@ HttpServerOptions http_options(const ReceiverConfig& c) {
   o.front.head_limits.max_headers = c.max_headers;
   o.front.head_timeout_s = c.header_timeout_s;
   o.front.keep_alive_timeout_s = c.keep_alive_timeout_s;
+  o.front.answer_timeout_s = c.answer_timeout_s;
   o.front.max_connections = c.max_connections;
   o.front.max_per_client = c.max_connections_per_client;
   o.cert_file = c.tls_cert_file;
@@ -121,8 +123,15 @@ ReceiverService::ReceiverService(const ReceiverConfig& config, Logger logger, Up
                  auto free = free_bytes(config_.output_dir);
                  return free ? static_cast<double>(*free) : 0.0;
                }),
-      server_(http_options(config), settings_, gate_, committer_, [this](const UploadEvent& e) { on_upload(e); }, api(),
-              logger_) {
+      recorder_(ledger_, metrics_, config.refusal_log_rate,
+                RefusalRetention{static_cast<int64_t>(config.refusal_retention_days),
+                                 static_cast<int64_t>(config.refusal_retention_rows)},
+                logger_),
+      read_access_(*parse_access(config.files_access, "FILES_ACCESS"),
+                   *parse_access(config.metrics_access, "METRICS_ACCESS"), gate_),
+      server_(http_options(config), settings_, gate_, committer_,
+              [this](const UploadEvent& e) { recorder_.record(e); }, api(), logger_) {
+  recorder_.prune();
   checks_->observe_scans([this](const CheckVerdict& v, double seconds) { metrics_.record_scan(v, seconds); });
   settings_.checks = [this](uint64_t expected_bytes) { return checks_->make(expected_bytes); };
   settings_.keep_refused = [this](const std::string& temp_path, int fd, const std::string& name,
@@ -133,14 +142,17 @@ ReceiverApi ReceiverService::api() {
   ReceiverApi a;
   a.readiness = [this] {
     const Readiness r = readiness();
-    return PlainResponse{r.http_status(), "application/json", r.json()};
+    return PlainResponse{r.http_status(), "application/json", r.json(), {}};
   };
   a.metrics = [this] {
     refresh_keys();
-    return PlainResponse{200, kMetricsContentType, metrics_.render()};
+    return PlainResponse{200, kMetricsContentType, metrics_.render(), {}};
   };
   a.list_files = [this](const std::map<std::string, std::string>& q) { return list_files(ledger_, q); };
   a.file = [this](const std::string& name) { return describe_file(ledger_, name); };
+  a.authorize = [this](const http::RequestHead& head, Endpoint endpoint) {
+    return read_access_.check(head, endpoint, static_cast<uint64_t>(std::time(nullptr)));
+  };
   a.before_upload = [this] {
     refresh_keys();
     checks_->refresh();
@@ -191,7 +203,7 @@ Readiness ReceiverService::readiness() {
 Result<int> ReceiverService::start() {
   auto port = server_.bind();
   if (!port) return port.error();
-  metrics_.watch(*server_.front_stats(), [this] { return static_cast<double>(gate_.unsigned_bytes_in_flight()); });
+  metrics_.watch(*server_.front_stats(), server_.route_stats(), [this] { return static_cast<double>(gate_.unsigned_bytes_in_flight()); });
   logger_->info("listening address={}://{}:{} output_dir={} threads={}{}", uses_tls(config_) ? "https" : "http",
                 config_.server_ip, *port, log_value(config_.output_dir), config_.threads,
                 config_.client_ca_file.empty() ? "" : " client_certificates=required");
@@ -221,26 +233,6 @@ void ReceiverService::stop() {
     logger_->flush();
     std::_Exit(0);
   });
-}
-
-void ReceiverService::on_upload(const UploadEvent& e) {
-  const UploadOutcome& outcome = e.outcome;
-  metrics_.record(outcome, e.seconds);
-  const double ms = e.seconds * 1000;
-  Status st = ok_status();
-  if (outcome.status == 201) {
-    logger_->info("upload {} name={} transfer_id={} bytes={} sha256={} status=201 ms={:.1f} peer={} key={} path={}",
-                  outcome.duplicate ? "duplicate (answered from the ledger)" : "accepted",
-                  log_value(e.name), e.transfer_id, outcome.bytes, outcome.sha256, ms, e.peer,
-                  outcome.key_index, log_value(outcome.output_path));
-    if (!outcome.warning.empty()) logger_->error("name={} {}", log_value(e.name), outcome.warning);
-  } else {
-    const std::string check = outcome.check ? " check=" + outcome.check->check + " check_reason=" + outcome.check->reason : "";
-    logger_->warn("upload rejected name={} transfer_id={} status={}{} reason={} ms={:.1f} peer={}", log_value(e.name),
-                  e.transfer_id, outcome.status, check, log_value(outcome.message), ms, e.peer);
-    st = ledger_.record_rejected(e.name, outcome.status, outcome.message, e.peer);
-  }
-  if (!st) logger_->error("ledger write failed: {}", st.error().message);
 }
 
 }  // namespace transfer::receiver

@@ -8,7 +8,9 @@
 #include "http_server.hpp"
 #include "output_committer.hpp"
 #include "receiver_config.hpp"
+#include "read_access.hpp"
 #include "receiver_metrics.hpp"
+#include "upload_recorder.hpp"
 #include "transfer/readiness.hpp"
 #include "transfer/drain_deadline.hpp"
 #include "transfer/logging.hpp"
@@ -39,7 +41,6 @@ class ReceiverService {
  private:
   ReceiverService(const ReceiverConfig& config, Logger logger, UploadLedger ledger, UploadSettings settings,
                   ConflictPolicy policy, SignaturePolicy signatures, std::unique_ptr<ContentChecks> checks);
-  void on_upload(const UploadEvent& event);
   void refresh_keys();
   ReceiverApi api();
 
@@ -51,6 +52,8 @@ class ReceiverService {
   UploadGate gate_;
   OutputCommitter committer_;
   ReceiverMetrics metrics_;
+  UploadRecorder recorder_;
+  ReadAccess read_access_;
   HttpServer server_;
   std::atomic<bool> stopping_{false};
   DrainDeadline drain_;

@@ -1,5 +1,7 @@
 #include "upload_gate.hpp"
 
+#include <algorithm>
+
 namespace transfer::receiver {
 
 Result<SignaturePolicy> parse_signature_policy(const std::string& text) {
@@ -65,7 +67,8 @@ UploadGate::Admission& UploadGate::Admission::operator=(Admission&& o) noexcept 
   if (this != &o) {
     release();
     gate_ = o.gate_;
-    bytes_ = o.bytes_;
+    declared_ = o.declared_;
+    reserved_ = o.reserved_;
     unsigned_ = o.unsigned_;
     o.gate_ = nullptr;
   }
@@ -75,12 +78,20 @@ UploadGate::Admission& UploadGate::Admission::operator=(Admission&& o) noexcept 
 void UploadGate::Admission::release() {
   if (!gate_) return;
   std::lock_guard lock(gate_->mu_);
-  gate_->reserved_ -= bytes_;
+  gate_->reserved_ -= reserved_;
   if (unsigned_) {
-    gate_->unsigned_reserved_ -= bytes_;
+    gate_->unsigned_reserved_ -= declared_;
     --gate_->unsigned_uploads_;
   }
   gate_ = nullptr;
+}
+
+void UploadGate::Admission::received(uint64_t bytes) {
+  if (!gate_ || !unsigned_ || reserved_ >= declared_) return;
+  const uint64_t more = std::min(bytes, declared_ - reserved_);
+  std::lock_guard lock(gate_->mu_);
+  reserved_ += more;
+  gate_->reserved_ += more;
 }
 
 Result<UploadGate::Admission> UploadGate::admit(const Authentication& auth,
@@ -118,15 +129,17 @@ Result<UploadGate::Admission> UploadGate::admit(const Authentication& auth,
                             std::to_string(settings_.min_free_bytes));
     }
   }
-  reserved_ += content_length;
+  Admission a;
+  a.gate_ = this;
+  a.declared_ = content_length;
+  a.unsigned_ = is_unsigned;
   if (is_unsigned) {
     unsigned_reserved_ += content_length;
     ++unsigned_uploads_;
+  } else {
+    reserved_ += content_length;
+    a.reserved_ = content_length;
   }
-  Admission a;
-  a.gate_ = this;
-  a.bytes_ = content_length;
-  a.unsigned_ = is_unsigned;
   return a;
 }
 

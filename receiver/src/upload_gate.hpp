@@ -8,13 +8,13 @@
 //     once (a replayed signature is refused); a bad signature is refused
 //     whatever the policy; an unsigned upload is refused when the policy
 //     requires signatures (all kUnauthenticated: 401).
-//   - admit(): reserves the upload's Content-Length until the Admission ends.
-//   Unsigned uploads
-//     in flight share `unsigned_budget_bytes` (kBusy beyond it: 503 with
-//     Retry-After; one larger than the whole budget: kTooLarge, 413); any
-//     upload that would leave less than `min_free_bytes` free in the output
-//     file system, counting what uploads in flight have reserved, is refused
-//     (kNoSpace: 507).
+//   - admit(): any upload that would leave less than `min_free_bytes` free in the output file
+//     system, counting what uploads in flight have reserved, is refused (kNoSpace: 507). A
+//     signed upload reserves its whole Content-Length at once; an unsigned one reserves its
+//     bytes as they arrive (Admission::received), so a client without a key that declares a
+//     large body and trickles it cannot hold the volume's space. Unsigned uploads in flight also
+//     share `unsigned_budget_bytes` by their declared lengths (kBusy beyond it: 503 with
+//     Retry-After; one larger than the whole budget: kTooLarge, 413).
 // Thread-safe.
 
 #include <cstdint>
@@ -73,12 +73,16 @@ class UploadGate {
     Admission(Admission&& o) noexcept { *this = std::move(o); }
     Admission& operator=(Admission&& o) noexcept;
     ~Admission() { release(); }
+    // `bytes` more of the body arrived: an unsigned upload's space reservation grows with them
+    // (up to its declared length); a signed one reserved it all at admission.
+    void received(uint64_t bytes);
 
    private:
     friend class UploadGate;
     void release();
     UploadGate* gate_ = nullptr;
-    uint64_t bytes_ = 0;
+    uint64_t declared_ = 0;  // Content-Length
+    uint64_t reserved_ = 0;  // of it, reserved against free space
     bool unsigned_ = false;
   };
   Result<Admission> admit(const Authentication& auth, uint64_t content_length);

@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
+#include "transfer/logging.hpp"
 #include "transfer/upload_name.hpp"
 
 namespace transfer::receiver {
@@ -76,7 +77,8 @@ std::optional<UploadOutcome> precheck_upload(const UploadRequestHead& head,
                            " bytes (MAX_UPLOAD_BYTES)");
   }
   if (!multipart_boundary(head.content_type)) {
-    return refuse(415, "expected multipart/form-data with a boundary, got '" + head.content_type + "'");
+    return refuse(415, "expected multipart/form-data with a boundary, got '" +
+                           client_value_prefix(head.content_type) + "'");
   }
   return std::nullopt;
 }
@@ -107,6 +109,7 @@ void UploadSession::fail(int status, const std::string& message) {
   UploadOutcome o;
   o.status = status;
   o.message = message;
+  o.token_verified = token_verified_;
   failure_ = std::move(o);
   discard_temp();
 }
@@ -205,6 +208,7 @@ UploadOutcome UploadSession::finish(uint64_t now_unix_seconds, OutputCommitter& 
     fail(matched.error());
     return *failure_;
   }
+  token_verified_ = true;
   if (!temp_) {  // an empty plaintext writes nothing until here
     if (auto st = write_temp("", 0); !st) {
       fail(st.error());
@@ -265,6 +269,7 @@ UploadOutcome UploadSession::finish(uint64_t now_unix_seconds, OutputCommitter& 
   o.key_index = verified.key_index;
   o.duplicate = committed.duplicate;
   o.warning = committed.warning;
+  o.token_verified = true;
   return o;
 }
 

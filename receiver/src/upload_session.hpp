@@ -43,6 +43,7 @@ struct UploadOutcome {
   std::string warning;      // logged, not sent
   std::optional<int> retry_after_s;  // a refusal that may succeed later (503): Retry-After
   std::optional<CheckVerdict> check;  // set when a plaintext check refused it or could not be done
+  bool token_verified = false;  // the token verified with a loaded key (the client has the key)
   // The JSON body: {"bytes":..,"duplicate":..,"msg":..,"sha256":..,"status_code":..} on 201,
   // {"msg":..,"status_code":..} otherwise (keys sorted, compact, as Flask's jsonify).
   std::string json_body() const;
@@ -128,6 +129,7 @@ class UploadSession {
   bool in_file_part_ = false;
   int file_parts_ = 0;
   uint64_t body_bytes_ = 0;
+  bool token_verified_ = false;
   std::optional<UploadOutcome> failure_;
 };
 

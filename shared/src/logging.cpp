@@ -189,4 +189,17 @@ std::string log_value(const std::string& value) {
   return out + "\"";
 }
 
+std::string client_value_prefix(std::string_view value, size_t max_bytes) {
+  if (value.size() <= max_bytes) return std::string(value);
+  size_t cut = max_bytes;
+  // Back off to the start of a UTF-8 sequence so the prefix stays valid text.
+  while (cut > 0 && (static_cast<unsigned char>(value[cut]) & 0xC0) == 0x80) --cut;
+  return std::string(value.substr(0, cut)) + "...(+" + std::to_string(value.size() - cut) +
+         " bytes)";
+}
+
+std::string log_client_value(std::string_view value, size_t max_bytes) {
+  return log_value(client_value_prefix(value, max_bytes));
+}
+
 }  // namespace transfer

@@ -117,6 +117,8 @@ Result<int64_t> SqliteDb::data_version() {
   return q->column_int(0);
 }
 
+int64_t SqliteDb::changes() const { return sqlite3_changes64(db_.get()); }
+
 Result<SqliteDb> SqliteDb::open_read_only(const std::string& path) {
   sqlite3* raw = nullptr;
   const int rc = sqlite3_open_v2(path.c_str(), &raw, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, nullptr);

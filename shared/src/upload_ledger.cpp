@@ -37,7 +37,10 @@ CREATE INDEX deliveries_name ON deliveries (name, sha256);
 INSERT INTO deliveries (output_path, name, sha256, bytes, first_received_at, last_received_at)
   SELECT u.output_path, u.name, u.sha256, u.bytes, u.received_at, u.received_at FROM uploads u
   WHERE u.outcome='accepted' AND u.output_path IS NOT NULL AND u.sha256 IS NOT NULL
-    AND u.id=(SELECT max(id) FROM uploads v WHERE v.outcome='accepted' AND v.output_path=u.output_path))sql"};
+    AND u.id=(SELECT max(id) FROM uploads v WHERE v.outcome='accepted' AND v.output_path=u.output_path))sql",
+      // 3: refusals have a retention (prune_refusals walks them oldest first).
+      R"sql(
+CREATE INDEX uploads_outcome ON uploads (outcome, id))sql"};
   return kMigrations;
 }
 
@@ -134,7 +137,22 @@ Status UploadLedger::record_rejected(const std::string& name, int status, const 
   auto q = db_.prepare(
       "INSERT INTO uploads (name, outcome, status, reason, peer) VALUES (?1, 'rejected', ?2, ?3, ?4)");
   if (!q) return q.error();
-  return q->bind(1, name).bind(2, int64_t{status}).bind(3, reason).bind(4, peer).run();
+  return q->bind(1, name.substr(0, kMaxRecordedNameBytes))
+      .bind(2, int64_t{status})
+      .bind(3, reason.substr(0, kMaxRecordedReasonBytes))
+      .bind(4, peer)
+      .run();
+}
+
+Result<int64_t> UploadLedger::prune_refusals(int64_t max_age_days, int64_t max_rows) {
+  std::lock_guard lock(mu_);
+  auto q = db_.prepare(
+      "DELETE FROM uploads WHERE outcome='rejected' AND ("
+      "received_at < strftime('%Y-%m-%dT%H:%M:%fZ','now', '-' || ?1 || ' days') OR "
+      "id <= (SELECT id FROM uploads WHERE outcome='rejected' ORDER BY id DESC LIMIT 1 OFFSET ?2))");
+  if (!q) return q.error();
+  if (auto st = q->bind(1, max_age_days).bind(2, max_rows).run(); !st) return st.error();
+  return db_.changes();
 }
 
 Result<std::vector<LedgerEntry>> UploadLedger::recent(int64_t limit) {

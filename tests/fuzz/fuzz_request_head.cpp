@@ -9,9 +9,9 @@
 #include <string_view>
 #include <variant>
 
-#include "request_head.hpp"
+#include "transfer/http/request_head.hpp"
 
-using namespace transfer::receiver;
+using namespace transfer::http;
 
 namespace {
 

@@ -1,13 +1,13 @@
 // The strict request-head reader: what it accepts, each framing it refuses
 // (with the status the adapter maps it to), and the scanner's early refusals as
 // bytes arrive one at a time.
-#include "request_head.hpp"
+#include "transfer/http/request_head.hpp"
 
 #include <gtest/gtest.h>
 
 #include <string>
 
-namespace transfer::receiver {
+namespace transfer::http {
 namespace {
 
 std::string crlf(std::string s) {  // "\n" in the test text stands for CRLF
@@ -203,4 +203,4 @@ TEST(RequestHead, IncompleteHeadsWaitAndScanningResumes) {
 }
 
 }  // namespace
-}  // namespace transfer::receiver
+}  // namespace transfer::http

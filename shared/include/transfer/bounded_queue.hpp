@@ -1,7 +1,7 @@
 #pragma once
 // A bounded multi-producer, multi-consumer FIFO: the one queue type for handing
 // work between threads. push() waits while the queue is full, try_push() never
-// waits, pop() waits for an item; close() wakes everyone: pushes fail from then
+// waits, pop() waits for an item, take_all() takes what is there; close() wakes everyone: pushes fail from then
 // on, pops drain what is queued and then return nothing. Thread-safe.
 
 #include <condition_variable>
@@ -49,6 +49,17 @@ class BoundedQueue {
     items_.pop_front();
     not_full_.notify_one();
     return item;
+  }
+
+  // Takes everything queued now, without waiting (empty when nothing is).
+  std::deque<T> take_all() {
+    std::deque<T> all;
+    {
+      std::lock_guard lock(mu_);
+      all.swap(items_);
+    }
+    not_full_.notify_all();
+    return all;
   }
 
   void close() {

@@ -5,6 +5,7 @@
 #include <memory>
 #include <spdlog/logger.h>
 #include <string>
+#include <string_view>
 
 #include "transfer/result.hpp"
 
@@ -37,5 +38,13 @@ std::string json_log_line(const std::string& time, const std::string& level,
 
 // Quotes a field value for key=value logs when it holds spaces, quotes or control characters.
 std::string log_value(const std::string& value);
+
+// A value a client chose (a name, a header), for a log line or a message: at most `max_bytes`
+// of it (cut at a UTF-8 boundary), then "...(+N bytes)", quoted as log_value quotes. A client
+// cannot make a line longer than that by sending a longer value.
+inline constexpr size_t kClientValueLogBytes = 64;
+std::string log_client_value(std::string_view value, size_t max_bytes = kClientValueLogBytes);
+// The same prefix without the quoting (for messages that are JSON-encoded later).
+std::string client_value_prefix(std::string_view value, size_t max_bytes = kClientValueLogBytes);
 
 }  // namespace transfer

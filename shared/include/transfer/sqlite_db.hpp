@@ -86,6 +86,8 @@ class SqliteDb {
   Status probe_write(int timeout_ms);
   // PRAGMA data_version: changes when another connection commits (to notice an operator's edit).
   Result<int64_t> data_version();
+  // Rows the last INSERT, UPDATE or DELETE changed (sqlite3_changes64).
+  int64_t changes() const;
 
   const std::string& path() const { return path_; }
   std::string last_error() const;

@@ -4,7 +4,9 @@
 //    SHA-256 and size of the plaintext, key index, idempotency key, first and last time it was
 //    received and how many duplicates were answered from here. An upload whose name and digest
 //    match a row is a retry: it is answered from the row and nothing is rewritten.
-//  - `uploads`: every request answered (accepted, duplicate or rejected with its reason).
+//  - `uploads`: every upload accepted or answered from the ledger, and the refusals of clients
+//    that proved they hold a key (the receiver records no others), which prune_refusals()
+//    keeps within a retention.
 // Thread-safe (one mutex around the connection).
 
 #include <cstdint>
@@ -17,6 +19,9 @@
 #include "transfer/sqlite_db.hpp"
 
 namespace transfer {
+
+inline constexpr size_t kMaxRecordedNameBytes = 256;
+inline constexpr size_t kMaxRecordedReasonBytes = 512;
 
 struct Delivery {
   int64_t id = 0;  // position in the ledger (rowid): a newer file, or a replaced one, is higher
@@ -58,8 +63,12 @@ class UploadLedger {
   Status record_delivery(const Delivery& delivery, const std::string& peer);
   // A retry answered from `original`: counts it and logs the request.
   Status record_duplicate(const Delivery& original, const std::string& peer);
+  // A refused upload (name cut to 256 bytes, reason to 512: a row stays under ~1 KB).
   Status record_rejected(const std::string& name, int status, const std::string& reason,
                          const std::string& peer);
+  // Deletes refused uploads older than `max_age_days`, and the oldest beyond the newest
+  // `max_rows`; returns how many went. Accepted uploads and deliveries are never pruned.
+  Result<int64_t> prune_refusals(int64_t max_age_days, int64_t max_rows);
   Result<std::vector<LedgerEntry>> recent(int64_t limit);
 
   // Deliveries with id > after_id, oldest first, at most `limit` (the /files listing).

@@ -1,22 +1,31 @@
-#include "http_answer.hpp"
+#include "transfer/http/http_answer.hpp"
 
 #include <nlohmann/json.hpp>
 
-namespace transfer::receiver {
-namespace {
+namespace transfer::http {
 
-const char* reason_phrase(int status) {
+std::string_view reason_phrase(int status) {
   switch (status) {
+    case 100:
+      return "Continue";
+    case 200:
+      return "OK";
+    case 201:
+      return "Created";
     case 400:
       return "Bad Request";
     case 401:
       return "Unauthorized";
+    case 403:
+      return "Forbidden";
     case 404:
       return "Not Found";
     case 405:
       return "Method Not Allowed";
     case 408:
       return "Request Timeout";
+    case 409:
+      return "Conflict";
     case 411:
       return "Length Required";
     case 413:
@@ -25,6 +34,8 @@ const char* reason_phrase(int status) {
       return "URI Too Long";
     case 415:
       return "Unsupported Media Type";
+    case 422:
+      return "Unprocessable Entity";
     case 417:
       return "Expectation Failed";
     case 429:
@@ -46,8 +57,6 @@ const char* reason_phrase(int status) {
   }
 }
 
-}  // namespace
-
 std::string json_message(int status, std::string_view msg) {
   nlohmann::json j;
   j["msg"] = std::string(msg);
@@ -55,9 +64,44 @@ std::string json_message(int status, std::string_view msg) {
   return j.dump(-1, ' ', /*ensure_ascii=*/true, nlohmann::json::error_handler_t::replace) + "\n";
 }
 
+std::string render_response(const HttpResponse& response, const ConnectionTerms& terms) {
+  std::string out;
+  out.reserve(160 + response.body.size());
+  out += "HTTP/1.1 ";
+  out += std::to_string(response.status);
+  out += ' ';
+  out += reason_phrase(response.status);
+  out += "\r\n";
+  if (terms.close) out += "Connection: close\r\n";
+  out += "Content-Length: ";
+  out += std::to_string(response.body.size());
+  out += "\r\n";
+  if (!response.content_type.empty()) {
+    out += "Content-Type: ";
+    out += response.content_type;
+    out += "\r\n";
+  }
+  if (!terms.close && !terms.keep_alive_field.empty()) {
+    out += "Keep-Alive: ";
+    out += terms.keep_alive_field;
+    out += "\r\n";
+  }
+  for (const auto& [name, value] : response.headers) {
+    out += name;
+    out += ": ";
+    out += value;
+    out += "\r\n";
+  }
+  out += "\r\n";
+  if (!terms.head_only) out += response.body;
+  return out;
+}
+
 std::string plain_http_answer(int status, std::string_view msg, std::string_view extra_headers) {
   const std::string body = json_message(status, msg);
-  std::string out = "HTTP/1.1 " + std::to_string(status) + " " + reason_phrase(status) + "\r\n";
+  std::string out = "HTTP/1.1 " + std::to_string(status) + " ";
+  out += reason_phrase(status);
+  out += "\r\n";
   out +=
       "Content-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) + "\r\n";
   out += "Connection: close\r\n";
@@ -67,4 +111,4 @@ std::string plain_http_answer(int status, std::string_view msg, std::string_view
   return out;
 }
 
-}  // namespace transfer::receiver
+}  // namespace transfer::http

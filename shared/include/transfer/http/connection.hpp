@@ -1,13 +1,11 @@
 #pragma once
 // One client connection: its non-blocking socket, its TLS session if any, the
 // bytes received and not yet consumed, and who is at the other end. The
-// connection front reads request heads into it without waiting; a worker then
-// serves one request through a ConnectionStream, which waits (poll, with the
-// read and write timeouts) where cpp-httplib expects a blocking stream. A
-// connection is used by one thread at a time: the front, or the worker it was
-// handed to.
+// connection front reads request heads into it and writes answers without
+// waiting; a worker that streams a request body reads it through a BodyReader
+// (body_reader.hpp), which waits with deadlines. A connection is used by one
+// thread at a time: the front, or the worker it was handed to.
 
-#include <httplib.h>
 #include <openssl/ssl.h>
 #include <sys/socket.h>
 
@@ -18,7 +16,7 @@
 
 #include "transfer/file_util.hpp"
 
-namespace transfer::receiver {
+namespace transfer::http {
 
 struct SslDeleter {
   void operator()(SSL* s) const { SSL_free(s); }
@@ -91,45 +89,6 @@ class Connection {
   size_t consumed_ = 0;
 };
 
-// cpp-httplib's view of a connection while a worker serves one request on it:
-// unread bytes first, then the socket, each wait bounded by its timeout (the
-// body may arrive slowly, but never stall longer than READ_TIMEOUT between two
-// pieces).
-class ConnectionStream : public httplib::Stream {
- public:
-  ConnectionStream(Connection& connection, int read_timeout_ms, int write_timeout_ms)
-      : c_(connection), read_timeout_ms_(read_timeout_ms), write_timeout_ms_(write_timeout_ms) {}
-
-  bool is_readable() const override;
-  bool is_writable() const override;
-  ssize_t read(char* ptr, size_t size) override;
-  ssize_t write(const char* ptr, size_t size) override;
-  void get_remote_ip_and_port(std::string& ip, int& port) const override;
-  void get_local_ip_and_port(std::string& ip, int& port) const override;
-  socket_t socket() const override { return c_.fd(); }
-
-  // Bytes handed to cpp-httplib so far (head and body).
-  uint64_t bytes_read() const { return bytes_read_; }
-  // From now on, the bytes after the first `head_bytes` must keep up with `bytes_per_s` after a
-  // grace of `grace_s`: the deadline is now + grace_s + received / bytes_per_s (reads fail past
-  // it).
-  void require_min_rate(uint64_t head_bytes, double bytes_per_s, double grace_s);
-
- private:
-  // Waits for the socket to be ready for `state`; false on timeout or error.
-  bool wait(IoState state, int timeout_ms) const;
-
-  Connection& c_;
-  int read_timeout_ms_;
-  int write_timeout_ms_;
-  uint64_t bytes_read_ = 0;
-  // Minimum rate: unset when rate_ is 0.
-  double rate_ = 0;
-  double grace_s_ = 0;
-  uint64_t rate_from_ = 0;  // bytes_read_ when the rate began to count
-  std::chrono::steady_clock::time_point rate_start_{};
-};
-
 // The address in `addr` as text ("127.0.0.1", "::1"), its port in `port` (0 for other families).
 std::string socket_address_text(const sockaddr_storage& addr, int& port);
 
@@ -139,4 +98,4 @@ std::string socket_address_text(const sockaddr_storage& addr, int& port);
 Result<SslCtxPtr> make_server_tls_context(const std::string& cert_file, const std::string& key_file,
                                           const std::string& client_ca_file);
 
-}  // namespace transfer::receiver
+}  // namespace transfer::http

@@ -1,4 +1,4 @@
-#include "connection_front.hpp"
+#include "transfer/http/connection_front.hpp"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -10,15 +10,18 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstring>
 
-#include "http_answer.hpp"
+#include "transfer/http/http_answer.hpp"
 
-namespace transfer::receiver {
+namespace transfer::http {
 namespace {
 
 constexpr size_t kReadChunk = 16 * 1024;
 // While the head budget is exhausted, heads up to this size still pass.
 constexpr size_t kSmallHead = 4 * 1024;
+// While the answer budget is exhausted, answers up to this size still go out.
+constexpr size_t kSmallAnswer = 4 * 1024;
 // While closing, at most this much of what the client still sends is read and
 // dropped.
 constexpr size_t kLingerBytes = 1 << 20;
@@ -51,24 +54,25 @@ struct ConnectionFront::Entry {
   Timeline* timeline = nullptr;
   Timeline::iterator where;
   HeadScanner scanner;
-  size_t head_bytes_counted = 0;  // this entry's share of head_bytes_
-  uint32_t watched = 0;           // epoll events registered (0: not registered)
-  std::string out;                // a refusal still being written
+  size_t head_bytes_counted = 0;    // this entry's share of head_bytes_
+  size_t answer_bytes_counted = 0;  // this entry's share of answer_bytes_
+  uint32_t watched = 0;             // epoll events registered (0: not registered)
+  std::string out;                  // the answer being written
   size_t out_sent = 0;
-  size_t dropped = 0;  // bytes read and dropped while closing
+  After after = After::kKeep;  // what follows the answer being written
+  size_t dropped = 0;          // bytes read and dropped while closing
   bool write_shut = false;
   bool dead = false;  // closed; freed after the current batch of events
 };
 
 ConnectionFront::ConnectionFront(FrontOptions options, UniqueFd listen_fd, SslCtxPtr tls,
-                                 AcceptsBody accepts_body, Dispatch dispatch, Logger logger)
+                                 Handler handler, Logger logger)
     : options_(options),
       listen_fd_(std::move(listen_fd)),
       epoll_fd_(::epoll_create1(EPOLL_CLOEXEC)),
       wake_fd_(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)),
       tls_(std::move(tls)),
-      accepts_body_(std::move(accepts_body)),
-      dispatch_(std::move(dispatch)),
+      handler_(std::move(handler)),
       logger_(std::move(logger)) {
   set_nonblocking(listen_fd_.get());
   epoll_event ev{};
@@ -87,10 +91,10 @@ void ConnectionFront::stop() {
   [[maybe_unused]] const ssize_t n = ::write(wake_fd_.get(), &one, sizeof one);
 }
 
-void ConnectionFront::finished(Connection& connection, After after) {
+void ConnectionFront::finished(Connection& connection, Answer answer) {
   {
     std::lock_guard lock(returned_mu_);
-    returned_.emplace_back(&connection, after);
+    returned_.emplace_back(&connection, std::move(answer));
   }
   const uint64_t one = 1;
   [[maybe_unused]] const ssize_t n = ::write(wake_fd_.get(), &one, sizeof one);
@@ -103,6 +107,8 @@ ConnectionFront::Timeline* ConnectionFront::timeline_of(Phase phase) {
       return &heads_;
     case Phase::kIdle:
       return &idle_;
+    case Phase::kAnswer:
+      return &answers_;
     case Phase::kClosing:
       return &closing_;
     case Phase::kNew:
@@ -122,6 +128,8 @@ ConnectionFront::Clock::duration ConnectionFront::timeout_of(Phase phase) const 
       return seconds(options_.head_timeout_s);
     case Phase::kIdle:
       return seconds(options_.keep_alive_timeout_s);
+    case Phase::kAnswer:
+      return seconds(options_.answer_timeout_s);
     case Phase::kClosing:
       return seconds(options_.linger_timeout_s);
     case Phase::kNew:
@@ -131,15 +139,24 @@ ConnectionFront::Clock::duration ConnectionFront::timeout_of(Phase phase) const 
   return Clock::duration::max();
 }
 
+void ConnectionFront::count_head_bytes(Entry& e, size_t bytes) {
+  head_bytes_ -= e.head_bytes_counted;
+  e.head_bytes_counted = bytes;
+  head_bytes_ += bytes;
+}
+
+void ConnectionFront::set_answer_bytes(Entry& e, size_t bytes) {
+  answer_bytes_ -= e.answer_bytes_counted;
+  e.answer_bytes_counted = bytes;
+  answer_bytes_ += bytes;
+}
+
 void ConnectionFront::enter(Entry& e, Phase phase) {
-  if (e.phase == Phase::kHead && phase != Phase::kHead) {
-    head_bytes_ -= e.head_bytes_counted;
-    e.head_bytes_counted = 0;
-  }
+  if (e.phase == Phase::kHead && phase != Phase::kHead) count_head_bytes(e, 0);
   // The head's deadline runs from the accept, through the TLS handshake.
   const bool same_deadline = e.phase == Phase::kHandshake && phase == Phase::kHead;
   if (e.phase == Phase::kBusy && phase != Phase::kBusy) --stats_.with_workers;
-  if (phase == Phase::kBusy) ++stats_.with_workers;
+  if (phase == Phase::kBusy && e.phase != Phase::kBusy) ++stats_.with_workers;
   if (!same_deadline) {
     if (e.timeline) e.timeline->erase(e.where);
     e.timeline = timeline_of(phase);
@@ -165,7 +182,8 @@ void ConnectionFront::watch(Entry& e, uint32_t events) {
 
 void ConnectionFront::close(Entry& e) {
   if (e.dead) return;
-  if (e.phase == Phase::kHead) head_bytes_ -= e.head_bytes_counted;
+  if (e.phase == Phase::kHead) count_head_bytes(e, 0);
+  set_answer_bytes(e, 0);
   if (e.phase == Phase::kBusy) --stats_.with_workers;
   if (e.timeline) e.timeline->erase(e.where);
   e.timeline = nullptr;
@@ -176,9 +194,8 @@ void ConnectionFront::close(Entry& e) {
   --stats_.open;
   e.dead = true;
   dead_.push_back(e.conn.get());
-  // The socket closes now; the object lives until the end of the batch of
-  // events, so that no new connection can take its address (the key of
-  // entries_) while it is still listed.
+  // The socket closes now; the object lives until the end of the batch of events, so that no
+  // new connection can take its address (the key of entries_) while it is still listed.
   e.conn->close_now();
 }
 
@@ -192,12 +209,12 @@ Status ConnectionFront::run() {
       listen_fd_.reset();
       listening_ = false;
       for (auto& [conn, entry] : entries_) {
-        if (entry->phase != Phase::kBusy) close(*entry);
+        if (entry->phase != Phase::kBusy && entry->phase != Phase::kAnswer) close(*entry);
       }
     }
     if (stop_seen && stats_.with_workers.load() == 0) {
       on_returned();
-      if (stats_.with_workers.load() == 0) break;
+      if (stats_.with_workers.load() == 0 && answers_.empty()) break;
     }
     const int n = ::epoll_wait(epoll_fd_.get(), events.data(), static_cast<int>(events.size()),
                                next_timeout_ms(Clock::now()));
@@ -212,7 +229,7 @@ Status ConnectionFront::run() {
         on_returned();
       } else {
         auto* e = static_cast<Entry*>(tag);
-        if (!e->dead) on_event(*e, events[static_cast<size_t>(i)].events);
+        if (!e->dead) on_event(*e);
       }
     }
     const auto now = Clock::now();
@@ -224,10 +241,17 @@ Status ConnectionFront::run() {
       ::epoll_ctl(epoll_fd_.get(), EPOLL_CTL_ADD, listen_fd_.get(), &ev);
       listening_ = true;
     }
-    // Entries closed during this batch are freed only now: a later event of the
-    // same batch may still point at one.
+    // Entries closed during this batch are freed only now: a later event of the same batch may
+    // still point at one.
     for (const Connection* gone : dead_) entries_.erase(gone);
     dead_.clear();
+    if (stop_seen) {
+      for (auto& [conn, entry] : entries_) {
+        if (entry->phase != Phase::kBusy && entry->phase != Phase::kAnswer) close(*entry);
+      }
+      for (const Connection* gone : dead_) entries_.erase(gone);
+      dead_.clear();
+    }
   }
   return ok_status();
 }
@@ -241,12 +265,9 @@ void ConnectionFront::on_listen_ready() {
     if (fd < 0) {
       if (errno == EINTR || errno == ECONNABORTED) continue;
       if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-        // Out of descriptors: make room and stop accepting for a moment, or
-        // this would spin.
-        logger_->warn(
-            "cannot accept a connection: {} (open={}); pausing "
-            "accepts for 100 ms",
-            std::strerror(errno), stats_.open.load());
+        // Out of descriptors: make room and stop accepting for a moment, or this would spin.
+        logger_->warn("cannot accept a connection: {} (open={}); pausing accepts for 100 ms",
+                      std::strerror(errno), stats_.open.load());
         evict_one();
         ::epoll_ctl(epoll_fd_.get(), EPOLL_CTL_DEL, listen_fd_.get(), nullptr);
         listening_ = false;
@@ -266,10 +287,8 @@ void ConnectionFront::accept_one(UniqueFd fd, const std::string& ip, int port) {
   ::setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   if (per_client_[ip] >= options_.max_per_client) {
     ++stats_.refused_per_client;
-    logger_->debug(
-        "connection refused peer={}:{} reason=over "
-        "MAX_CONNECTIONS_PER_CLIENT={}",
-        ip, port, options_.max_per_client);
+    logger_->debug("connection refused peer={}:{} reason=over MAX_CONNECTIONS_PER_CLIENT={}", ip,
+                   port, options_.max_per_client);
     if (!tls_) {
       answer_and_close(std::move(fd), 429,
                        "too many connections from " + ip + " (MAX_CONNECTIONS_PER_CLIENT=" +
@@ -281,9 +300,10 @@ void ConnectionFront::accept_one(UniqueFd fd, const std::string& ip, int port) {
   if (static_cast<size_t>(stats_.open.load()) >= options_.max_connections && !evict_one()) {
     ++stats_.refused_full;
     if (per_client_[ip] == 0) per_client_.erase(ip);
-    if (!tls_)
+    if (!tls_) {
       answer_and_close(std::move(fd), 503, "every connection is busy; retry later",
                        "Retry-After: 1\r\n");
+    }
     return;
   }
   SslPtr ssl;
@@ -316,7 +336,7 @@ bool ConnectionFront::evict_one() {
   return false;
 }
 
-void ConnectionFront::on_event(Entry& e, uint32_t events) {
+void ConnectionFront::on_event(Entry& e) {
   switch (e.phase) {
     case Phase::kHandshake: {
       const IoResult r = e.conn->handshake();
@@ -337,13 +357,19 @@ void ConnectionFront::on_event(Entry& e, uint32_t events) {
     case Phase::kHead:
       read_head(e);
       return;
+    case Phase::kAnswer:
+      continue_answer(e);
+      if (!e.dead && e.phase == Phase::kHead) {
+        examine_head(e);
+        if (!e.dead && e.phase == Phase::kHead) read_head(e);
+      }
+      return;
     case Phase::kClosing:
       continue_closing(e);
       return;
     case Phase::kNew:
     case Phase::kBusy:
-      (void)events;  // not watched while a worker has it
-      return;
+      return;  // not watched while a worker has it
   }
 }
 
@@ -360,24 +386,23 @@ void ConnectionFront::read_head(Entry& e) {
       return;
     }
     e.conn->buffer().append(chunk, r.bytes);
-    e.head_bytes_counted += r.bytes;
-    head_bytes_ += r.bytes;
+    count_head_bytes(e, e.head_bytes_counted + r.bytes);
     if (head_bytes_ > options_.head_budget_bytes && e.conn->buffer().size() > kSmallHead) {
       ++stats_.head_refusals;
       refuse(e, 431,
-             "the server holds too many large request heads at the moment; "
-             "send a head under " +
+             "the server holds too many large request heads at the moment; send a head under " +
                  std::to_string(kSmallHead) + " bytes or retry later");
       return;
     }
     examine_head(e);
-    if (e.phase != Phase::kHead) return;
+    if (e.dead || e.phase != Phase::kHead) return;
   }
 }
 
 void ConnectionFront::examine_head(Entry& e) {
-  // In a loop: requests answered here at once may be followed by more in the buffer (pipelining).
-  while (e.phase == Phase::kHead) {
+  // In a loop: requests answered at once may be followed by more in the buffer (pipelining);
+  // each is taken only once the answer before it is written whole.
+  while (!e.dead && e.phase == Phase::kHead) {
     std::string& buf = e.conn->buffer();
     const auto outcome = e.scanner.scan(buf);
     if (std::holds_alternative<HeadScanner::NeedMore>(outcome)) return;
@@ -395,79 +420,51 @@ void ConnectionFront::examine_head(Entry& e) {
       return;
     }
     RequestHead head = std::move(std::get<RequestHead>(parsed));
-    if (head.has_body() && !accepts_body_(head)) {
-      ++stats_.bodies_refused;
-      refuse(e, 413, head.method + " " + std::string(head.path()) + " takes no request body");
+    buf.erase(0, done.end);  // the head (and empty lines before it) is consumed
+    e.scanner.reset();
+    count_head_bytes(e, 0);
+    auto answer = handler_(*e.conn, head);
+    if (!answer) {
+      enter(e, Phase::kBusy);  // a worker has it until finished()
+      watch(e, 0);
       return;
     }
-    buf.erase(0, done.start);  // the empty lines before the request line
-    e.scanner.reset();
-    if (immediate_) {
-      if (auto answer = immediate_(head, *e.conn)) {
-        answer_now(e, head.head_bytes, std::move(*answer));
-        continue;
-      }
-    }
-    enter(e, Phase::kBusy);
-    watch(e, 0);
-    if (!dispatch_(*e.conn, std::move(head))) {
-      ++stats_.refused_full;
-      refuse(e, 503, "the server is busy; retry later", "Retry-After: 1\r\n");
-    }
-    return;
+    ++stats_.answered_here;
+    // A body nobody read leaves the stream at an unknown place: the connection ends.
+    if (answer->after == After::kKeep && head.has_body()) answer->after = After::kLinger;
+    start_answer(e, std::move(*answer));
   }
 }
 
-void ConnectionFront::answer_now(Entry& e, size_t head_bytes, ImmediateAnswer answer) {
-  ++stats_.answered_here;
-  std::string& buf = e.conn->buffer();
-  buf.erase(0, head_bytes);
-  head_bytes_ -= e.head_bytes_counted;
-  e.head_bytes_counted = buf.size();
-  head_bytes_ += e.head_bytes_counted;
-  size_t sent = 0;
-  while (sent < answer.bytes.size()) {
-    const IoResult r = e.conn->write_some(answer.bytes.data() + sent, answer.bytes.size() - sent);
-    if (r.state != IoState::kDone) break;
-    sent += r.bytes;
-  }
-  if (answer.close || sent < answer.bytes.size()) {
-    // The last request of the connection, or a client that does not read its answers: what is
-    // left is written while closing.
-    e.out = answer.bytes.substr(sent);
-    e.out_sent = 0;
-    enter(e, Phase::kClosing);
-    continue_closing(e);
+void ConnectionFront::start_answer(Entry& e, Answer answer) {
+  if (answer.after == After::kClose) {
+    close(e);
     return;
   }
-  if (buf.empty() && !e.conn->tls_pending()) {
-    e.conn->compact();
-    enter(e, Phase::kIdle);
-    watch(e, EPOLLIN);
-    return;
+  if (answer.bytes.size() > kSmallAnswer &&
+      answer_bytes_ + answer.bytes.size() > options_.answer_budget_bytes) {
+    ++stats_.answers_over_budget;
+    answer.bytes = plain_http_answer(
+        503, "the server holds too many answers its clients have not read; retry later",
+        "Retry-After: 1\r\n");
+    answer.after = After::kLinger;
   }
-  enter(e, Phase::kIdle);  // restarts the head's deadline for the next request
-  enter(e, Phase::kHead);
-  e.head_bytes_counted = buf.size();
-  head_bytes_ += e.head_bytes_counted;
-}
-
-void ConnectionFront::refuse(Entry& e, int status, const std::string& reason,
-                             const char* extra_headers) {
-  logger_->debug("request refused peer={} status={} reason={}", e.conn->peer(), status,
-                 log_value(reason));
-  e.out = plain_http_answer(status, reason, extra_headers);
+  if (stopping_ && answer.after == After::kKeep) answer.after = After::kLinger;
+  e.out = std::move(answer.bytes);
   e.out_sent = 0;
-  enter(e, Phase::kClosing);
-  continue_closing(e);
+  e.after = answer.after;
+  set_answer_bytes(e, e.out.size());
+  enter(e, Phase::kAnswer);
+  continue_answer(e);
 }
 
-void ConnectionFront::continue_closing(Entry& e) {
+void ConnectionFront::continue_answer(Entry& e) {
   while (e.out_sent < e.out.size()) {
     const IoResult r = e.conn->write_some(e.out.data() + e.out_sent, e.out.size() - e.out_sent);
     if (r.state == IoState::kDone) {
       e.out_sent += r.bytes;
     } else if (r.state == IoState::kWantRead || r.state == IoState::kWantWrite) {
+      set_answer_bytes(e, e.out.size() - e.out_sent);
       watch(e, r.state == IoState::kWantRead ? EPOLLIN : EPOLLOUT);
       return;
     } else {
@@ -475,6 +472,39 @@ void ConnectionFront::continue_closing(Entry& e) {
       return;
     }
   }
+  set_answer_bytes(e, 0);
+  std::string().swap(e.out);
+  e.out_sent = 0;
+  after_answer(e);
+}
+
+void ConnectionFront::after_answer(Entry& e) {
+  if (e.after != After::kKeep || stopping_) {
+    enter(e, Phase::kClosing);
+    continue_closing(e);
+    return;
+  }
+  e.conn->compact();
+  enter(e, Phase::kIdle);  // restarts the head's deadline for the next request
+  if (e.conn->unread() == 0 && !e.conn->tls_pending()) {
+    watch(e, EPOLLIN);
+    return;
+  }
+  // Bytes of the next request came with the last one (pipelining): its head's deadline runs
+  // from now; the caller examines it.
+  enter(e, Phase::kHead);
+  count_head_bytes(e, e.conn->buffer().size());
+  watch(e, EPOLLIN);
+}
+
+void ConnectionFront::refuse(Entry& e, int status, const std::string& reason,
+                             const char* extra_headers) {
+  logger_->debug("request refused peer={} status={} reason={}", e.conn->peer(), status,
+                 log_value(reason));
+  start_answer(e, Answer{plain_http_answer(status, reason, extra_headers), After::kLinger});
+}
+
+void ConnectionFront::continue_closing(Entry& e) {
   if (!e.write_shut) {
     e.conn->shutdown_write();
     e.write_shut = true;
@@ -499,43 +529,27 @@ void ConnectionFront::continue_closing(Entry& e) {
 }
 
 void ConnectionFront::on_returned() {
-  std::vector<std::pair<const Connection*, After>> returned;
+  std::vector<std::pair<const Connection*, Answer>> returned;
   {
     std::lock_guard lock(returned_mu_);
     returned.swap(returned_);
   }
-  for (const auto& [conn, after] : returned) {
+  for (auto& [conn, answer] : returned) {
     auto it = entries_.find(conn);
     if (it == entries_.end()) continue;
     Entry& e = *it->second;
-    if (after == After::kClose) {
-      close(e);
-      continue;
+    if (e.dead) continue;
+    e.conn->compact();  // the body the worker read
+    start_answer(e, std::move(answer));
+    if (!e.dead && e.phase == Phase::kHead) {
+      examine_head(e);
+      if (!e.dead && e.phase == Phase::kHead) read_head(e);
     }
-    if (after == After::kLinger || stopping_) {
-      e.out.clear();
-      enter(e, Phase::kClosing);
-      continue_closing(e);
-      continue;
-    }
-    e.conn->compact();
-    if (e.conn->unread() == 0 && !e.conn->tls_pending()) {
-      enter(e, Phase::kIdle);
-      watch(e, EPOLLIN);
-      continue;
-    }
-    // Bytes of the next request came with the last one (pipelining): serve them
-    // in order.
-    enter(e, Phase::kHead);
-    e.head_bytes_counted = e.conn->buffer().size();
-    head_bytes_ += e.head_bytes_counted;
-    examine_head(e);
-    if (e.phase == Phase::kHead) read_head(e);
   }
 }
 
 void ConnectionFront::expire(Clock::time_point now) {
-  for (Timeline* t : {&heads_, &idle_, &closing_}) {
+  for (Timeline* t : {&heads_, &idle_, &answers_, &closing_}) {
     while (!t->empty()) {
       Entry& e = *t->front();
       if (now - e.since < timeout_of(e.phase)) break;
@@ -547,8 +561,8 @@ void ConnectionFront::expire(Clock::time_point now) {
                    " s (HEADER_TIMEOUT)");
       } else {
         if (e.phase == Phase::kHead || e.phase == Phase::kHandshake) ++stats_.head_timeouts;
-        close(e);  // nothing came (or it is done closing): nobody is waiting for
-                   // an answer
+        if (e.phase == Phase::kAnswer) ++stats_.answer_timeouts;
+        close(e);  // nothing came, the answer was not taken, or it is done closing
       }
     }
   }
@@ -556,7 +570,7 @@ void ConnectionFront::expire(Clock::time_point now) {
 
 int ConnectionFront::next_timeout_ms(Clock::time_point now) const {
   Clock::time_point next = Clock::time_point::max();
-  for (const Timeline* t : {&heads_, &idle_, &closing_}) {
+  for (const Timeline* t : {&heads_, &idle_, &answers_, &closing_}) {
     if (!t->empty()) next = std::min(next, t->front()->since + timeout_of(t->front()->phase));
   }
   if (!listening_ && listen_fd_) next = std::min(next, accept_paused_until_);
@@ -566,4 +580,4 @@ int ConnectionFront::next_timeout_ms(Clock::time_point now) const {
   return static_cast<int>(std::min<int64_t>(ms, 60'000));
 }
 
-}  // namespace transfer::receiver
+}  // namespace transfer::http

@@ -1,10 +1,10 @@
-#include "request_head.hpp"
+#include "transfer/http/request_head.hpp"
 
 #include <algorithm>
 #include <array>
 #include <cctype>
 
-namespace transfer::receiver {
+namespace transfer::http {
 namespace {
 
 constexpr std::array<bool, 256> make_tchar_table() {
@@ -291,4 +291,4 @@ std::variant<RequestHead, HeadError> parse_request_head(std::string_view head,
   return h;
 }
 
-}  // namespace transfer::receiver
+}  // namespace transfer::http

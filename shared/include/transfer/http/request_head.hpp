@@ -30,7 +30,7 @@
 #include <variant>
 #include <vector>
 
-namespace transfer::receiver {
+namespace transfer::http {
 
 struct RequestHeadLimits {
   size_t max_head_bytes = 64 * 1024;  // request line + fields + the empty line (431 beyond)
@@ -107,4 +107,4 @@ class HeadScanner {
 std::variant<RequestHead, HeadError> parse_request_head(std::string_view head,
                                                         const RequestHeadLimits& limits = {});
 
-}  // namespace transfer::receiver
+}  // namespace transfer::http

@@ -1,4 +1,4 @@
-#include "connection.hpp"
+#include "transfer/http/connection.hpp"
 
 #include <arpa/inet.h>
 #include <openssl/err.h>
@@ -10,7 +10,7 @@
 #include <cerrno>
 #include <cstring>
 
-namespace transfer::receiver {
+namespace transfer::http {
 
 Connection::Connection(UniqueFd fd, std::string peer_ip, int peer_port, SslPtr ssl)
     : fd_(std::move(fd)),
@@ -101,87 +101,6 @@ void Connection::compact() {
   if (buffer_.empty()) std::string().swap(buffer_);  // an idle connection holds no buffer
 }
 
-bool ConnectionStream::wait(IoState state, int timeout_ms) const {
-  pollfd p{c_.fd(), static_cast<short>(state == IoState::kWantWrite ? POLLOUT : POLLIN), 0};
-  for (;;) {
-    const int r = ::poll(&p, 1, timeout_ms);
-    if (r < 0 && errno == EINTR) continue;
-    return r > 0;
-  }
-}
-
-bool ConnectionStream::is_readable() const {
-  return c_.unread() > 0 || c_.tls_pending() || wait(IoState::kWantRead, read_timeout_ms_);
-}
-
-bool ConnectionStream::is_writable() const { return wait(IoState::kWantWrite, write_timeout_ms_); }
-
-void ConnectionStream::require_min_rate(uint64_t head_bytes, double bytes_per_s, double grace_s) {
-  rate_ = bytes_per_s;
-  grace_s_ = grace_s;
-  rate_from_ = head_bytes;
-  rate_start_ = std::chrono::steady_clock::now();
-}
-
-ssize_t ConnectionStream::read(char* ptr, size_t size) {
-  if (c_.unread() > 0) {
-    const size_t n = c_.take(ptr, size);
-    bytes_read_ += n;
-    return static_cast<ssize_t>(n);
-  }
-  for (;;) {
-    const IoResult r = c_.read_some(ptr, size);
-    switch (r.state) {
-      case IoState::kDone:
-        bytes_read_ += r.bytes;
-        return static_cast<ssize_t>(r.bytes);
-      case IoState::kClosed:
-        return 0;
-      case IoState::kError:
-        return -1;
-      case IoState::kWantRead:
-      case IoState::kWantWrite: {
-        int timeout_ms = read_timeout_ms_;
-        if (rate_ > 0) {
-          const double received =
-              static_cast<double>(bytes_read_ > rate_from_ ? bytes_read_ - rate_from_ : 0);
-          const auto deadline =
-              rate_start_ + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-                                std::chrono::duration<double>(grace_s_ + received / rate_));
-          const auto left = std::chrono::ceil<std::chrono::milliseconds>(
-              deadline - std::chrono::steady_clock::now());
-          if (left.count() <= 0) return -1;  // the body is too slow
-          timeout_ms = static_cast<int>(std::min<int64_t>(timeout_ms, left.count()));
-        }
-        if (!wait(r.state, timeout_ms)) return -1;
-        break;
-      }
-    }
-  }
-}
-
-ssize_t ConnectionStream::write(const char* ptr, size_t size) {
-  for (;;) {
-    const IoResult r = c_.write_some(ptr, size);
-    switch (r.state) {
-      case IoState::kDone:
-        return static_cast<ssize_t>(r.bytes);
-      case IoState::kClosed:
-      case IoState::kError:
-        return -1;
-      case IoState::kWantRead:
-      case IoState::kWantWrite:
-        if (!wait(r.state, write_timeout_ms_)) return -1;
-        break;
-    }
-  }
-}
-
-void ConnectionStream::get_remote_ip_and_port(std::string& ip, int& port) const {
-  ip = c_.peer_ip();
-  port = c_.peer_port();
-}
-
 std::string socket_address_text(const sockaddr_storage& addr, int& port) {
   char text[INET6_ADDRSTRLEN] = {};
   port = 0;
@@ -195,16 +114,6 @@ std::string socket_address_text(const sockaddr_storage& addr, int& port) {
     port = ntohs(a->sin6_port);
   }
   return text;
-}
-
-void ConnectionStream::get_local_ip_and_port(std::string& ip, int& port) const {
-  sockaddr_storage addr{};
-  socklen_t len = sizeof addr;
-  ip.clear();
-  port = 0;
-  if (::getsockname(c_.fd(), reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
-    ip = socket_address_text(addr, port);
-  }
 }
 
 Result<SslCtxPtr> make_server_tls_context(const std::string& cert_file, const std::string& key_file,
@@ -238,4 +147,4 @@ Result<SslCtxPtr> make_server_tls_context(const std::string& cert_file, const st
   return ctx;
 }
 
-}  // namespace transfer::receiver
+}  // namespace transfer::http
