@@ -1,6 +1,5 @@
 #include "http_server.hpp"
 
-#include <netdb.h>
 #include <openssl/rand.h>
 #include <sys/socket.h>
 
@@ -24,44 +23,6 @@ constexpr uint64_t kKeepAliveMaxRequests = 1000;
 constexpr int kReadWorkers = 2;
 
 using Clock = std::chrono::steady_clock;
-
-// A listening socket on host:port (port 0: any free port).
-Result<UniqueFd> listen_on(const std::string& host, int port) {
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-  addrinfo* found = nullptr;
-  const std::string service = std::to_string(port);
-  if (::getaddrinfo(host.empty() ? nullptr : host.c_str(), service.c_str(), &hints, &found) != 0) {
-    return make_error(ErrorCode::kIo, "cannot resolve the address to listen on: " + host);
-  }
-  std::unique_ptr<addrinfo, decltype(&::freeaddrinfo)> list(found, ::freeaddrinfo);
-  int last_errno = EADDRNOTAVAIL;
-  for (const addrinfo* ai = found; ai; ai = ai->ai_next) {
-    UniqueFd fd(::socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol));
-    if (!fd) {
-      last_errno = errno;
-      continue;
-    }
-    const int one = 1;
-    ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (::bind(fd.get(), ai->ai_addr, ai->ai_addrlen) == 0 && ::listen(fd.get(), SOMAXCONN) == 0)
-      return fd;
-    last_errno = errno;
-  }
-  return make_error(ErrorCode::kIo, "cannot listen on " + host + ":" + std::to_string(port) + " (" +
-                                        std::strerror(last_errno) + ")");
-}
-
-int bound_port(int fd) {
-  sockaddr_storage addr{};
-  socklen_t len = sizeof addr;
-  int port = 0;
-  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0)
-    http::socket_address_text(addr, port);
-  return port;
-}
 
 // A transfer id a client may choose: 1 to 64 of [0-9A-Za-z_-].
 bool well_formed_transfer_id(const std::string& id) {
@@ -161,9 +122,9 @@ Result<int> HttpServer::bind() {
     }
     tls = std::move(*ctx);
   }
-  auto fd = listen_on(options_.host, options_.port);
+  auto fd = http::listen_tcp(options_.host, options_.port);
   if (!fd) return fd.error();
-  const int port = bound_port(fd->get());
+  const int port = http::bound_port(fd->get());
   front_ = std::make_unique<http::ConnectionFront>(
       options_.front, std::move(*fd), std::move(tls),
       [this](http::Connection& connection, http::RequestHead& head) {

@@ -39,6 +39,7 @@ const std::vector<OptionSpec>& sender_options() {
       {"log-format", "LOG_FORMAT", "text", "text, or json: one JSON object per line (time, level, event and the fields)"},
       {"metrics-port", "METRICS_PORT", "", "Serve GET /metrics (Prometheus) and GET /readyz on this port (empty: off; 0: any free port, logged)"},
       {"metrics-address", "METRICS_ADDRESS", "127.0.0.1", "Address for METRICS_PORT (0.0.0.0 to be scraped from elsewhere)"},
+      {"metrics-max-connections", "METRICS_MAX_CONNECTIONS", "256", "Open connections to METRICS_PORT in all (beyond it the oldest idle one is closed; 64 per client address); the sender raises its open-file limit to fit them beside its own files and uploads, or lowers this to what fits"},
       {"receiver-scheme", "RECEIVER_SCHEME", "http", "http (as the old pair) or https (the receiver's certificate is verified, host name included)"},
       {"ca-file", "CA_FILE", "", "With https: PEM certificates of the CA(s) to trust for the receiver (empty: the system's CAs)"},
       {"client-cert-file", "CLIENT_CERT_FILE", "", "With https: PEM client certificate for mutual TLS; needs CLIENT_KEY_FILE"},
@@ -172,6 +173,9 @@ std::variant<SenderConfig, EarlyExit> load_sender_config(const std::vector<std::
     c.metrics_port = static_cast<int>(*mp);
   }
   c.metrics_address = v.get("metrics-address");
+  auto metrics_connections = parse_integer(v.get("metrics-max-connections"), "METRICS_MAX_CONNECTIONS", 16, 100000);
+  if (!metrics_connections) return bad(metrics_connections.error());
+  c.metrics_max_connections = static_cast<size_t>(*metrics_connections);
   c.receiver_scheme = v.get("receiver-scheme");
   if (c.receiver_scheme != "http" && c.receiver_scheme != "https") {
     return bad(make_error(ErrorCode::kInvalidArgument, "RECEIVER_SCHEME must be http or https, not '" + c.receiver_scheme + "'"));

@@ -38,6 +38,7 @@ struct SenderConfig {
   std::string log_format = "text";
   std::optional<int> metrics_port;        // serve /metrics and /readyz here (0: any free port)
   std::string metrics_address = "127.0.0.1";
+  size_t metrics_max_connections = 256;   // connections to METRICS_PORT in all
   std::string receiver_scheme = "http";   // or https
   std::string ca_file;                    // trust anchors for https (empty: the system's)
   std::string client_cert_file;           // mutual TLS

@@ -1,5 +1,7 @@
 #include "sender_service.hpp"
 
+#include "transfer/process.hpp"
+
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -145,8 +147,22 @@ Result<std::unique_ptr<SenderService>> SenderService::create(const SenderConfig&
     auto second = OutboxStore::open(config.state_db_file());
     if (!second) return second.error();
     s->readiness_store_.emplace(std::move(*second));
+    // The status port's connections get what the open-file limit leaves beside the sender's own
+    // descriptors (database, watcher, inputs being read, spools, upload connections), so a flood
+    // of connections cannot take those.
+    size_t own = 256;
+    for (const auto& lane : s->lanes_) own += 4 * static_cast<size_t>(std::max(1, lane->destination.upload_concurrency));
+    own += 4 * static_cast<size_t>(std::max(1, config.upload_concurrency));
+    const size_t limit = raise_open_file_limit(own + config.metrics_max_connections);
+    StatusServerOptions status;
+    status.max_connections = std::min(config.metrics_max_connections, limit > own + 16 ? limit - own : 16);
+    if (status.max_connections < config.metrics_max_connections) {
+      s->logger_->warn("METRICS_MAX_CONNECTIONS={} does not fit the open-file limit {} beside the sender's own {} "
+                       "descriptors: using {} (raise the limit with ulimit -n or the container's nofile setting)",
+                       config.metrics_max_connections, limit, own, status.max_connections);
+    }
     s->status_server_ = std::make_unique<StatusServer>(
-        [s] { return s->metrics_.registry.render(); }, [s] { return s->readiness(); },
+        [s] { return s->metrics_.registry.render(); }, [s] { return s->readiness(); }, status,
         s->logger_);
     auto port = s->status_server_->start(config.metrics_address, *config.metrics_port);
     if (!port) return port.error();

@@ -1,6 +1,7 @@
 #include "transfer/http/connection.hpp"
 
 #include <arpa/inet.h>
+#include <netdb.h>
 #include <openssl/err.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -114,6 +115,44 @@ std::string socket_address_text(const sockaddr_storage& addr, int& port) {
     port = ntohs(a->sin6_port);
   }
   return text;
+}
+
+// A listening socket on host:port (port 0: any free port).
+Result<UniqueFd> listen_tcp(const std::string& host, int port) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+  addrinfo* found = nullptr;
+  const std::string service = std::to_string(port);
+  if (::getaddrinfo(host.empty() ? nullptr : host.c_str(), service.c_str(), &hints, &found) != 0) {
+    return make_error(ErrorCode::kIo, "cannot resolve the address to listen on: " + host);
+  }
+  std::unique_ptr<addrinfo, decltype(&::freeaddrinfo)> list(found, ::freeaddrinfo);
+  int last_errno = EADDRNOTAVAIL;
+  for (const addrinfo* ai = found; ai; ai = ai->ai_next) {
+    UniqueFd fd(::socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol));
+    if (!fd) {
+      last_errno = errno;
+      continue;
+    }
+    const int one = 1;
+    ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (::bind(fd.get(), ai->ai_addr, ai->ai_addrlen) == 0 && ::listen(fd.get(), SOMAXCONN) == 0)
+      return fd;
+    last_errno = errno;
+  }
+  return make_error(ErrorCode::kIo, "cannot listen on " + host + ":" + std::to_string(port) + " (" +
+                                        std::strerror(last_errno) + ")");
+}
+
+int bound_port(int fd) {
+  sockaddr_storage addr{};
+  socklen_t len = sizeof addr;
+  int port = 0;
+  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0)
+    http::socket_address_text(addr, port);
+  return port;
 }
 
 Result<SslCtxPtr> make_server_tls_context(const std::string& cert_file, const std::string& key_file,

@@ -92,6 +92,12 @@ class Connection {
 // The address in `addr` as text ("127.0.0.1", "::1"), its port in `port` (0 for other families).
 std::string socket_address_text(const sockaddr_storage& addr, int& port);
 
+// A listening TCP socket on host:port (port 0: any free port; an empty host: every address),
+// with SO_REUSEADDR; kIo naming the address when it cannot listen.
+Result<UniqueFd> listen_tcp(const std::string& host, int port);
+// The port a socket is bound to (0 when unknown).
+int bound_port(int fd);
+
 // A server TLS context as the receiver serves it: the certificate chain and
 // key, and when `client_ca_file` is set, client certificates required and
 // verified against it.
