@@ -1,5 +1,6 @@
 // sender: converts JSON files to XML, encrypts them and uploads them to the receiver.
 #include <atomic>
+#include <ctime>
 #include <iostream>
 #include <mutex>
 
@@ -7,6 +8,7 @@
 #include "sender_admin.hpp"
 #include "sender_health.hpp"
 #include "sender_service.hpp"
+#include "sign_request_command.hpp"
 #include "transfer/process.hpp"
 
 int main(int argc, char** argv) {
@@ -25,6 +27,11 @@ int main(int argc, char** argv) {
     std::lock_guard lock(running_mu);
     running = s;
   };
+  if (auto code = sender::run_sign_request(arguments(argc, argv), process_environment(),
+                                           static_cast<uint64_t>(std::time(nullptr)), std::cout,
+                                           std::cerr)) {
+    return *code;
+  }
   if (auto code = sender::run_admin_command(arguments(argc, argv), process_environment(), std::cout, std::cerr)) {
     return *code;
   }
