@@ -1,15 +1,25 @@
 // libFuzzer target: the connection front's request-head reader (HeadScanner + parse_request_head)
-// on untrusted bytes. The first byte picks the chunk size and small limits. Invariants: the
-// outcome is the same whether the bytes arrive in chunks or at once; a complete head never
-// extends past the bytes given; an accepted head holds no control byte in a value, no empty or
-// non-token name, at most the field limit, and a Content-Length only without Transfer-Encoding.
+// and the receiver's router on that one parse, on untrusted bytes. The first byte picks the
+// chunk size and small limits. Invariants: the outcome is the same whether the bytes arrive in
+// chunks or at once; a complete head never extends past the bytes given; an accepted head holds
+// no control byte in a value, no empty or non-token name, at most the field limit, and a
+// Content-Length only without Transfer-Encoding. The router: a request with a body is routed
+// only to POST /upload/<name> (anything else is refused before a byte of it is read), only with
+// no Content-Encoding on a body; a refusal is 400/404/405/413/415; an upload's name is the
+// percent-decoding of the raw path after "/upload/", and one holding a control character is
+// refused by the upload rules with 400.
+#include <algorithm>
 #include <cstdint>
 #include <cstdlib>
 #include <string>
 #include <string_view>
 #include <variant>
 
+#include "receiver_routes.hpp"
 #include "transfer/http/request_head.hpp"
+#include "transfer/http/request_target.hpp"
+#include "upload_handler.hpp"
+#include "upload_session.hpp"
 
 using namespace transfer::http;
 
@@ -63,6 +73,37 @@ void check_accepted(const RequestHead& h, const RequestHeadLimits& limits) {
   }
 }
 
+void check_route(const RequestHead& h) {
+  using transfer::receiver::Endpoint;
+  using transfer::receiver::Route;
+  using transfer::receiver::RouteRefusal;
+  auto routed = transfer::receiver::route_request(h);
+  if (auto* refused = std::get_if<RouteRefusal>(&routed)) {
+    const int s = refused->status;
+    if (s != 400 && s != 404 && s != 405 && s != 413 && s != 415) std::abort();
+    if (s == 405 && refused->allow.empty()) std::abort();
+    return;
+  }
+  const Route& route = std::get<Route>(routed);
+  const std::string_view path = split_target(h.target).raw_path;
+  if (h.has_body()) {
+    if (route.endpoint != Endpoint::kUpload || h.method != "POST") std::abort();
+    if (h.field("Content-Encoding")) std::abort();
+  }
+  if (route.endpoint == Endpoint::kUpload) {
+    if (path.substr(0, 8) != "/upload/") std::abort();
+    auto decoded = percent_decode(path.substr(8));
+    if (!decoded || *decoded != route.name) std::abort();
+    transfer::receiver::UploadSettings settings;
+    const auto upload = transfer::receiver::upload_request_head(h, route.name);
+    const auto refusal = transfer::receiver::precheck_upload(upload, settings);
+    const bool control = std::any_of(route.name.begin(), route.name.end(), [](char c) {
+      return static_cast<unsigned char>(c) < 0x20 || c == 0x7F;
+    });
+    if (control && (!refusal || refusal->status != 400)) std::abort();
+  }
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -75,6 +116,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const Outcome chunked = run(bytes, 1 + data[0] % 17, limits);
   const Outcome whole = run(bytes, bytes.empty() ? 1 : bytes.size(), limits);
   if (chunked.status != whole.status || chunked.end != whole.end) std::abort();
-  if (whole.status == 0) check_accepted(whole.head, limits);
+  if (whole.status == 0) {
+    check_accepted(whole.head, limits);
+    check_route(whole.head);
+  }
   return 0;
 }
