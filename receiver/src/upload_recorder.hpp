@@ -34,7 +34,7 @@ class UploadRecorder {
   void prune();
 
  private:
-  static constexpr uint64_t kPruneEvery = 256;
+  static constexpr uint64_t kPruneEvery = 64;
   UploadLedger& ledger_;
   ReceiverMetrics& metrics_;
   LogThrottle throttle_;
