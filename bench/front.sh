@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# The receiver before and after the epoll connection front (issue 13), same machine, same run,
-# alternating before/after for every measurement (the order flips each run) so noise hits both:
+# The receiver before and after a change of its front, same machine, same run, alternating
+# before/after for every measurement (the order flips each run) so noise hits both. Written for
+# the epoll connection front (issue 13, BEFORE=943b4f3); the default BEFORE is now 9c1ee66, the
+# last receiver that parsed every request head twice (the front's parse, then cpp-httplib's) and
+# let cpp-httplib write its answers (issue 20: one parser, answers written by the front):
 #   - GET / with wrk (CONN=16 connections, 2 threads, DURATION=10s): requests/s, p50/p99, receiver
 #     CPU seconds per 10k requests (/proc/<pid>/stat) and context switches per request (all its
 #     threads' voluntary + nonvoluntary_ctxt_switches in /proc/<pid>/task/*/status);
@@ -17,7 +20,7 @@
 # Each measurement gets a fresh receiver (its own output directory, default options but FSYNC).
 # Upload rates count 2xx answers only.
 #   bench/front.sh [RUNS=3]     rows: bench/results/<stamp>-front/front.jsonl; prints the medians
-# Env: BEFORE (943b4f3), AFTER (HEAD), AFTER_BIN (a receiver binary to use as "after" instead of
+# Env: BEFORE (9c1ee66), AFTER (HEAD), AFTER_BIN (a receiver binary to use as "after" instead of
 #      building AFTER, e.g. build/bin/receiver), CASES (get on off unsigned idle: the measurements
 #      above, in this order), CONN, DURATION, IDLE, HOLD, SIGNED_REQUESTS, RESULTS_DIR,
 #      BENCH_WORK (/tmp/bench-work-front), KEEP (0: remove the work directory at the end).
@@ -33,7 +36,7 @@ repo=$(cd "$here/.." && pwd)
 PEER_BENCH=${PEER_BENCH:-$repo/../shared/peers/python-original/bench}
 source "$PEER_BENCH/lib.sh"
 RUNS=${1:-3}
-BEFORE=${BEFORE:-943b4f3}; AFTER=${AFTER:-HEAD}
+BEFORE=${BEFORE:-9c1ee66}; AFTER=${AFTER:-HEAD}
 CONN=${CONN:-16}; THREADS_WRK=${THREADS_WRK:-2}; DURATION=${DURATION:-10s}
 IDLE=${IDLE:-2000}; HOLD=${HOLD:-5}; PAYLOAD=2048
 SIGNED_REQUESTS=${SIGNED_REQUESTS:-100000}  # signatures made per signed run: more than it can send
