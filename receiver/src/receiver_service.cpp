@@ -26,6 +26,13 @@ void remove_stale_temps(const std::string& dir, const Logger& logger) {
   }
 }
 
+// The first second whose signatures this process accepts: the one after it started (the
+// process before may have accepted signatures timed in the second it was stopped).
+uint64_t signatures_not_before_now() {
+  const auto now = std::chrono::system_clock::now().time_since_epoch();
+  return signatures_not_before(static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::seconds>(now).count()));
+}
+
 HttpServerOptions http_options(const ReceiverConfig& c) {
   HttpServerOptions o;
   o.host = c.server_ip;
@@ -113,7 +120,8 @@ ReceiverService::ReceiverService(const ReceiverConfig& config, Logger logger, Up
       settings_(std::move(settings)),
       gate_(UploadGateSettings{signatures, config.signature_window_s, config.unsigned_upload_budget,
                                config.min_free_bytes,
-                               static_cast<size_t>(std::max(1, config.threads / 2))},
+                               static_cast<size_t>(std::max(1, config.threads / 2)),
+                               signatures_not_before_now()},
             settings_.keys, [dir = config.output_dir] { return free_bytes(dir); }),
       committer_(settings_.output_dir, policy, settings_.fsync, ledger_, settings_.create_lock),
       metrics_([this] { return static_cast<double>(server_.uploads_in_flight()); },
