@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
+#include <thread>
 
 #include "ledger_api.hpp"
 #include "transfer/file_util.hpp"
@@ -197,6 +198,10 @@ Readiness ReceiverService::readiness() {
 }
 
 Result<int> ReceiverService::start() {
+  // The gate refuses signatures timed before its not_before (the second after this process
+  // started: the process before may have accepted them). Listen only from then on, so a sender
+  // whose clock agrees never meets that refusal (at most a second's wait).
+  std::this_thread::sleep_until(std::chrono::system_clock::time_point(std::chrono::seconds(gate_.not_before())));
   auto port = server_.bind();
   if (!port) return port.error();
   metrics_.watch(*server_.front_stats(), [this] { return static_cast<double>(gate_.unsigned_bytes_in_flight()); });
