@@ -122,7 +122,7 @@ ReceiverService::ReceiverService(const ReceiverConfig& config, Logger logger, Up
       gate_(UploadGateSettings{signatures, config.signature_window_s, config.unsigned_upload_budget,
                                config.min_free_bytes,
                                static_cast<size_t>(std::max(1, config.threads / 2)),
-                               signatures_not_before_now()},
+                               signatures_not_before_now(), config.replay_memory},
             settings_.keys, [dir = config.output_dir] { return free_bytes(dir); }),
       committer_(settings_.output_dir, policy, settings_.fsync, ledger_, settings_.create_lock),
       metrics_([this] { return static_cast<double>(server_.uploads_in_flight()); },
