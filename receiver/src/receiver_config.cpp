@@ -38,6 +38,7 @@ const std::vector<OptionSpec>& receiver_options() {
       {"max-connections", "MAX_CONNECTIONS", "10000", "Open connections in all; beyond it the oldest idle connection is closed to make room (the process raises its open-file limit to fit)"},
       {"upload-signatures", "UPLOAD_SIGNATURES", "optional", "required: uploads must carry a valid X-Transfer-Signature (our sender signs every upload; 401 before a byte of body is read otherwise); optional: unsigned uploads are accepted as from the old Python sender, a present signature must still be valid"},
       {"signature-window", "SIGNATURE_WINDOW", "300", "Seconds a signed upload's time may be from the receiver's clock, either way (a signature is accepted once)"},
+      {"replay-memory", "REPLAY_MEMORY", "65536", "Signed uploads remembered to refuse a replay within SIGNATURE_WINDOW (about 128 bytes each: 8 MiB at the default); when full, the oldest is forgotten and every signature timed at or before it is refused (503 with Retry-After: our sender signs each attempt afresh, so it passes on retry)"},
       {"unsigned-upload-budget", "UNSIGNED_UPLOAD_BUDGET", "2G", "Bytes of request body unsigned uploads in flight may hold together (503 with Retry-After beyond; a single larger one: 413); suffixes K, M, G"},
       {"max-connections-per-client", "MAX_CONNECTIONS_PER_CLIENT", "256", "Open connections from one client address (429 beyond)"},
       {"ready-file", "READY_FILE", "", "Write the listening port to this file once ready"},
@@ -150,6 +151,9 @@ std::variant<ReceiverConfig, EarlyExit> load_receiver_config(const std::vector<s
   auto window = parse_integer(v.get("signature-window"), "SIGNATURE_WINDOW", 1, 86400);
   if (!window) return bad(window.error());
   c.signature_window_s = static_cast<uint64_t>(*window);
+  auto replay_memory = parse_integer(v.get("replay-memory"), "REPLAY_MEMORY", 16, 1LL << 24);
+  if (!replay_memory) return bad(replay_memory.error());
+  c.replay_memory = static_cast<size_t>(*replay_memory);
   auto budget = parse_size(v.get("unsigned-upload-budget"), "UNSIGNED_UPLOAD_BUDGET");
   if (!budget) return bad(budget.error());
   c.unsigned_upload_budget = *budget;

@@ -39,6 +39,7 @@ struct ReceiverConfig {
   size_t max_connections_per_client = 256;
   std::string upload_signatures = "optional";  // or required
   uint64_t signature_window_s = 300;
+  size_t replay_memory = 65536;  // signatures remembered to refuse replays
   unsigned long long unsigned_upload_budget = 2ULL << 30;
   unsigned long long min_free_bytes = 64ULL << 20;
   bool fsync = true;  // FSYNC=off: no fsync of files or the directory (as unsafe as the old pair)

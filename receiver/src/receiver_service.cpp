@@ -6,6 +6,7 @@
 #include <ctime>
 #include <cstdlib>
 #include <filesystem>
+#include <thread>
 
 #include "ledger_api.hpp"
 #include "transfer/file_util.hpp"
@@ -25,6 +26,13 @@ void remove_stale_temps(const std::string& dir, const Logger& logger) {
       }
     }
   }
+}
+
+// The first second whose signatures this process accepts: the one after it started (the
+// process before may have accepted signatures timed in the second it was stopped).
+uint64_t signatures_not_before_now() {
+  const auto now = std::chrono::system_clock::now().time_since_epoch();
+  return signatures_not_before(static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::seconds>(now).count()));
 }
 
 HttpServerOptions http_options(const ReceiverConfig& c) {
@@ -115,7 +123,8 @@ ReceiverService::ReceiverService(const ReceiverConfig& config, Logger logger, Up
       settings_(std::move(settings)),
       gate_(UploadGateSettings{signatures, config.signature_window_s, config.unsigned_upload_budget,
                                config.min_free_bytes,
-                               static_cast<size_t>(std::max(1, config.threads / 2))},
+                               static_cast<size_t>(std::max(1, config.threads / 2)),
+                               signatures_not_before_now(), config.replay_memory},
             settings_.keys, [dir = config.output_dir] { return free_bytes(dir); }),
       committer_(settings_.output_dir, policy, settings_.fsync, ledger_, settings_.create_lock),
       metrics_([this] { return static_cast<double>(server_.uploads_in_flight()); },
@@ -201,6 +210,10 @@ Readiness ReceiverService::readiness() {
 }
 
 Result<int> ReceiverService::start() {
+  // The gate refuses signatures timed before its not_before (the second after this process
+  // started: the process before may have accepted them). Listen only from then on, so a sender
+  // whose clock agrees never meets that refusal (at most a second's wait).
+  std::this_thread::sleep_until(std::chrono::system_clock::time_point(std::chrono::seconds(gate_.not_before())));
   auto port = server_.bind();
   if (!port) return port.error();
   metrics_.watch(*server_.front_stats(), server_.route_stats(), [this] { return static_cast<double>(gate_.unsigned_bytes_in_flight()); });

@@ -16,7 +16,7 @@ UploadGate::UploadGate(UploadGateSettings settings, std::shared_ptr<KeyRing> key
     : settings_(settings),
       keys_(std::move(keys)),
       free_bytes_(std::move(free_bytes)),
-      replays_(settings.window_seconds) {}
+      replays_(settings.window_seconds, settings.replay_memory, settings.signatures_not_before) {}
 
 std::shared_ptr<const std::vector<UploadSigningKey>> UploadGate::signing_keys() {
   KeySet current = keys_->keys();
@@ -52,13 +52,10 @@ Result<Authentication> UploadGate::authenticate(const GateRequest& request,
   auto key = verify_upload_signature(*request.signature, signed_head, *keys, now_unix_seconds,
                                      settings_.window_seconds);
   if (!key) return key.error();
-  const auto parsed = parse_upload_signature(*request.signature);
-  if (!parsed || !replays_.first_use(parsed->v1_hex, parsed->time, now_unix_seconds)) {
-    // Most likely a replay; but a second sender process sending the same file
-    // within the same second signs the same head too, so it is told to retry (a
-    // replay gains nothing from that).
-    return make_error(ErrorCode::kBusy,
-                      "this signature was used already; sign the request again and retry");
+  const auto parsed = parse_upload_signature(*request.signature);  // cannot fail: verified
+  if (!parsed) return parsed.error();
+  if (auto first = replays_.first_use(parsed->v1_hex, parsed->time, now_unix_seconds); !first) {
+    return first.error();
   }
   return Authentication{*key};
 }

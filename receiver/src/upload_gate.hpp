@@ -3,11 +3,15 @@
 // before a byte of its body is read (as S3 and tus authenticate a request
 // before they store it):
 //   - authenticate(): a signed upload (X-Transfer-Signature, see
-//   transfer/upload_signature.hpp)
-//     is verified against every loaded key, inside the time window and only
-//     once (a replayed signature is refused); a bad signature is refused
-//     whatever the policy; an unsigned upload is refused when the policy
-//     requires signatures (all kUnauthenticated: 401).
+//     transfer/upload_signature.hpp) is verified against every loaded key,
+//     inside the time window; a bad signature is refused whatever the policy;
+//     an unsigned upload is refused when the policy requires signatures (all
+//     kUnauthenticated: 401). A valid signature is then accepted once
+//     (SignatureReplayGuard): one timed before this process started is
+//     refused (kUnauthenticated: 401; the process before may have accepted
+//     it), a second use, or one a full replay memory may have forgotten, is
+//     refused with kBusy (503 with Retry-After); an honest sender signs each
+//     attempt afresh and passes on its next one.
 //   - admit(): any upload that would leave less than `min_free_bytes` free in the output file
 //     system, counting what uploads in flight have reserved, is refused (kNoSpace: 507). A
 //     signed upload reserves its whole Content-Length at once; an unsigned one reserves its
@@ -42,6 +46,11 @@ struct UploadGateSettings {
   // Unsigned uploads in flight at once (0: no limit). The receiver gives them half its upload
   // workers, so clients without a key, however slow, never take every worker from signed ones.
   size_t unsigned_upload_slots = 0;
+  // Signatures timed before this unix second are refused (0: none): the receiver gives
+  // signatures_not_before(the second it started), and accepts no connection before it.
+  uint64_t signatures_not_before = 0;
+  // Signatures the replay memory holds (REPLAY_MEMORY; SignatureReplayGuard's capacity).
+  size_t replay_memory = SignatureReplayGuard::kDefaultCapacity;
 };
 
 // The parts of an upload's head the gate looks at.
@@ -65,6 +74,10 @@ class UploadGate {
   UploadGate(UploadGateSettings settings, std::shared_ptr<KeyRing> keys, FreeBytes free_bytes);
 
   Result<Authentication> authenticate(const GateRequest& request, uint64_t now_unix_seconds);
+
+  // The first unix second whose signatures are accepted. The receiver must not accept a
+  // connection before its clock reaches it (a request signed earlier would be refused: 401).
+  uint64_t not_before() const { return replays_.not_before(); }
 
   // A reservation of disk, returned when it is destroyed.
   class Admission {

@@ -45,6 +45,9 @@ DeliveryResult deliver(FilePayload& payload, const std::string& destination, con
     return r;
   }
   r.verdict = classify_status(response.status);
+  // 401 is a refused signature (stale, made before the receiver restarted, or by no key it has
+  // loaded): each attempt signs afresh, so it is retried like a 5xx, never given up at once.
+  if (response.status == 401) r.verdict = AttemptVerdict::kTransient;
   if (r.verdict != AttemptVerdict::kDelivered) {
     r.error = answer_message(response.status, response.body);
     return r;

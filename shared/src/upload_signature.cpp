@@ -7,6 +7,7 @@
 #include <openssl/kdf.h>
 #include <openssl/params.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -226,41 +227,81 @@ size_t SignatureReplayGuard::MacHash::operator()(const Mac& m) const {
   return h;
 }
 
-SignatureReplayGuard::SignatureReplayGuard(uint64_t window_seconds, size_t capacity)
-    : window_seconds_(window_seconds), capacity_(capacity == 0 ? 1 : capacity) {
-  expiry_of_.reserve(capacity_ < 4096 ? capacity_ : 4096);
+SignatureReplayGuard::SignatureReplayGuard(uint64_t window_seconds, size_t capacity,
+                                           uint64_t not_before)
+    : window_seconds_(window_seconds),
+      capacity_(capacity == 0 ? 1 : capacity),
+      not_before_(not_before) {
+  time_of_.reserve(capacity_ < 4096 ? capacity_ : 4096);
 }
 
-bool SignatureReplayGuard::first_use(std::string_view signature_hex, uint64_t signature_time,
-                                     uint64_t now) {
+Status SignatureReplayGuard::first_use(std::string_view signature_hex, uint64_t signature_time,
+                                       uint64_t now) {
   Mac mac{};
-  if (!decode_mac_hex(signature_hex, mac)) return false;
-  const uint64_t expiry =
-      signature_time > UINT64_MAX - window_seconds_ ? UINT64_MAX : signature_time + window_seconds_;
+  if (!decode_mac_hex(signature_hex, mac)) return unauthenticated(std::string(kMalformed));
+  if (signature_time < not_before_) {
+    return unauthenticated("the signature's time " + std::to_string(signature_time) +
+                           " predates this receiver's start (it accepts signatures timed from " +
+                           std::to_string(not_before_) +
+                           " on, so that none made before a restart can be replayed); sign the "
+                           "request again and retry");
+  }
   std::lock_guard lock(mu_);
   drop_expired(now);
-  if (expiry_of_.contains(mac)) return false;
-  if (expiry < now) return true;  // already expired: nothing to remember
-  while (expiry_of_.size() >= capacity_) drop_oldest();
-  const auto [it, inserted] = expiry_of_.emplace(mac, expiry);
-  by_expiry_.emplace(expiry, &it->first);  // keys of an unordered_map stay put across rehashing
-  return inserted;
+  if (time_of_.contains(mac)) {
+    // Our sender signs each attempt with a transfer id of its own: a second use is a replay,
+    // answered as "retry" all the same (a replay gains nothing from that).
+    return make_error(ErrorCode::kBusy,
+                      "this signature was used already; sign the request again and retry");
+  }
+  if (floor_ > 0 && signature_time <= floor_) {
+    return make_error(ErrorCode::kBusy, "the replay memory had to forget signatures timed up to " +
+                                            std::to_string(floor_) +
+                                            " to make room, so one timed " +
+                                            std::to_string(signature_time) +
+                                            " may be a replay; sign the request again and retry");
+  }
+  if (signature_time > UINT64_MAX - window_seconds_ ||
+      signature_time + window_seconds_ >= now) {  // else already expired: nothing to remember
+    if (time_of_.size() >= capacity_ && signature_time <= by_time_.begin()->first) {
+      // Older than everything remembered: it would be the one forgotten, and then refused.
+      return make_error(ErrorCode::kBusy,
+                        "the replay memory is full with newer signatures, so one timed " +
+                            std::to_string(signature_time) +
+                            " cannot be remembered; sign the request again and retry");
+    }
+    while (time_of_.size() >= capacity_) floor_ = std::max(floor_, drop_oldest());
+    const auto it = time_of_.emplace(mac, signature_time).first;
+    by_time_.emplace(signature_time, &it->first);  // keys of an unordered_map stay put
+  }
+  return ok_status();
 }
 
 size_t SignatureReplayGuard::size() const {
   std::lock_guard lock(mu_);
-  return expiry_of_.size();
+  return time_of_.size();
+}
+
+uint64_t SignatureReplayGuard::forgotten_up_to() const {
+  std::lock_guard lock(mu_);
+  return floor_;
 }
 
 void SignatureReplayGuard::drop_expired(uint64_t now) {
-  while (!by_expiry_.empty() && by_expiry_.begin()->first < now) drop_oldest();
+  // Expired: time + window < now, i.e. time < now - window.
+  while (!by_time_.empty() && now > window_seconds_ &&
+         by_time_.begin()->first < now - window_seconds_) {
+    drop_oldest();
+  }
 }
 
-void SignatureReplayGuard::drop_oldest() {
-  const auto first = by_expiry_.begin();
-  const auto entry = expiry_of_.find(*first->second);
-  by_expiry_.erase(first);
-  expiry_of_.erase(entry);
+uint64_t SignatureReplayGuard::drop_oldest() {
+  const auto first = by_time_.begin();
+  const uint64_t time = first->first;
+  const auto entry = time_of_.find(*first->second);
+  by_time_.erase(first);
+  time_of_.erase(entry);
+  return time;
 }
 
 }  // namespace transfer

@@ -18,13 +18,16 @@ import urllib.parse
 
 from harness import BIN, Workdir, stop, wait_until, write_json
 
-# The five input names of issue 13 and the reason each is quarantined (or refused) with.
+# The five input names of issue 13, then names that look like others (an NFD spelling, an
+# invisible filler), and the reason each is quarantined (or refused) with.
 LYING_NAMES = [
     ("   .json", "made only of spaces"),
     ("a..json", "ends in a dot"),
     ("a .json", "ends in a space"),
     ("invoice\u202elmx.json", "U+202E"),
     ("zw\u200bsp.json", "U+200B"),
+    ("cafe\u0301.json", "not in Unicode normalization form NFC (U+0065 U+0301: use the composed form U+00E9)"),
+    ("\u115f.json", "invisible filler U+115F"),
 ]
 
 
@@ -221,6 +224,26 @@ class SenderHardeningTest(unittest.TestCase):
                 self.assertIn(reason, text)
                 self.assertIn("attempts: 1", text)
         self.assertNotIn("delivered file=\"   .json\"", r.stderr.decode())
+
+    def test_nfd_name_is_quarantined_and_its_nfc_twin_delivered(self):
+        """Two files that look alike, caf\u00e9.json (NFC) and cafe\u0301.json (NFD): only the NFC one
+        is sent; the other is quarantined with a reason that says how to rename it."""
+        self.w.start_receiver()
+        nfc, nfd = "caf\u00e9.json", "cafe\u0301.json"
+        write_json(self.w.path("input", nfc), {"form": "NFC"})
+        write_json(self.w.path("input", nfd), {"form": "NFD"})
+        r = self.w.run_sender_once()
+        self.assertEqual(r.returncode, 1, r.stderr.decode())
+        self.assertEqual(self.outputs(), ["caf\u00e9.xml"])
+        with open(self.w.path("output", "caf\u00e9.xml"), encoding="utf-8") as fh:
+            self.assertIn("NFC", fh.read())
+        q = self.w.path("input", ".quarantine", nfd)
+        self.assertTrue(os.path.exists(q), "not quarantined")
+        with open(q + ".reason", encoding="utf-8") as fh:
+            text = fh.read()
+        self.assertIn("error: invalid upload name: not in Unicode normalization form NFC", text)
+        self.assertIn("use the composed form U+00E9", text)
+        self.assertFalse(os.path.exists(self.w.path("input", ".quarantine", nfc)))
 
     def test_receiver_refuses_the_same_names(self):
         from cryptography.fernet import Fernet

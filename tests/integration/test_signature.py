@@ -3,7 +3,7 @@ independently of our C++: a loopback HTTP peer captures the request line, header
 real sender sends, and Python's cryptography (HKDF) and hmac recompute the signature from the key
 file. Covers a small file (encrypted while sent), a spooled one (token file), a name that needs
 percent-encoding, and retries in quick succession (each attempt signs its own random transfer id,
-so attempts in the same second still carry signatures of their own)."""
+so attempts in the same second still carry signatures of their own), a 401 among them."""
 import base64
 import hashlib
 import hmac
@@ -19,7 +19,7 @@ from cryptography.fernet import Fernet
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from harness import Workdir, stop, wait_until, write_json
+from harness import Workdir, count_delivered, stop, wait_until, write_json
 
 SIGNATURE = re.compile(r"t=(0|[1-9][0-9]{0,18}),v1=([0-9a-f]{64})")
 
@@ -163,6 +163,23 @@ class SignatureTest(unittest.TestCase):
         self.assertEqual(len({one_header(q, "X-Transfer-Id") for q in attempts}), 5)
         self.assertEqual(len({v1 for _, v1 in signed}), 5)
         self.assertEqual(len({one_header(q, "Idempotency-Key") for q in attempts}), 1)
+
+    def test_a_401_is_retried_with_a_fresh_signature(self):
+        """A 401 refuses a signature (stale, made before the receiver restarted, or by a key it
+        has not loaded yet), not the file: the sender retries it, signed afresh, and delivers."""
+        self.peer = CapturingReceiver(script=[401, 401])
+        write_json(self.w.path("input", "refused.json"), {"a": 1})
+        before = time.time()
+        p = self.w.start_sender(port=self.peer.port, MIN_FILE_AGE="0", RETRY_BASE_DELAY="0.01",
+                                RETRY_MAX_DELAY="0.05")
+        wait_until(lambda: count_delivered(self.w.path("sstate", "sender.db")) == 1, what="delivered")
+        after = time.time()
+        stop(p)
+        attempts = self.peer.taken()
+        self.assertEqual(len(attempts), 3)
+        self.assertEqual(len({self.check_signed(q, before, after)[1] for q in attempts}), 3)
+        self.assertFalse(os.path.exists(self.w.path("input", ".quarantine", "refused.json")))
+        self.assertIn("receiver answered 401", self.w.read("sender.log"))
 
 
 if __name__ == "__main__":

@@ -76,6 +76,46 @@ TEST_F(UploadGateTest, SignaturesAreVerifiedOnceAndRequiredWhenAsked) {
   EXPECT_EQ(strict.authenticate(stale, kNow).error().code, ErrorCode::kUnauthenticated);
 }
 
+TEST_F(UploadGateTest, ReplaysAreRefusedAfterARestartAndFromAFullMemory) {
+  UploadGateSettings s;
+  s.policy = SignaturePolicy::kRequired;
+  s.replay_memory = 16;
+  auto first_run = gate(s);
+  auto captured = request("0000000000000001");
+  captured.signature = sign(captured, 0, kNow);
+  ASSERT_TRUE(first_run.authenticate(captured, kNow).ok());
+
+  // Restarted in the same second: what the first run accepted is refused (401), and so is a
+  // signature made in that second; the next second's passes.
+  s.signatures_not_before = signatures_not_before(kNow);
+  auto second_run = gate(s);
+  EXPECT_EQ(second_run.not_before(), kNow + 1);
+  auto replayed = second_run.authenticate(captured, kNow);
+  ASSERT_FALSE(replayed.ok());
+  EXPECT_EQ(replayed.error().code, ErrorCode::kUnauthenticated);
+  EXPECT_NE(replayed.error().message.find("predates"), std::string::npos)
+      << replayed.error().message;
+  auto honest = request("0000000000000002");
+  honest.signature = sign(honest, 0, kNow + 1);
+  ASSERT_TRUE(second_run.authenticate(honest, kNow + 1).ok());
+
+  // 16 newer signatures fill the memory: the first of this run is forgotten, and stays refused
+  // (503: kBusy), where it used to pass again.
+  for (int i = 0; i < 16; ++i) {
+    auto r = request("1" + std::string(13, '0') + std::to_string(10 + i));
+    r.signature = sign(r, 0, kNow + 2);
+    ASSERT_TRUE(second_run.authenticate(r, kNow + 2).ok()) << i;
+  }
+  auto forgotten = second_run.authenticate(honest, kNow + 2);
+  ASSERT_FALSE(forgotten.ok());
+  EXPECT_EQ(forgotten.error().code, ErrorCode::kBusy);
+  EXPECT_NE(forgotten.error().message.find("replay memory"), std::string::npos)
+      << forgotten.error().message;
+  auto fresh = request("0000000000000003");
+  fresh.signature = sign(fresh, 0, kNow + 3);
+  EXPECT_TRUE(second_run.authenticate(fresh, kNow + 3).ok());
+}
+
 TEST_F(UploadGateTest, UnsignedUploadsShareABudgetAndHalfTheWorkers) {
   UploadGateSettings s;
   s.unsigned_budget_bytes = 1'000'000;

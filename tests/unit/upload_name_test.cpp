@@ -8,9 +8,12 @@ namespace {
 // Ordinary string literals are UTF-8 here (GCC's and Clang's execution character set), so
 // "\u202E" is the three bytes E2 80 AE a client would percent-encode.
 TEST(UploadName, AcceptsOrdinaryNames) {
-  for (const std::string n : {"books", "ok.v2", "caf\u00E9", "a b", "a..b", "x-1_2", "\u6771",
-                              " leading", "a.b.c", "\u05E9\u05DC\u05D5\u05DD",  // Hebrew, no control
-                              "\U0001F4C4", "a\u00A0b"}) {                      // emoji; NBSP inside
+  for (const std::string n :
+       {"books", "ok.v2", "caf\u00E9", "a b", "a..b", "x-1_2", "\u6771", " leading", "a.b.c",
+        "\u05E9\u05DC\u05D5\u05DD",          // Hebrew, no control
+        "\U0001F4C4", "a\u00A0b",            // emoji; NBSP inside
+        "\uAC00", "\u0915\u093C", "\u09CB",  // NFC: a Hangul syllable, a nukta,
+        "\u00E1\u0316"}) {                   // a Bengali vowel, marks composed
     EXPECT_TRUE(validate_upload_name(n).ok()) << n;
   }
   EXPECT_TRUE(validate_upload_name(std::string(200, 'a')).ok());
@@ -56,6 +59,22 @@ TEST(UploadName, RefusesNamesThatLieAboutThemselves) {
       {"tag\U000E0001", "format character U+E0001"},    // language tag (a 4-byte sequence)
       {"line\u2028sep", "separator U+2028"},
       {"para\u2029sep", "separator U+2029"},
+      // Invisible fillers: letters or symbols to Unicode (not Cf), drawing nothing.
+      {"\u115F", "invisible filler U+115F"},  // Hangul choseong filler: a whole "name"
+      {"a\u1160b", "invisible filler U+1160"},
+      {"\u3164\u3164", "invisible filler U+3164"},
+      {"x\uFFA0", "invisible filler U+FFA0"},
+      {"\u2800", "invisible filler U+2800"},  // Braille pattern blank
+      // Not NFC: the run to blame and its composed form, never the whole name.
+      {"cafe\u0301", "NFC (U+0065 U+0301: use the composed form U+00E9)"},
+      {"e\u0301" + std::string(150, 'x'), "(U+0065 U+0301: use the composed form U+00E9)"},
+      {std::string(150, 'x') + "A\u030A", "(U+0041 U+030A: use the composed form U+00C5)"},
+      {"\u212B", "(U+212B: use the composed form U+00C5)"},  // angstrom sign: a singleton
+      {"\u1100\u1161", "(U+1100 U+1161: use the composed form U+AC00)"},  // Hangul jamo
+      {"\u0958", "(U+0958: use the composed form U+0915 U+093C)"},        // composition exclusion
+      {"\u09C7\u09BE", "(U+09C7 U+09BE: use the composed form U+09CB)"},  // two starters
+      {"a\u0301\u0316", "(U+0061 U+0301 U+0316: use the composed form U+00E1 U+0316)"},  // order
+      {"o\u0302\u0301\u0323\u0307x", "U+0323 ...: use the composed form U+1ED9 U+0301 U+0307)"},
   };
   for (const auto& c : cases) {
     auto st = validate_upload_name(c.name);
@@ -66,10 +85,19 @@ TEST(UploadName, RefusesNamesThatLieAboutThemselves) {
   }
 }
 
+TEST(UploadName, NfcMessagesStayShort) {
+  // The longest name, all of it decomposed: the message shows four code points, not the name.
+  std::string name;
+  while (name.size() + 3 <= kMaxUploadNameBytes) name += "e\u0301";
+  auto st = validate_upload_name(name);
+  ASSERT_FALSE(st.ok());
+  EXPECT_LT(st.error().message.size(), 120U) << st.error().message;
+}
+
 TEST(UploadName, InputNamesTheSenderQuarantines) {
   // The sender's upload name is the file name without ".json": these input names fail.
-  for (const std::string file :
-       {"   .json", "a..json", "a .json", "invoice\u202Elmx.json", "zw\u200Bsp.json"}) {
+  for (const std::string file : {"   .json", "a..json", "a .json", "invoice\u202Elmx.json",
+                                 "zw\u200Bsp.json", "cafe\u0301.json", "\u115F.json"}) {
     EXPECT_FALSE(validate_upload_name(upload_name_for_file(file)).ok()) << file;
   }
 }

@@ -422,7 +422,9 @@ TEST(SignatureReplayGuard, HoldsItsCapacity) {
   EXPECT_EQ(guard.size(), kCapacity);
   EXPECT_FALSE(
       guard.first_use(mac_hex(static_cast<int>(kCapacity) + 499), kTime, kTime));  // newest kept
-  EXPECT_TRUE(guard.first_use(mac_hex(0), kTime, kTime));  // the oldest was dropped to make room
+  // The oldest were dropped to make room, and stay refused: their times are under the floor.
+  EXPECT_EQ(guard.forgotten_up_to(), kTime + 4);
+  EXPECT_FALSE(guard.first_use(mac_hex(0), kTime, kTime));
   EXPECT_EQ(guard.size(), kCapacity);
 
   // When full, expired entries go before any live one.
@@ -434,6 +436,106 @@ TEST(SignatureReplayGuard, HoldsItsCapacity) {
   EXPECT_EQ(small.size(), 3U);
   EXPECT_FALSE(small.first_use(mac_hex(2), kTime + 1000, kTime + 400));
   EXPECT_FALSE(small.first_use(mac_hex(3), kTime + 1000, kTime + 400));
+}
+
+// A full memory forgets its oldest signature, and then refuses everything timed at or before it
+// (it may be a replay it forgot), rather than taking a forgotten one for new. The clock is the
+// `now` passed in.
+TEST(SignatureReplayGuard, RefusesWhatAFullMemoryForgot) {
+  constexpr size_t kCapacity = 4;
+  SignatureReplayGuard guard(kWindow, kCapacity);
+  // N + 1 signatures, a second apart: the fifth makes the memory forget the first.
+  for (int i = 0; i <= static_cast<int>(kCapacity); ++i) {
+    ASSERT_TRUE(guard.first_use(mac_hex(i), kTime + i, kTime + i).ok()) << i;
+  }
+  EXPECT_EQ(guard.size(), kCapacity);
+  EXPECT_EQ(guard.forgotten_up_to(), kTime);
+  const uint64_t now = kTime + 10;
+  auto forgotten = guard.first_use(mac_hex(0), kTime, now);
+  ASSERT_FALSE(forgotten.ok());
+  EXPECT_NE(
+      forgotten.error().message.find("forget signatures timed up to " + std::to_string(kTime)),
+      std::string::npos)
+      << forgotten.error().message;
+  struct Case {
+    const char* what;
+    int mac;
+    uint64_t time;
+    bool accepted;
+  };
+  for (const Case& c : std::vector<Case>{
+           {"the forgotten one replayed", 0, kTime, false},
+           {"a remembered one replayed", 3, kTime + 3, false},
+           {"never seen, timed at the floor", 100, kTime, false},
+           {"never seen, timed before the floor", 101, kTime - 5, false},
+           {"fresh, timed now", 102, now, true},
+           {"that fresh one again", 102, now, false},
+       }) {
+    auto st = guard.first_use(mac_hex(c.mac), c.time, now);
+    EXPECT_EQ(st.ok(), c.accepted) << c.what;
+    if (!st.ok()) {
+      EXPECT_EQ(st.error().code, ErrorCode::kBusy) << c.what;
+      EXPECT_NE(st.error().message.find("sign the request again"), std::string::npos) << c.what;
+    }
+  }
+  EXPECT_LE(guard.size(), kCapacity);
+}
+
+TEST(SignatureReplayGuard, AFullMemoryRefusesASignatureOlderThanAllItHolds) {
+  SignatureReplayGuard guard(kWindow, 2);
+  ASSERT_TRUE(guard.first_use(mac_hex(1), kTime + 5, kTime + 5).ok());
+  ASSERT_TRUE(guard.first_use(mac_hex(2), kTime + 6, kTime + 6).ok());
+  // Timed before both: it would be the one forgotten. Refused, and nothing is forgotten for it.
+  auto old = guard.first_use(mac_hex(3), kTime + 5, kTime + 7);
+  ASSERT_FALSE(old.ok());
+  EXPECT_EQ(old.error().code, ErrorCode::kBusy);
+  EXPECT_EQ(guard.forgotten_up_to(), 0U);
+  EXPECT_FALSE(guard.first_use(mac_hex(1), kTime + 5, kTime + 7).ok());
+  EXPECT_FALSE(guard.first_use(mac_hex(2), kTime + 6, kTime + 7).ok());
+}
+
+TEST(SignatureReplayGuard, ABurstInOneSecondRefusesTheRestOfThatSecond) {
+  SignatureReplayGuard guard(kWindow, 3);
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(guard.first_use(mac_hex(i), kTime, kTime).ok()) << i;
+  // A fourth in the same second is older than nothing held and as old as all: refused.
+  EXPECT_EQ(guard.first_use(mac_hex(3), kTime, kTime).error().code, ErrorCode::kBusy);
+  // Signed again a second later, it passes (and the memory forgets one of kTime).
+  EXPECT_TRUE(guard.first_use(mac_hex(4), kTime + 1, kTime + 1).ok());
+  EXPECT_EQ(guard.forgotten_up_to(), kTime);
+  for (int i = 0; i < 3; ++i) EXPECT_FALSE(guard.first_use(mac_hex(i), kTime, kTime + 1).ok()) << i;
+}
+
+TEST(SignatureReplayGuard, ForgottenSignaturesStayRefusedOnceTheMemoryEmpties) {
+  SignatureReplayGuard guard(kWindow, 1);
+  ASSERT_TRUE(guard.first_use(mac_hex(1), kTime, kTime).ok());
+  ASSERT_TRUE(guard.first_use(mac_hex(2), kTime + 1, kTime + 1).ok());  // forgets 1
+  // 2 expires; the floor stays (until the window makes every signature at or before it stale).
+  EXPECT_FALSE(guard.first_use(mac_hex(1), kTime, kTime + 299).ok());
+  EXPECT_TRUE(guard.first_use(mac_hex(3), kTime + 302, kTime + 302).ok());
+  EXPECT_EQ(guard.size(), 1U);
+  EXPECT_FALSE(guard.first_use(mac_hex(1), kTime, kTime + 302).ok());
+}
+
+// A restart: the new process's memory is empty, so it refuses every signature timed before the
+// second after it started, even one made in the very second it started.
+TEST(SignatureReplayGuard, RefusesSignaturesMadeBeforeItStarted) {
+  EXPECT_EQ(signatures_not_before(kTime), kTime + 1);
+  SignatureReplayGuard before_restart(kWindow);
+  ASSERT_TRUE(before_restart.first_use(mac_hex(1), kTime, kTime).ok());
+  for (const uint64_t restarted_at : {kTime, kTime + 1, kTime + 200}) {
+    SignatureReplayGuard after_restart(kWindow, SignatureReplayGuard::kDefaultCapacity,
+                                       signatures_not_before(restarted_at));
+    EXPECT_EQ(after_restart.not_before(), restarted_at + 1);
+    auto replayed = after_restart.first_use(mac_hex(1), kTime, restarted_at);
+    ASSERT_FALSE(replayed.ok()) << restarted_at;
+    EXPECT_EQ(replayed.error().code, ErrorCode::kUnauthenticated);
+    EXPECT_NE(replayed.error().message.find("predates this receiver's start"), std::string::npos)
+        << replayed.error().message;
+    // Made before the restart, even by an honest sender: refused too; signed again, it passes.
+    EXPECT_FALSE(after_restart.first_use(mac_hex(2), restarted_at, restarted_at).ok());
+    EXPECT_TRUE(after_restart.first_use(mac_hex(2), restarted_at + 1, restarted_at + 1).ok());
+    EXPECT_EQ(after_restart.size(), 1U) << "refused signatures are not remembered";
+  }
 }
 
 TEST(SignatureReplayGuard, OneWinnerPerSignatureAcrossThreads) {

@@ -101,28 +101,44 @@ Result<size_t> verify_upload_signature(std::string_view header_value, const Sign
                                        uint64_t window_seconds);
 
 // Remembers the signatures already used, so a captured signed head cannot be sent again while
-// its time is inside the window. An entry lives until signature_time + window_seconds (a
-// signature older than that is refused as stale by verify_upload_signature anyway).
-//
-// Bound: at most `capacity` entries (default 65,536; 128 bytes each, measured: 8 MiB when
-// full). Each call first drops expired entries; when still full, the entry nearest its expiry
-// is dropped. So a replay is refused for as long as its entry is kept: the whole window while
-// fewer than `capacity` signed uploads arrive per window (65,536 per 300 s is 218 uploads/s
-// sustained), less beyond that. Only signatures that verified should be offered, so a client
-// without a key cannot fill it. Thread-safe.
+// its time is inside the window, neither after a restart nor once the memory is full:
+//   - Entries: signature -> its time; an entry is kept until time + window_seconds (an older
+//     signature is refused as stale by verify_upload_signature anyway).
+//   - Start: the memory starts empty, so a signature timed before `not_before` is refused
+//     (kUnauthenticated): the process that ran before may have accepted it. Give it the first
+//     whole second after the process started (signatures_not_before()): a signature made in the
+//     second of a restart may have been accepted by the previous process in that same second.
+//     Honest senders sign each attempt afresh, so their next attempt passes.
+//   - Bound: at most `capacity` entries (default 65,536; 128 bytes each, measured: 8 MiB when
+//     full). Each call first drops expired entries; when still full, the entry with the oldest
+//     time is forgotten, and its time becomes a floor: every signature timed at or before the
+//     floor is refused from then on (kBusy: it may be one we forgot), so a replay is never taken
+//     for a first use, whatever the load. That refusal reaches an honest sender only when it
+//     signed no later than the newest signature forgotten, i.e. when more than `capacity`
+//     signatures arrived since its own time (65,536 per window is 218 uploads/s sustained);
+//     re-signed, it passes.
+//   - A second use of a remembered signature: kBusy (a retry signs afresh, so this is a replay).
+// Only signatures that verified should be offered, so a client without a key cannot fill it.
+// Thread-safe; each call is O(log n) under one mutex.
 class SignatureReplayGuard {
  public:
   static constexpr size_t kDefaultCapacity = 65536;
   explicit SignatureReplayGuard(uint64_t window_seconds = kDefaultSignatureWindowSeconds,
-                                size_t capacity = kDefaultCapacity);
+                                size_t capacity = kDefaultCapacity, uint64_t not_before = 0);
 
-  // True the first time `signature_hex` (the v1 value: 64 lowercase hex digits) is offered, and
-  // again once its entry expired; false while it is remembered, and for a value that is not 64
-  // lowercase hex digits.
-  bool first_use(std::string_view signature_hex, uint64_t signature_time, uint64_t now);
+  // Ok the first time `signature_hex` (the v1 value) timed `signature_time` is offered at `now`,
+  // and again once its entry expired. Otherwise (messages safe to send to a client):
+  // kUnauthenticated for a time before not_before() or a value that is not 64 lowercase hex
+  // digits; kBusy for a signature remembered, one timed at or before the floor, or, when the
+  // memory is full, one timed no later than everything it holds (it would be the one forgotten).
+  Status first_use(std::string_view signature_hex, uint64_t signature_time, uint64_t now);
 
   size_t size() const;
   size_t capacity() const { return capacity_; }
+  uint64_t not_before() const { return not_before_; }
+  // The newest signature time forgotten to make room (signatures timed at or before it are
+  // refused), or 0 while the memory never had to forget a live entry.
+  uint64_t forgotten_up_to() const;
 
  private:
   using Mac = std::array<uint8_t, 32>;
@@ -130,13 +146,21 @@ class SignatureReplayGuard {
     size_t operator()(const Mac& m) const;
   };
   void drop_expired(uint64_t now);  // with mu_ held
-  void drop_oldest();               // with mu_ held
+  uint64_t drop_oldest();           // with mu_ held; returns the dropped entry's time
 
   const uint64_t window_seconds_;
   const size_t capacity_;
+  const uint64_t not_before_;
   mutable std::mutex mu_;
-  std::unordered_map<Mac, uint64_t, MacHash> expiry_of_;  // signature -> expires after this time
-  std::set<std::pair<uint64_t, const Mac*>> by_expiry_;   // the same entries, soonest expiry first
+  uint64_t floor_ = 0;
+  std::unordered_map<Mac, uint64_t, MacHash> time_of_;  // signature -> its time
+  std::set<std::pair<uint64_t, const Mac*>> by_time_;   // the same entries, oldest time first
 };
+
+// The first whole second after `start_unix_seconds` (a process's start, as a fraction of a second
+// is lost in whole seconds): the not_before of a replay memory started then.
+inline uint64_t signatures_not_before(uint64_t start_unix_seconds) {
+  return start_unix_seconds + 1;
+}
 
 }  // namespace transfer
