@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include <filesystem>
+#include <set>
 #include <fstream>
 #include <sstream>
 #include <thread>
@@ -267,6 +268,39 @@ TEST_F(AdminCommand, StatusRetryForgetAndVerify) {
   EXPECT_EQ(run({"forget", "a.json"}), 1);
   EXPECT_EQ(run({"verify"}), 0) << out_.str();
   EXPECT_FALSE(sender::run_admin_command({"--once"}, [](const std::string&) { return std::nullopt; }, out_, err_));
+}
+
+// Names are someone else's text: the table escapes them (no screen cleared, no line forged, no
+// text reordered); --json carries them as they are.
+TEST_F(AdminCommand, StatusTextEscapesNamesAndJsonKeepsThem) {
+  const std::vector<std::pair<std::string, std::string>> names = {
+      {"\x1b[2Jx.json", R"("\x1b[2Jx.json")"},
+      {"a\nforged line.json", R"("a\nforged line.json")"},
+      {"invoice\u202egpj.json", R"("invoice\u202egpj.json")"},
+      {"plain.json", "plain.json"},
+  };
+  for (const auto& [name, shown] : names) {
+    ASSERT_TRUE(store_->record_seen(name, "h", 1, 1).ok());
+    ASSERT_TRUE(store_->mark_quarantined(name, "h", FailureRecord{name + ": invalid JSON\x1b[0m", 0, "", 1, 0}, "").ok());
+  }
+  ASSERT_TRUE(store_->record_seen("\x1b]0;title\x07p.json", "h", 1, 1).ok());  // oldest pending
+  EXPECT_EQ(run({"status"}), 0) << err_.str();
+  const std::string text = out_.str();
+  EXPECT_EQ(text.find('\x1b'), std::string::npos) << text;
+  EXPECT_EQ(text.find('\x07'), std::string::npos) << text;
+  EXPECT_EQ(text.find("\u202e"), std::string::npos) << text;
+  EXPECT_EQ(text.find("\nforged"), std::string::npos) << text;
+  for (const auto& [name, shown] : names) {
+    EXPECT_NE(text.find(" " + shown + " "), std::string::npos) << shown << "\n" << text;
+  }
+  EXPECT_NE(text.find(R"(oldest pending: "\x1b]0;title\x07p.json" (seen )"), std::string::npos) << text;
+  EXPECT_NE(text.find(R"(: invalid JSON\x1b[0m)"), std::string::npos) << text;  // errors escaped, unquoted
+
+  EXPECT_EQ(run({"status", "--json"}), 0) << err_.str();
+  std::set<std::string> listed;
+  const auto status = nlohmann::json::parse(out_.str());
+  for (const auto& e : status["last_errors"]) listed.insert(e["name"].get<std::string>());
+  for (const auto& [name, shown] : names) EXPECT_TRUE(listed.count(name)) << shown;
 }
 
 }  // namespace
