@@ -6,7 +6,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <ctime>
 #include <filesystem>
 #include <random>
 
@@ -32,15 +31,6 @@ constexpr std::chrono::milliseconds kStateCommitWindow{25};
 // memory, and spooled ones (token files in the state directory) by count.
 constexpr size_t kPayloadMemoryBudget = 16 << 20;
 constexpr size_t kSpooledPayloadBudget = 4;
-
-std::string iso_time(double unix_seconds) {
-  const auto t = static_cast<time_t>(unix_seconds);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
 
 void remove_spool_leftovers(const std::string& dir) {
   std::error_code ec;
@@ -828,28 +818,11 @@ void SenderService::apply_upload(Result_& r) {
         break;
       }
       case PairState::kGaveUp:
-      case PairState::kInFlight: {
-        FailureRecord f = failure;
-        f.error = decision.reason.empty() ? failure.error : decision.reason;
-        if (auto s = store_.mark_quarantined(v.name, v.sha256, f, "", destination); !s)
-          logger_->error("state database: {}", s.error().message);
-        last_failure_[{v, destination}] = f;
-        l->gave_up->add();
-        ++summary_.quarantined;
-        logger_->error("gave up file={} destination={} error={} attempts={}", field, destination,
-                       log_value(f.error), decision.attempts);
-        break;
-      }
+      case PairState::kInFlight: record_gave_up(v, destination, decision, failure); break;
     }
   };
   if (r.payload_status == PayloadStatus::kInvalid) {
-    // Not convertible (or a name no receiver takes): every destination gives up on it now.
-    const FailureRecord failure{r.payload_error, 0, "", now, 0};
-    for (const auto& o : scheduler_.outcomes(v)) {
-      if (o.destination != d && o.state != PairState::kWaiting) continue;
-      record(o.destination, scheduler_.finished(v, o.destination, AttemptVerdict::kPermanent, r.payload_error),
-             failure);
-    }
+    give_up_everywhere(v, r.payload_error, d);  // not convertible, or a name no receiver takes
   } else if (r.payload_status == PayloadStatus::kTransient) {
     record(d, scheduler_.finished(v, d, AttemptVerdict::kTransient, r.payload_error),
            FailureRecord{r.payload_error, 0, "", now, 0});
@@ -862,6 +835,32 @@ void SenderService::apply_upload(Result_& r) {
   }
   settle_if_decided(v.name);
   payloads_.trim(v);
+}
+
+// A version no destination can take (not convertible, or a name no receiver takes): every
+// destination still waiting for it, and `attempted_by` whose attempt found out, gives up now.
+// Those with an upload in flight find out themselves.
+void SenderService::give_up_everywhere(const FileVersion& version, const std::string& error,
+                                       const std::string& attempted_by) {
+  const FailureRecord failure{error, 0, "", wall_now(), 0};
+  for (const auto& o : scheduler_.outcomes(version)) {
+    if (o.destination != attempted_by && o.state != PairState::kWaiting) continue;
+    record_gave_up(version, o.destination,
+                   scheduler_.finished(version, o.destination, AttemptVerdict::kPermanent, error), failure);
+  }
+}
+
+void SenderService::record_gave_up(const FileVersion& version, const std::string& destination,
+                                   const AttemptDecision& decision, const FailureRecord& failure) {
+  FailureRecord f = failure;
+  f.error = decision.reason.empty() ? failure.error : decision.reason;
+  if (auto s = store_.mark_quarantined(version.name, version.sha256, f, "", destination); !s)
+    logger_->error("state database: {}", s.error().message);
+  last_failure_[{version, destination}] = f;
+  lane_named(destination).gave_up->add();
+  ++summary_.quarantined;
+  logger_->error("gave up file={} destination={} error={} attempts={}", log_value(version.name), destination,
+                 log_value(f.error), decision.attempts);
 }
 
 // Acts on the input file once every enabled destination has settled its version.
@@ -887,31 +886,18 @@ void SenderService::settle_if_decided(const std::string& name) {
 
 void SenderService::quarantine_input(const FileVersion& version, const std::string& path) {
   const auto outcomes = scheduler_.outcomes(version);
-  std::string first_error;
-  int64_t attempts = 0;
-  int receiver_status = 0;
-  std::string lines;
-  for (const auto& o : outcomes) {
-    if (o.state == PairState::kDelivered) {
-      lines += "destination " + o.destination + ": delivered\n";
-      continue;
-    }
-    auto f = last_failure_.find({version, o.destination});
-    const std::string error = f != last_failure_.end() ? f->second.error : o.last_error;
-    lines += "destination " + o.destination + ": gave up after " + std::to_string(o.attempts) +
-             " attempts: " + error + "\n";
-    if (first_error.empty()) {
-      first_error = error;
-      attempts = o.attempts;
-      if (f != last_failure_.end()) receiver_status = f->second.receiver_status;
-    }
-  }
   const double now = wall_now();
-  const std::string reason = "file: " + version.name + "\nerror: " + first_error + "\ntime: " + iso_time(now) +
-                             "\nattempts: " + std::to_string(attempts) + "\nsha256: " + version.sha256 + "\n" +
-                             (receiver_status ? "receiver_status: " + std::to_string(receiver_status) + "\n" : "") +
-                             lines;
-  const QuarantineResult q = disposal_.quarantine(version.name, path, reason);
+  QuarantineReason reason{version.name, version.sha256, now, {}};
+  for (const auto& o : outcomes) {
+    auto f = last_failure_.find({version, o.destination});
+    const bool known = f != last_failure_.end();
+    reason.destinations.push_back({o.destination, o.state == PairState::kDelivered, o.attempts,
+                                   known ? f->second.error : o.last_error, known ? f->second.receiver_status : 0});
+  }
+  const QuarantineReason::Destination first = reason.first_gave_up();
+  const std::string& first_error = first.error;
+  const int64_t attempts = first.attempts;
+  const QuarantineResult q = disposal_.quarantine(version.name, path, reason.text());
   for (const auto& o : outcomes) {
     if (o.state != PairState::kGaveUp) continue;
     auto f = last_failure_.find({version, o.destination});

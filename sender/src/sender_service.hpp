@@ -99,6 +99,10 @@ class SenderService {
   void apply(Result_&& r);
   void apply_identified(Identification&& id);
   void apply_upload(Result_& r);
+  void give_up_everywhere(const FileVersion& version, const std::string& error,
+                          const std::string& attempted_by = {});
+  void record_gave_up(const FileVersion& version, const std::string& destination,
+                      const AttemptDecision& decision, const FailureRecord& failure);
   void dispatch_due();
   void forget_tracked(const std::string& name);
   void sync_tracked();
