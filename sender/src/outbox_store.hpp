@@ -43,7 +43,7 @@ std::string_view to_string(OutboxState state);
 
 struct OutboxEntry {
   std::string name;    // file name in the input directory
-  std::string sha256;  // of the file's content
+  std::string sha256;  // of the file's content; kUnhashed ("unhashed"): refused before hashing
   std::string destination = kDefaultDestination;  // whose state this is ([a-z0-9_-]{1,32})
   int64_t size = 0;
   int64_t mtime_ns = 0;

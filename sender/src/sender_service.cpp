@@ -183,8 +183,8 @@ SenderService::SenderService(const SenderConfig& config, std::vector<Destination
       disposal_(config_),
       limits_(limits_of(destinations)),
       scheduler_(limits_, wall_now, uniform01),
-      identifier_(config_.input_dir, enabled_names(destinations), kInMemoryInputLimit, store_, cancel_,
-                  logger_),
+      identifier_(config_.input_dir, enabled_names(destinations), kInMemoryInputLimit,
+                  ScreenLimits{config_.max_input_bytes}, store_, cancel_, logger_),
       payloads_(kInMemoryInputLimit, kPayloadMemoryBudget, kSpooledPayloadBudget,
                 [this](const FileVersion& v) { return scheduler_.activity(v); }) {
   for (auto& d : destinations) {
@@ -706,6 +706,7 @@ void SenderService::apply_identified(Identification&& id) {
       ++summary_.failed;
       return;
     case Identification::Outcome::kStopped: return;
+    case Identification::Outcome::kRefused:  // recorded and given up everywhere, below
     case Identification::Outcome::kOk: break;
   }
   const FileVersion version{id.name, id.sha256};
@@ -734,7 +735,9 @@ void SenderService::apply_identified(Identification&& id) {
   }
   tracked_[id.name] = Tracked{version, id.stamp};
   scheduler_.add(version, id.history);
-  if (id.content) {
+  if (id.outcome == Identification::Outcome::kRefused) {
+    give_up_everywhere(version, id.refusal);  // as an invalid file: quarantined with the reason
+  } else if (id.content) {
     // The bytes read are the payload of each mapping the waiting destinations have. Over budget
     // (files identified faster than a destination takes them), some are dropped and read again.
     payloads_.drop_all(version);
@@ -837,9 +840,9 @@ void SenderService::apply_upload(Result_& r) {
   payloads_.trim(v);
 }
 
-// A version no destination can take (not convertible, or a name no receiver takes): every
-// destination still waiting for it, and `attempted_by` whose attempt found out, gives up now.
-// Those with an upload in flight find out themselves.
+// A version no destination can take (not convertible, a name no receiver takes, or refused by the
+// screening): every destination still waiting for it, and `attempted_by` whose attempt found out,
+// gives up now. Those with an upload in flight find out themselves.
 void SenderService::give_up_everywhere(const FileVersion& version, const std::string& error,
                                        const std::string& attempted_by) {
   const FailureRecord failure{error, 0, "", wall_now(), 0};
