@@ -140,6 +140,9 @@ class OutboxStore {
   // Removes every row of `name` (of every destination, or of `*destination` only); returns how
   // many there were. The file is then new to the sender (for that destination).
   Result<int64_t> forget(const std::string& name, const std::string* destination = nullptr);
+  // Removes one version's row of one destination (none there: nothing to do).
+  Status forget_version(const std::string& name, const std::string& sha256,
+                        const std::string& destination = kDefaultDestination);
   // PRAGMA integrity_check: "ok", or the problems found.
   Result<std::vector<std::string>> integrity_check();
   // For a second connection (readiness, operator commands): see SqliteDb.

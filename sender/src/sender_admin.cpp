@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "file_identity.hpp"
 #include "outbox_store.hpp"
 #include "sender_config.hpp"
 #include "sender_service.hpp"
@@ -185,6 +186,15 @@ Status retry_one(const Command& c, OutboxStore& store, const OutboxEntry& e, std
           return marked;
       }
     }
+  }
+  if (e.sha256 == kUnhashed) {
+    // Refused before it was hashed (input_screen.hpp): its row names no content and would stay
+    // pending once the file passes under another SHA-256. Dropped: the file is new to the sender
+    // and screened again (a raised MAX_INPUT_BYTES lets it through).
+    if (auto st = store.forget_version(e.name, e.sha256, e.destination); !st) return st;
+    out << terminal_name(e.name) << ": refused before hashing; its record for destination " << e.destination
+        << " is dropped and the file is screened again at the next pass\n";
+    return ok_status();
   }
   if (auto st = store.reset(e.name, e.sha256, e.destination); !st) return st;
   out << terminal_name(e.name) << ": " << to_string(e.state) << " -> pending for destination " << e.destination

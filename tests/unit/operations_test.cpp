@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "ledger_api.hpp"
+#include "file_identity.hpp"
 #include "outbox_store.hpp"
 #include "sender_admin.hpp"
 #include "transfer/key_ring.hpp"
@@ -301,6 +302,27 @@ TEST_F(AdminCommand, StatusTextEscapesNamesAndJsonKeepsThem) {
   const auto status = nlohmann::json::parse(out_.str());
   for (const auto& e : status["last_errors"]) listed.insert(e["name"].get<std::string>());
   for (const auto& [name, shown] : names) EXPECT_TRUE(listed.count(name)) << shown;
+}
+
+// A file refused before it was hashed has a row under kUnhashed: `sender retry` drops that row
+// (the file is screened afresh, and a version that then passes gets rows of its own) instead of
+// leaving it pending for ever.
+TEST_F(AdminCommand, RetryOfAFileRefusedBeforeHashingDropsItsRecord) {
+  fs::create_directories(dir_ / "in/.quarantine");
+  write(dir_ / "in/.quarantine/big.json", "{}");
+  ASSERT_TRUE(store_->record_seen("big.json", sender::kUnhashed, 2, 1).ok());
+  ASSERT_TRUE(store_->mark_quarantined("big.json", sender::kUnhashed,
+                                       FailureRecord{"big.json: refused: 2 bytes, more than MAX_INPUT_BYTES=1", 0, "", 1, 0},
+                                       dir_ / "in/.quarantine/big.json")
+                  .ok());
+  EXPECT_EQ(run({"retry", "--all-failed"}), 0) << err_.str();
+  EXPECT_TRUE(fs::exists(dir_ / "in/big.json"));  // moved back
+  EXPECT_NE(out_.str().find("big.json: refused before hashing; its record for destination default is dropped"),
+            std::string::npos)
+      << out_.str();
+  EXPECT_FALSE(store_->find("big.json", sender::kUnhashed)->has_value());
+  EXPECT_EQ(run({"status", "--json"}), 0);
+  EXPECT_EQ(nlohmann::json::parse(out_.str())["counts"]["pending"], 0);
 }
 
 }  // namespace
