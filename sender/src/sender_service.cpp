@@ -186,7 +186,8 @@ SenderService::SenderService(const SenderConfig& config, std::vector<Destination
       identifier_(config_.input_dir, enabled_names(destinations), kInMemoryInputLimit,
                   ScreenLimits{config_.max_input_bytes}, store_, cancel_, logger_),
       payloads_(kInMemoryInputLimit, kPayloadMemoryBudget, kSpooledPayloadBudget,
-                [this](const FileVersion& v) { return scheduler_.activity(v); }) {
+                [this](const FileVersion& v) { return scheduler_.activity(v); }),
+      identifying_(config_.upload_concurrency, kInMemoryInputLimit) {
   for (auto& d : destinations) {
     if (!d.enabled) {
       logger_->info("destination={} url={} is disabled: nothing is sent to it", d.name, d.url());
@@ -214,8 +215,7 @@ SenderService::SenderService(const SenderConfig& config, std::vector<Destination
     lane->up = &metrics_.receiver_up.with({name});
     lanes_.push_back(std::move(lane));
   }
-  identify_jobs_ = std::make_unique<BoundedQueue<Job>>(
-      2 * static_cast<size_t>(std::max(1, config_.upload_concurrency)));
+  identify_jobs_ = std::make_unique<BoundedQueue<Job>>(identifying_.capacity());
   remove_spool_leftovers(spool_dir_);
   store_.set_group_commit(kStateCommitWindow, [this] { discovery_.watcher().wake(); });
   load_settled();
@@ -380,8 +380,8 @@ void SenderService::stop() {
 // --- workers -------------------------------------------------------------------------------------
 
 void SenderService::start_workers() {
-  for (int i = 0; i < std::max(1, config_.upload_concurrency); ++i) {
-    workers_.emplace_back([this, i] { worker_loop(-1, static_cast<size_t>(i)); });
+  for (size_t i = 0; i < identifying_.workers(); ++i) {
+    workers_.emplace_back([this, i] { worker_loop(-1, i); });
   }
   for (size_t l = 0; l < lanes_.size(); ++l) {
     for (size_t i = 0; i < lanes_[l]->uploaders.size(); ++i) {
@@ -486,7 +486,6 @@ ScanSummary SenderService::run() {
   start_workers();
   if (!config_.once) queue_probes();
   auto next_scan = Clock::now() + interval;
-  const size_t max_identifying = 2 * static_cast<size_t>(std::max(1, config_.upload_concurrency));
   std::deque<Result_> done;
   while (!stopping_) {
     take_results(done);
@@ -495,22 +494,7 @@ ScanSummary SenderService::run() {
       done.pop_front();
     }
     sync_tracked();
-    const auto now = Clock::now();
-    for (auto it = discovery_.candidates().begin();
-         it != discovery_.candidates().end() && identifying_.size() < max_identifying; ++it) {
-      const Candidate& c = it->second;
-      if (tracked_.count(it->first) || identifying_.count(it->first) ||
-          (config_.once && c.tried_in_once_mode) || now < c.not_before ||
-          !discovery_.is_quiet(c, now)) {
-        continue;
-      }
-      identifying_.insert(it->first);
-      Job job;
-      job.kind = Job::Kind::kIdentify;
-      job.name = it->first;
-      job.candidate = c;
-      push_job(std::move(job));
-    }
+    dispatch_identifications();
     dispatch_due();
     if (stopping_) break;
     if (config_.once && once_finished()) break;
@@ -525,12 +509,11 @@ ScanSummary SenderService::run() {
     }
     auto wake = config_.once ? Clock::now() + std::chrono::seconds(60) : next_scan;
     wake = std::min(wake, wake_time(next_scan));
-    if (identifying_.size() < max_identifying) {
-      for (const auto& [name, c] : discovery_.candidates()) {
-        if (tracked_.count(name) || identifying_.count(name) || (config_.once && c.tried_in_once_mode))
-          continue;
-        wake = std::min(wake, discovery_.ready_at(c));
-      }
+    for (const auto& [name, c] : discovery_.candidates()) {  // one not startable waits for a result
+      if (tracked_.count(name) || identifying_.holds(name) || (config_.once && c.tried_in_once_mode) ||
+          !identifying_.may_start(c.stamp.size))
+        continue;
+      wake = std::min(wake, discovery_.ready_at(c));
     }
     if (take_results(done)) continue;  // a worker finished while we looked: apply it first
     const auto events = discovery_.watcher().wait_until(wake);  // a finishing worker wakes it
@@ -587,6 +570,24 @@ void SenderService::queue_probes() {
     Job job;
     job.kind = Job::Kind::kProbe;
     job.lane = i;
+    push_job(std::move(job));
+  }
+}
+
+// Quiet candidates to the identify workers, in name order; a large one waits while the large files
+// in hand would leave no worker for small ones, and the small ones after it go first.
+void SenderService::dispatch_identifications() {
+  const auto now = Clock::now();
+  for (const auto& [name, c] : discovery_.candidates()) {
+    if (identifying_.full()) break;
+    if (tracked_.count(name) || identifying_.holds(name) || (config_.once && c.tried_in_once_mode) ||
+        now < c.not_before || !discovery_.is_quiet(c, now) || !identifying_.may_start(c.stamp.size))
+      continue;
+    identifying_.started(name, c.stamp.size);
+    Job job;
+    job.kind = Job::Kind::kIdentify;
+    job.name = name;
+    job.candidate = c;
     push_job(std::move(job));
   }
 }
@@ -689,7 +690,7 @@ void SenderService::apply(Result_&& r) {
 }
 
 void SenderService::apply_identified(Identification&& id) {
-  identifying_.erase(id.name);
+  identifying_.finished(id.name);
   auto it = discovery_.candidates().find(id.name);
   // Gone meanwhile, or seen with another stamp while it was read: the newer one is a candidate.
   if (it == discovery_.candidates().end() || !(it->second.stamp == id.dispatched)) return;
