@@ -13,8 +13,8 @@
 
 namespace transfer::sender {
 
-// Opens and hashes one candidate (reading a small one whole) and asks the state database what
-// each destination has done with that version.
+// Opens, screens and hashes one candidate (reading a small one whole) and asks the state database
+// what each destination has done with that version.
 Identification FileIdentifier::identify(const std::string& name, const FileStamp& expected) const {
   Identification id;
   id.name = name;
@@ -35,6 +35,22 @@ Identification FileIdentifier::identify(const std::string& name, const FileStamp
   if (!S_ISREG(st.st_mode)) return later(Identification::Outcome::kGone);
   id.stamp = stamp_of(st);
   if (!(id.stamp == expected)) return later(Identification::Outcome::kChanged);
+  auto refused = screen_input(fd.get(), st, name, screen_);
+  if (!refused) {
+    logger_->warn("cannot read file={} error={} (will retry)", log_value(name),
+                  log_value(refused.error().message));
+    return later();
+  }
+  if (*refused) {
+    struct stat after {};
+    if (::fstat(fd.get(), &after) != 0 || !(stamp_of(after) == id.stamp)) {
+      id.stamp = stamp_of(after);  // written to while it was screened: judged once it settles
+      return later(Identification::Outcome::kChanged);
+    }
+    id.sha256 = kUnhashed;
+    id.refusal = std::move(**refused);
+    return later(Identification::Outcome::kRefused);
+  }
   if (id.stamp.size <= in_memory_limit_) {
     auto text = read_small_file(fd.get(), path, id.stamp.size);
     if (!text) {

@@ -6,12 +6,33 @@
 // directory leaves the file in place, never lost. Only the file system: the caller records the
 // state first (the state never names a pending file that is no longer there) and logs.
 
+#include <cstdint>
 #include <string>
+#include <vector>
 
 #include "sender_config.hpp"
 #include "transfer/result.hpp"
 
 namespace transfer::sender {
+
+// What a quarantined file's <file>.reason says: the first destination that gave up (its error,
+// attempts and the receiver's status), the version, and every destination's outcome.
+struct QuarantineReason {
+  struct Destination {
+    std::string name;
+    bool delivered = false;  // else it gave up
+    int64_t attempts = 0;
+    std::string error;
+    int receiver_status = 0;  // 0: none
+  };
+  std::string file;
+  std::string sha256;
+  double time_unix = 0;
+  std::vector<Destination> destinations;
+
+  Destination first_gave_up() const;  // with an error; an empty one when none
+  std::string text() const;
+};
 
 struct QuarantineResult {
   std::string moved_to;  // empty: it stayed in place

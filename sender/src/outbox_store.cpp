@@ -476,6 +476,14 @@ Result<int64_t> OutboxStore::forget(const std::string& name, const std::string* 
   return count;
 }
 
+Status OutboxStore::forget_version(const std::string& name, const std::string& sha256,
+                                   const std::string& destination) {
+  std::lock_guard lock(mu_);
+  static const std::string kSql = "DELETE FROM files WHERE name=?1 AND sha256=?2 AND destination=?3";
+  return write_now(
+      kSql, [&](SqliteStatement& q) { q.bind(1, name).bind(2, sha256).bind(3, destination); });
+}
+
 Result<std::vector<std::string>> OutboxStore::integrity_check() {
   std::lock_guard lock(mu_);
   if (auto st = commit_batch(); !st) return st.error();

@@ -43,7 +43,7 @@ std::string_view to_string(OutboxState state);
 
 struct OutboxEntry {
   std::string name;    // file name in the input directory
-  std::string sha256;  // of the file's content
+  std::string sha256;  // of the file's content; kUnhashed ("unhashed"): refused before hashing
   std::string destination = kDefaultDestination;  // whose state this is ([a-z0-9_-]{1,32})
   int64_t size = 0;
   int64_t mtime_ns = 0;
@@ -140,6 +140,9 @@ class OutboxStore {
   // Removes every row of `name` (of every destination, or of `*destination` only); returns how
   // many there were. The file is then new to the sender (for that destination).
   Result<int64_t> forget(const std::string& name, const std::string* destination = nullptr);
+  // Removes one version's row of one destination (none there: nothing to do).
+  Status forget_version(const std::string& name, const std::string& sha256,
+                        const std::string& destination = kDefaultDestination);
   // PRAGMA integrity_check: "ok", or the problems found.
   Result<std::vector<std::string>> integrity_check();
   // For a second connection (readiness, operator commands): see SqliteDb.

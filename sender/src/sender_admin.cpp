@@ -9,10 +9,12 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "file_identity.hpp"
 #include "outbox_store.hpp"
 #include "sender_config.hpp"
 #include "sender_service.hpp"
 #include "transfer/file_util.hpp"
+#include "transfer/terminal_text.hpp"
 
 namespace transfer::sender {
 namespace {
@@ -118,8 +120,11 @@ int status(Command& c, OutboxStore& store, std::ostream& out, std::ostream& err)
       << (c.destination ? " (destination " + *c.destination + ")" : std::string()) << "\n\n";
   out << fmt::format("{:<12} {:>8}\n", "STATE", "FILES");
   for (const auto& [state, n] : *counts) out << fmt::format("{:<12} {:>8}\n", to_string(state), n);
+  // File names and errors are someone else's text: escaped (terminal_text.hpp), so none can
+  // clear the screen or forge a line. The JSON form carries them as they are (JSON escapes).
   const OutboxEntry* all = oldest_of("");
-  out << "\noldest pending: " << (all ? all->name + " (seen " + all->first_seen_at + ")" : "none") << "\n";
+  out << "\noldest pending: " << (all ? terminal_name(all->name) + " (seen " + all->first_seen_at + ")" : "none")
+      << "\n";
   out << "\ndestinations:" << (per_destination.empty() ? " none yet\n" : "\n");
   if (!per_destination.empty()) {
     out << fmt::format("{:<16} {:>9} {:>9} {:>9} {:>11}  {}\n", "DESTINATION", "PENDING", "FAILED", "DELIVERED",
@@ -131,7 +136,7 @@ int status(Command& c, OutboxStore& store, std::ostream& out, std::ostream& err)
       };
       const OutboxEntry* o = oldest_of(name);
       out << fmt::format("{:<16} {:>9} {:>9} {:>9} {:>11}  {}\n", name, n("pending"), n("failed"), n("delivered"),
-                         n("quarantined"), o ? o->name + " (seen " + o->first_seen_at + ")" : "none");
+                         n("quarantined"), o ? terminal_name(o->name) + " (seen " + o->first_seen_at + ")" : "none");
     }
   }
   out << "\nlast errors:" << (errors->empty() ? " none\n" : "\n");
@@ -140,7 +145,7 @@ int status(Command& c, OutboxStore& store, std::ostream& out, std::ostream& err)
                        "ERROR");
     for (const auto& e : *errors) {
       out << fmt::format("{:<24} {:<12} {:<11} {:>8}  {:<28} {}\n", e.updated_at, e.destination, to_string(e.state),
-                         e.attempts, e.name, e.last_error.substr(0, 200));
+                         e.attempts, terminal_name(e.name), terminal_text(e.last_error.substr(0, 200)));
     }
   }
   return 0;
@@ -165,7 +170,7 @@ Status retry_one(const Command& c, OutboxStore& store, const OutboxEntry& e, std
     if (auto moved = move_file(e.quarantine_path, back); !moved) return moved;
     ::unlink((e.quarantine_path + ".reason").c_str());
     moved_back.insert(e.quarantine_path);
-    out << e.name << ": moved back from " << e.quarantine_path << "\n";
+    out << terminal_name(e.name) << ": moved back from " << terminal_text(e.quarantine_path) << "\n";
     if (c.destination) {
       // Other destinations that gave up on this copy stay given up: with the input back in place
       // their rows no longer point into the quarantine (else the sender would start them again).
@@ -182,8 +187,17 @@ Status retry_one(const Command& c, OutboxStore& store, const OutboxEntry& e, std
       }
     }
   }
+  if (e.sha256 == kUnhashed) {
+    // Refused before it was hashed (input_screen.hpp): its row names no content and would stay
+    // pending once the file passes under another SHA-256. Dropped: the file is new to the sender
+    // and screened again (a raised MAX_INPUT_BYTES lets it through).
+    if (auto st = store.forget_version(e.name, e.sha256, e.destination); !st) return st;
+    out << terminal_name(e.name) << ": refused before hashing; its record for destination " << e.destination
+        << " is dropped and the file is screened again at the next pass\n";
+    return ok_status();
+  }
   if (auto st = store.reset(e.name, e.sha256, e.destination); !st) return st;
-  out << e.name << ": " << to_string(e.state) << " -> pending for destination " << e.destination
+  out << terminal_name(e.name) << ": " << to_string(e.state) << " -> pending for destination " << e.destination
       << " (sent again at the next pass)\n";
   return ok_status();
 }
@@ -219,7 +233,7 @@ int retry(Command& c, OutboxStore& store, std::ostream& out, std::ostream& err) 
   std::set<std::string> moved_back;
   for (const auto& e : targets) {
     if (auto st = retry_one(c, store, e, out, moved_back); !st) {
-      err << "sender retry: " << st.error().message << "\n";
+      err << "sender retry: " << terminal_text(st.error().message) << "\n";
       code = 1;
     }
   }
@@ -299,8 +313,8 @@ int verify(Command& c, OutboxStore& store, std::ostream& out, std::ostream& err)
   } else {
     out << "state database " << c.config.state_db_file() << ": " << rows->size() << " record(s), integrity "
         << (integrity->size() == 1 && integrity->front() == "ok" ? "ok" : "FAILED") << "\n";
-    for (const auto& p : problems) out << "problem: " << p << "\n";
-    for (const auto& n : notes) out << "note: " << n << "\n";
+    for (const auto& p : problems) out << "problem: " << terminal_text(p) << "\n";  // names: escaped
+    for (const auto& n : notes) out << "note: " << terminal_text(n) << "\n";
     out << (problems.empty() ? "consistent\n" : std::to_string(problems.size()) + " problem(s)\n");
   }
   return problems.empty() ? 0 : 1;

@@ -23,6 +23,7 @@ const std::vector<OptionSpec>& sender_options() {
       {"max-depth", "MAX_DEPTH", std::to_string(kDefaultMaxDepth),
        "Deepest JSON nesting accepted (deeper files are quarantined); the default keeps the XML, "
        "one level deeper, within libxml2's default limit of 256 nested elements"},
+      {"max-input-bytes", "MAX_INPUT_BYTES", "0", "Largest input file taken, in bytes (suffixes K, M, G); a larger one is quarantined unread (0: no limit)"},
       {"connect-timeout", "CONNECT_TIMEOUT", "10", "Seconds to wait for a connection to the receiver"},
       {"io-timeout", "IO_TIMEOUT", "60", "Seconds a send or a wait for the answer may stall"},
       {"min-file-age", "MIN_FILE_AGE", "1", "Seconds a file's size and mtime must stay unchanged before it is taken (0: at once)"},
@@ -91,6 +92,9 @@ std::variant<SenderConfig, EarlyExit> load_sender_config(const std::vector<std::
   if (!depth) return bad(depth.error());
   c.max_depth = static_cast<size_t>(*depth);
   c.xml.max_depth = c.max_depth;
+  auto max_input = parse_size(v.get("max-input-bytes"), "MAX_INPUT_BYTES");
+  if (!max_input) return bad(max_input.error());
+  c.max_input_bytes = static_cast<int64_t>(*max_input);
   c.xml.root = v.get("xml-root");
   c.xml.item_name = v.get("xml-item-name");
   for (auto [flag, variable, into] : {std::tuple{"xml-type-attrs", "XML_TYPE_ATTRS", &c.xml.type_attrs},

@@ -22,6 +22,7 @@ struct SenderConfig {
   std::string receiver_uri;
   std::string log_level;
   size_t max_depth = kDefaultMaxDepth;  // JSON nesting; the XML is one deeper (json_to_xml.hpp)
+  int64_t max_input_bytes = 0;  // larger inputs are quarantined unread (input_screen.hpp); 0: no limit
   double connect_timeout_s = 10;
   double io_timeout_s = 60;
   bool once = false;

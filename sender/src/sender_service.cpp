@@ -8,7 +8,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <ctime>
 #include <filesystem>
 #include <random>
 
@@ -34,15 +33,6 @@ constexpr std::chrono::milliseconds kStateCommitWindow{25};
 // memory, and spooled ones (token files in the state directory) by count.
 constexpr size_t kPayloadMemoryBudget = 16 << 20;
 constexpr size_t kSpooledPayloadBudget = 4;
-
-std::string iso_time(double unix_seconds) {
-  const auto t = static_cast<time_t>(unix_seconds);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
 
 void remove_spool_leftovers(const std::string& dir) {
   std::error_code ec;
@@ -209,10 +199,11 @@ SenderService::SenderService(const SenderConfig& config, std::vector<Destination
       disposal_(config_),
       limits_(limits_of(destinations)),
       scheduler_(limits_, wall_now, uniform01),
-      identifier_(config_.input_dir, enabled_names(destinations), kInMemoryInputLimit, store_, cancel_,
-                  logger_),
+      identifier_(config_.input_dir, enabled_names(destinations), kInMemoryInputLimit,
+                  ScreenLimits{config_.max_input_bytes}, store_, cancel_, logger_),
       payloads_(kInMemoryInputLimit, kPayloadMemoryBudget, kSpooledPayloadBudget,
-                [this](const FileVersion& v) { return scheduler_.activity(v); }) {
+                [this](const FileVersion& v) { return scheduler_.activity(v); }),
+      identifying_(config_.upload_concurrency, kInMemoryInputLimit) {
   for (auto& d : destinations) {
     if (!d.enabled) {
       logger_->info("destination={} url={} is disabled: nothing is sent to it", d.name, d.url());
@@ -240,8 +231,7 @@ SenderService::SenderService(const SenderConfig& config, std::vector<Destination
     lane->up = &metrics_.receiver_up.with({name});
     lanes_.push_back(std::move(lane));
   }
-  identify_jobs_ = std::make_unique<BoundedQueue<Job>>(
-      2 * static_cast<size_t>(std::max(1, config_.upload_concurrency)));
+  identify_jobs_ = std::make_unique<BoundedQueue<Job>>(identifying_.capacity());
   remove_spool_leftovers(spool_dir_);
   store_.set_group_commit(kStateCommitWindow, [this] { discovery_.watcher().wake(); });
   load_settled();
@@ -406,8 +396,8 @@ void SenderService::stop() {
 // --- workers -------------------------------------------------------------------------------------
 
 void SenderService::start_workers() {
-  for (int i = 0; i < std::max(1, config_.upload_concurrency); ++i) {
-    workers_.emplace_back([this, i] { worker_loop(-1, static_cast<size_t>(i)); });
+  for (size_t i = 0; i < identifying_.workers(); ++i) {
+    workers_.emplace_back([this, i] { worker_loop(-1, i); });
   }
   for (size_t l = 0; l < lanes_.size(); ++l) {
     for (size_t i = 0; i < lanes_[l]->uploaders.size(); ++i) {
@@ -512,7 +502,6 @@ ScanSummary SenderService::run() {
   start_workers();
   if (!config_.once) queue_probes();
   auto next_scan = Clock::now() + interval;
-  const size_t max_identifying = 2 * static_cast<size_t>(std::max(1, config_.upload_concurrency));
   std::deque<Result_> done;
   while (!stopping_) {
     take_results(done);
@@ -521,22 +510,7 @@ ScanSummary SenderService::run() {
       done.pop_front();
     }
     sync_tracked();
-    const auto now = Clock::now();
-    for (auto it = discovery_.candidates().begin();
-         it != discovery_.candidates().end() && identifying_.size() < max_identifying; ++it) {
-      const Candidate& c = it->second;
-      if (tracked_.count(it->first) || identifying_.count(it->first) ||
-          (config_.once && c.tried_in_once_mode) || now < c.not_before ||
-          !discovery_.is_quiet(c, now)) {
-        continue;
-      }
-      identifying_.insert(it->first);
-      Job job;
-      job.kind = Job::Kind::kIdentify;
-      job.name = it->first;
-      job.candidate = c;
-      push_job(std::move(job));
-    }
+    dispatch_identifications();
     dispatch_due();
     if (stopping_) break;
     if (config_.once && once_finished()) break;
@@ -551,12 +525,11 @@ ScanSummary SenderService::run() {
     }
     auto wake = config_.once ? Clock::now() + std::chrono::seconds(60) : next_scan;
     wake = std::min(wake, wake_time(next_scan));
-    if (identifying_.size() < max_identifying) {
-      for (const auto& [name, c] : discovery_.candidates()) {
-        if (tracked_.count(name) || identifying_.count(name) || (config_.once && c.tried_in_once_mode))
-          continue;
-        wake = std::min(wake, discovery_.ready_at(c));
-      }
+    for (const auto& [name, c] : discovery_.candidates()) {  // one not startable waits for a result
+      if (tracked_.count(name) || identifying_.holds(name) || (config_.once && c.tried_in_once_mode) ||
+          !identifying_.may_start(c.stamp.size))
+        continue;
+      wake = std::min(wake, discovery_.ready_at(c));
     }
     if (take_results(done)) continue;  // a worker finished while we looked: apply it first
     const auto events = discovery_.watcher().wait_until(wake);  // a finishing worker wakes it
@@ -613,6 +586,24 @@ void SenderService::queue_probes() {
     Job job;
     job.kind = Job::Kind::kProbe;
     job.lane = i;
+    push_job(std::move(job));
+  }
+}
+
+// Quiet candidates to the identify workers, in name order; a large one waits while the large files
+// in hand would leave no worker for small ones, and the small ones after it go first.
+void SenderService::dispatch_identifications() {
+  const auto now = Clock::now();
+  for (const auto& [name, c] : discovery_.candidates()) {
+    if (identifying_.full()) break;
+    if (tracked_.count(name) || identifying_.holds(name) || (config_.once && c.tried_in_once_mode) ||
+        now < c.not_before || !discovery_.is_quiet(c, now) || !identifying_.may_start(c.stamp.size))
+      continue;
+    identifying_.started(name, c.stamp.size);
+    Job job;
+    job.kind = Job::Kind::kIdentify;
+    job.name = name;
+    job.candidate = c;
     push_job(std::move(job));
   }
 }
@@ -715,7 +706,7 @@ void SenderService::apply(Result_&& r) {
 }
 
 void SenderService::apply_identified(Identification&& id) {
-  identifying_.erase(id.name);
+  identifying_.finished(id.name);
   auto it = discovery_.candidates().find(id.name);
   // Gone meanwhile, or seen with another stamp while it was read: the newer one is a candidate.
   if (it == discovery_.candidates().end() || !(it->second.stamp == id.dispatched)) return;
@@ -732,6 +723,7 @@ void SenderService::apply_identified(Identification&& id) {
       ++summary_.failed;
       return;
     case Identification::Outcome::kStopped: return;
+    case Identification::Outcome::kRefused:  // recorded and given up everywhere, below
     case Identification::Outcome::kOk: break;
   }
   const FileVersion version{id.name, id.sha256};
@@ -760,7 +752,9 @@ void SenderService::apply_identified(Identification&& id) {
   }
   tracked_[id.name] = Tracked{version, id.stamp};
   scheduler_.add(version, id.history);
-  if (id.content) {
+  if (id.outcome == Identification::Outcome::kRefused) {
+    give_up_everywhere(version, id.refusal);  // as an invalid file: quarantined with the reason
+  } else if (id.content) {
     // The bytes read are the payload of each mapping the waiting destinations have. Over budget
     // (files identified faster than a destination takes them), some are dropped and read again.
     payloads_.drop_all(version);
@@ -844,28 +838,11 @@ void SenderService::apply_upload(Result_& r) {
         break;
       }
       case PairState::kGaveUp:
-      case PairState::kInFlight: {
-        FailureRecord f = failure;
-        f.error = decision.reason.empty() ? failure.error : decision.reason;
-        if (auto s = store_.mark_quarantined(v.name, v.sha256, f, "", destination); !s)
-          logger_->error("state database: {}", s.error().message);
-        last_failure_[{v, destination}] = f;
-        l->gave_up->add();
-        ++summary_.quarantined;
-        logger_->error("gave up file={} destination={} error={} attempts={}", field, destination,
-                       log_value(f.error), decision.attempts);
-        break;
-      }
+      case PairState::kInFlight: record_gave_up(v, destination, decision, failure); break;
     }
   };
   if (r.payload_status == PayloadStatus::kInvalid) {
-    // Not convertible (or a name no receiver takes): every destination gives up on it now.
-    const FailureRecord failure{r.payload_error, 0, "", now, 0};
-    for (const auto& o : scheduler_.outcomes(v)) {
-      if (o.destination != d && o.state != PairState::kWaiting) continue;
-      record(o.destination, scheduler_.finished(v, o.destination, AttemptVerdict::kPermanent, r.payload_error),
-             failure);
-    }
+    give_up_everywhere(v, r.payload_error, d);  // not convertible, or a name no receiver takes
   } else if (r.payload_status == PayloadStatus::kTransient) {
     record(d, scheduler_.finished(v, d, AttemptVerdict::kTransient, r.payload_error),
            FailureRecord{r.payload_error, 0, "", now, 0});
@@ -878,6 +855,32 @@ void SenderService::apply_upload(Result_& r) {
   }
   settle_if_decided(v.name);
   payloads_.trim(v);
+}
+
+// A version no destination can take (not convertible, a name no receiver takes, or refused by the
+// screening): every destination still waiting for it, and `attempted_by` whose attempt found out,
+// gives up now. Those with an upload in flight find out themselves.
+void SenderService::give_up_everywhere(const FileVersion& version, const std::string& error,
+                                       const std::string& attempted_by) {
+  const FailureRecord failure{error, 0, "", wall_now(), 0};
+  for (const auto& o : scheduler_.outcomes(version)) {
+    if (o.destination != attempted_by && o.state != PairState::kWaiting) continue;
+    record_gave_up(version, o.destination,
+                   scheduler_.finished(version, o.destination, AttemptVerdict::kPermanent, error), failure);
+  }
+}
+
+void SenderService::record_gave_up(const FileVersion& version, const std::string& destination,
+                                   const AttemptDecision& decision, const FailureRecord& failure) {
+  FailureRecord f = failure;
+  f.error = decision.reason.empty() ? failure.error : decision.reason;
+  if (auto s = store_.mark_quarantined(version.name, version.sha256, f, "", destination); !s)
+    logger_->error("state database: {}", s.error().message);
+  last_failure_[{version, destination}] = f;
+  lane_named(destination).gave_up->add();
+  ++summary_.quarantined;
+  logger_->error("gave up file={} destination={} error={} attempts={}", log_value(version.name), destination,
+                 log_value(f.error), decision.attempts);
 }
 
 // Acts on the input file once every enabled destination has settled its version.
@@ -903,31 +906,18 @@ void SenderService::settle_if_decided(const std::string& name) {
 
 void SenderService::quarantine_input(const FileVersion& version, const std::string& path) {
   const auto outcomes = scheduler_.outcomes(version);
-  std::string first_error;
-  int64_t attempts = 0;
-  int receiver_status = 0;
-  std::string lines;
-  for (const auto& o : outcomes) {
-    if (o.state == PairState::kDelivered) {
-      lines += "destination " + o.destination + ": delivered\n";
-      continue;
-    }
-    auto f = last_failure_.find({version, o.destination});
-    const std::string error = f != last_failure_.end() ? f->second.error : o.last_error;
-    lines += "destination " + o.destination + ": gave up after " + std::to_string(o.attempts) +
-             " attempts: " + error + "\n";
-    if (first_error.empty()) {
-      first_error = error;
-      attempts = o.attempts;
-      if (f != last_failure_.end()) receiver_status = f->second.receiver_status;
-    }
-  }
   const double now = wall_now();
-  const std::string reason = "file: " + version.name + "\nerror: " + first_error + "\ntime: " + iso_time(now) +
-                             "\nattempts: " + std::to_string(attempts) + "\nsha256: " + version.sha256 + "\n" +
-                             (receiver_status ? "receiver_status: " + std::to_string(receiver_status) + "\n" : "") +
-                             lines;
-  const QuarantineResult q = disposal_.quarantine(version.name, path, reason);
+  QuarantineReason reason{version.name, version.sha256, now, {}};
+  for (const auto& o : outcomes) {
+    auto f = last_failure_.find({version, o.destination});
+    const bool known = f != last_failure_.end();
+    reason.destinations.push_back({o.destination, o.state == PairState::kDelivered, o.attempts,
+                                   known ? f->second.error : o.last_error, known ? f->second.receiver_status : 0});
+  }
+  const QuarantineReason::Destination first = reason.first_gave_up();
+  const std::string& first_error = first.error;
+  const int64_t attempts = first.attempts;
+  const QuarantineResult q = disposal_.quarantine(version.name, path, reason.text());
   for (const auto& o : outcomes) {
     if (o.state != PairState::kGaveUp) continue;
     auto f = last_failure_.find({version, o.destination});

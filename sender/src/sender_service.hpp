@@ -11,7 +11,8 @@
 //                                  quarantine once each has delivered or given up
 // Each destination has its own workers (its upload_concurrency), its own keep-alive connections,
 // key ring and probe: a destination that is down, black-holed or slow holds only its own workers.
-// The identify workers (UPLOAD_CONCURRENCY of them) are shared. Workers touch the payload, their
+// The identify workers (UPLOAD_CONCURRENCY of them, at least 2) are shared; one is kept for small
+// files (identification_slots.hpp), so large ones being hashed never hold up the rest. Workers touch the payload, their
 // connection and the metrics; everything they found comes back to run() as a result, and run()
 // alone writes the state database and moves input files. stop() may be called from another
 // thread (the signal thread).
@@ -33,6 +34,7 @@
 #include "destinations.hpp"
 #include "discovery.hpp"
 #include "file_identity.hpp"
+#include "identification_slots.hpp"
 #include "input_disposal.hpp"
 #include "outbox_store.hpp"
 #include "payload.hpp"
@@ -99,6 +101,11 @@ class SenderService {
   void apply(Result_&& r);
   void apply_identified(Identification&& id);
   void apply_upload(Result_& r);
+  void give_up_everywhere(const FileVersion& version, const std::string& error,
+                          const std::string& attempted_by = {});
+  void record_gave_up(const FileVersion& version, const std::string& destination,
+                      const AttemptDecision& decision, const FailureRecord& failure);
+  void dispatch_identifications();
   void dispatch_due();
   void forget_tracked(const std::string& name);
   void sync_tracked();
@@ -132,7 +139,7 @@ class SenderService {
   FileIdentifier identifier_;  // for the identify workers
   PayloadCache payloads_;      // by file version and mapping, for the destinations
   std::map<std::string, Tracked> tracked_;  // by name
-  std::set<std::string> identifying_;       // names handed to an identify worker
+  IdentificationSlots identifying_;         // names handed to an identify worker
   std::set<std::pair<FileVersion, std::string>> tried_;  // --once: pairs attempted in this run
   std::map<std::pair<FileVersion, std::string>, FailureRecord> last_failure_;  // gave up: why
   std::atomic<bool> stopping_{false};

@@ -9,20 +9,14 @@
 #include <optional>
 #include <vector>
 
+#include "utf8.hpp"
+
 namespace transfer {
 namespace {
 
-struct CodeRange {
-  char32_t first, last;
-};
+using utf8::CodeRange;
+using utf8::in_ranges;
 #include "upload_name_tables.inc"
-
-template <size_t N>
-bool in_ranges(const CodeRange (&table)[N], char32_t cp) {
-  const auto* it = std::upper_bound(std::begin(table), std::end(table), cp,
-                                    [](char32_t c, const CodeRange& r) { return c < r.first; });
-  return it != std::begin(table) && cp <= std::prev(it)->last;
-}
 
 Error bad(std::string why) { return make_error(ErrorCode::kInvalidName, "invalid upload name: " + std::move(why)); }
 
@@ -30,25 +24,6 @@ std::string code_point_label(char32_t cp) {
   char buf[16];
   std::snprintf(buf, sizeof buf, "U+%04X", static_cast<unsigned>(cp));
   return buf;
-}
-
-// Length of the UTF-8 sequence at s[i] if it is well formed (no overlongs, no surrogates), else 0.
-size_t utf8_sequence(std::string_view s, size_t i) {
-  const auto b0 = static_cast<uint8_t>(s[i]);
-  auto cont = [&](size_t k, uint8_t lo = 0x80, uint8_t hi = 0xBF) {
-    if (i + k >= s.size()) return false;
-    const auto b = static_cast<uint8_t>(s[i + k]);
-    return b >= lo && b <= hi;
-  };
-  if (b0 < 0x80) return 1;
-  if (b0 >= 0xC2 && b0 <= 0xDF) return cont(1) ? 2 : 0;
-  if (b0 == 0xE0) return cont(1, 0xA0) && cont(2) ? 3 : 0;
-  if (b0 == 0xED) return cont(1, 0x80, 0x9F) && cont(2) ? 3 : 0;
-  if (b0 >= 0xE1 && b0 <= 0xEF) return cont(1) && cont(2) ? 3 : 0;
-  if (b0 == 0xF0) return cont(1, 0x90) && cont(2) && cont(3) ? 4 : 0;
-  if (b0 >= 0xF1 && b0 <= 0xF3) return cont(1) && cont(2) && cont(3) ? 4 : 0;
-  if (b0 == 0xF4) return cont(1, 0x80, 0x8F) && cont(2) && cont(3) ? 4 : 0;
-  return 0;
 }
 
 // The NFC form of `s` (well-formed UTF-8), by utf8proc; nothing if utf8proc fails (it does only
@@ -66,25 +41,17 @@ std::optional<std::string> nfc(std::string_view s) {
   return std::string(reinterpret_cast<const char*>(out), static_cast<size_t>(n));
 }
 
-// The code point of the well-formed sequence of `len` bytes at s[i].
-char32_t decode(std::string_view s, size_t i, size_t len) {
-  static constexpr uint8_t kLeadMask[] = {0, 0x7F, 0x1F, 0x0F, 0x07};
-  char32_t cp = static_cast<uint8_t>(s[i]) & kLeadMask[len];
-  for (size_t k = 1; k < len; ++k) cp = (cp << 6) | (static_cast<uint8_t>(s[i + k]) & 0x3F);
-  return cp;
-}
-
 // "U+0065 U+0301" for the code points of `s` (well-formed UTF-8): at most four, then "...".
 std::string code_point_labels(std::string_view s) {
   constexpr int kShown = 4;
   std::string out;
   int shown = 0;
   for (size_t i = 0; i < s.size();) {
-    const size_t len = utf8_sequence(s, i);
+    const size_t len = utf8::sequence_length(s, i);
     if (len == 0) break;
     if (shown == kShown) return out + " ...";
     if (shown++ > 0) out += ' ';
-    out += code_point_label(decode(s, i, len));
+    out += code_point_label(utf8::decode(s, i, len));
     i += len;
   }
   return out;
@@ -98,7 +65,7 @@ std::string code_point_labels(std::string_view s) {
 std::string not_nfc_reason(std::string_view name, const std::vector<size_t>& starts,
                            std::string_view normalized) {
   const size_t n = starts.size() - 1;
-  auto at = [&](size_t k) { return decode(name, starts[k], starts[k + 1] - starts[k]); };
+  auto at = [&](size_t k) { return utf8::decode(name, starts[k], starts[k + 1] - starts[k]); };
   auto starter = [&](size_t k) {
     return utf8proc_get_property(static_cast<utf8proc_int32_t>(at(k)))->combining_class == 0;
   };
@@ -143,9 +110,9 @@ Status validate_upload_name(std::string_view name) {
     const auto c = static_cast<uint8_t>(name[i]);
     if (c == '/' || c == '\\') return bad("contains a path separator");
     if (c < 0x20 || c == 0x7F) return bad("contains a control character");
-    const size_t len = utf8_sequence(name, i);
+    const size_t len = utf8::sequence_length(name, i);
     if (len == 0) return bad("not valid UTF-8");
-    const char32_t cp = decode(name, i, len);
+    const char32_t cp = utf8::decode(name, i, len);
     if (cp >= 0x80 && cp <= 0x9F) return bad("contains a control character");  // C1 controls
     if (in_ranges(kFormatChars, cp)) {
       return bad("contains the invisible format character " + code_point_label(cp) +

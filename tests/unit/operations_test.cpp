@@ -4,11 +4,13 @@
 #include <nlohmann/json.hpp>
 
 #include <filesystem>
+#include <set>
 #include <fstream>
 #include <sstream>
 #include <thread>
 
 #include "ledger_api.hpp"
+#include "file_identity.hpp"
 #include "outbox_store.hpp"
 #include "sender_admin.hpp"
 #include "transfer/key_ring.hpp"
@@ -267,6 +269,60 @@ TEST_F(AdminCommand, StatusRetryForgetAndVerify) {
   EXPECT_EQ(run({"forget", "a.json"}), 1);
   EXPECT_EQ(run({"verify"}), 0) << out_.str();
   EXPECT_FALSE(sender::run_admin_command({"--once"}, [](const std::string&) { return std::nullopt; }, out_, err_));
+}
+
+// Names are someone else's text: the table escapes them (no screen cleared, no line forged, no
+// text reordered); --json carries them as they are.
+TEST_F(AdminCommand, StatusTextEscapesNamesAndJsonKeepsThem) {
+  const std::vector<std::pair<std::string, std::string>> names = {
+      {"\x1b[2Jx.json", R"("\x1b[2Jx.json")"},
+      {"a\nforged line.json", R"("a\nforged line.json")"},
+      {"invoice\u202egpj.json", R"("invoice\u202egpj.json")"},
+      {"plain.json", "plain.json"},
+  };
+  for (const auto& [name, shown] : names) {
+    ASSERT_TRUE(store_->record_seen(name, "h", 1, 1).ok());
+    ASSERT_TRUE(store_->mark_quarantined(name, "h", FailureRecord{name + ": invalid JSON\x1b[0m", 0, "", 1, 0}, "").ok());
+  }
+  ASSERT_TRUE(store_->record_seen("\x1b]0;title\x07p.json", "h", 1, 1).ok());  // oldest pending
+  EXPECT_EQ(run({"status"}), 0) << err_.str();
+  const std::string text = out_.str();
+  EXPECT_EQ(text.find('\x1b'), std::string::npos) << text;
+  EXPECT_EQ(text.find('\x07'), std::string::npos) << text;
+  EXPECT_EQ(text.find("\u202e"), std::string::npos) << text;
+  EXPECT_EQ(text.find("\nforged"), std::string::npos) << text;
+  for (const auto& [name, shown] : names) {
+    EXPECT_NE(text.find(" " + shown + " "), std::string::npos) << shown << "\n" << text;
+  }
+  EXPECT_NE(text.find(R"(oldest pending: "\x1b]0;title\x07p.json" (seen )"), std::string::npos) << text;
+  EXPECT_NE(text.find(R"(: invalid JSON\x1b[0m)"), std::string::npos) << text;  // errors escaped, unquoted
+
+  EXPECT_EQ(run({"status", "--json"}), 0) << err_.str();
+  std::set<std::string> listed;
+  const auto status = nlohmann::json::parse(out_.str());
+  for (const auto& e : status["last_errors"]) listed.insert(e["name"].get<std::string>());
+  for (const auto& [name, shown] : names) EXPECT_TRUE(listed.count(name)) << shown;
+}
+
+// A file refused before it was hashed has a row under kUnhashed: `sender retry` drops that row
+// (the file is screened afresh, and a version that then passes gets rows of its own) instead of
+// leaving it pending for ever.
+TEST_F(AdminCommand, RetryOfAFileRefusedBeforeHashingDropsItsRecord) {
+  fs::create_directories(dir_ / "in/.quarantine");
+  write(dir_ / "in/.quarantine/big.json", "{}");
+  ASSERT_TRUE(store_->record_seen("big.json", sender::kUnhashed, 2, 1).ok());
+  ASSERT_TRUE(store_->mark_quarantined("big.json", sender::kUnhashed,
+                                       FailureRecord{"big.json: refused: 2 bytes, more than MAX_INPUT_BYTES=1", 0, "", 1, 0},
+                                       dir_ / "in/.quarantine/big.json")
+                  .ok());
+  EXPECT_EQ(run({"retry", "--all-failed"}), 0) << err_.str();
+  EXPECT_TRUE(fs::exists(dir_ / "in/big.json"));  // moved back
+  EXPECT_NE(out_.str().find("big.json: refused before hashing; its record for destination default is dropped"),
+            std::string::npos)
+      << out_.str();
+  EXPECT_FALSE(store_->find("big.json", sender::kUnhashed)->has_value());
+  EXPECT_EQ(run({"status", "--json"}), 0);
+  EXPECT_EQ(nlohmann::json::parse(out_.str())["counts"]["pending"], 0);
 }
 
 }  // namespace
