@@ -185,6 +185,7 @@ void ReceiverService::refresh_keys() {
 }
 
 Readiness ReceiverService::readiness() {
+  recorder_.flush_log_counts();
   Readiness r;
   refresh_keys();
   const auto key_error = settings_.keys->error();
@@ -240,6 +241,7 @@ void ReceiverService::stop() {
   logger_->info("stopping: no new connections, draining in-flight uploads={} timeout_s={}",
                 server_.uploads_in_flight(), config_.drain_timeout_s);
   server_.stop();
+  recorder_.flush_log_counts();
   drain_.start(config_.drain_timeout_s, [this] {
     logger_->warn("drain timeout: abandoning in-flight uploads={} (their temporary files are removed "
                   "at the next start; senders retry)", server_.uploads_in_flight());

@@ -19,6 +19,22 @@ void UploadRecorder::prune() {
   }
 }
 
+double UploadRecorder::now_s() const {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - epoch_).count();
+}
+
+void UploadRecorder::log_not_logged(const std::vector<std::pair<std::string, uint64_t>>& counts) {
+  for (const auto& [reason, count] : counts) {
+    logger_->warn(
+        "upload refusals not logged reason={} count={} (REFUSAL_LOG_RATE; every refusal is counted "
+        "in "
+        "transfer_receiver_rejections_total)",
+        reason, count);
+  }
+}
+
+void UploadRecorder::flush_log_counts() { log_not_logged(throttle_.take_ended(now_s())); }
+
 void UploadRecorder::record(const UploadEvent& e) {
   const UploadOutcome& outcome = e.outcome;
   metrics_.record(outcome, e.seconds);
@@ -34,16 +50,8 @@ void UploadRecorder::record(const UploadEvent& e) {
     return;
   }
   const char* reason = rejection_reason(outcome);
-  const double now_s =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - epoch_).count();
-  const LogThrottle::Decision d = throttle_.admit(reason, now_s);
-  for (const auto& [other, count] : d.suppressed) {
-    logger_->warn(
-        "upload refusals not logged reason={} count={} (REFUSAL_LOG_RATE; every refusal is counted "
-        "in "
-        "transfer_receiver_rejections_total)",
-        other, count);
-  }
+  const LogThrottle::Decision d = throttle_.admit(reason, now_s());
+  log_not_logged(d.suppressed);
   if (d.log) {
     const std::string check =
         outcome.check ? " check=" + outcome.check->check + " check_reason=" + outcome.check->reason

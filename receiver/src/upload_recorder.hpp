@@ -30,6 +30,9 @@ class UploadRecorder {
                  RefusalRetention retention, Logger logger);
 
   void record(const UploadEvent& event);
+  // Logs the counts of refusals left out of the log whose minute has ended (called with every
+  // readiness probe and at shutdown, so a flood that stopped still gets its count line).
+  void flush_log_counts();
   // Applies the retention now (at start, and every kPruneEvery recorded refusals).
   void prune();
 
@@ -40,6 +43,8 @@ class UploadRecorder {
   LogThrottle throttle_;
   RefusalRetention retention_;
   Logger logger_;
+  void log_not_logged(const std::vector<std::pair<std::string, uint64_t>>& counts);
+  double now_s() const;
   std::atomic<uint64_t> recorded_refusals_{0};
   const std::chrono::steady_clock::time_point epoch_ = std::chrono::steady_clock::now();
 };

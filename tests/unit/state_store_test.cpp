@@ -746,6 +746,35 @@ TEST(UploadLedger, RecordsDeliveriesDuplicatesAndRejections) {
   EXPECT_EQ((*rows)[3].sha256, "abc");
 }
 
+TEST(UploadLedger, RefusalsAreCutAndKeptWithinTheirRetention) {
+  TempDir dir;
+  auto ledger = UploadLedger::open(dir / "receiver.db");
+  ASSERT_TRUE(ledger.ok());
+  Delivery d;
+  d.output_path = "/out/books.xml";
+  d.name = "books";
+  d.sha256 = "abc";
+  ASSERT_TRUE(ledger->record_delivery(d, "p").ok());
+  ASSERT_TRUE(ledger->record_rejected(std::string(8000, 'n'), 422, std::string(9000, 'r'), "p").ok());
+  auto rows = ledger->recent(1);
+  ASSERT_EQ(rows->size(), 1U);
+  EXPECT_EQ((*rows)[0].name.size(), kMaxRecordedNameBytes);
+  EXPECT_EQ((*rows)[0].reason.size(), kMaxRecordedReasonBytes);
+  for (int i = 0; i < 30; ++i) {
+    ASSERT_TRUE(ledger->record_rejected("bad" + std::to_string(i), 422, "invalid token", "p").ok());
+  }
+  auto gone = ledger->prune_refusals(30, 10);
+  ASSERT_TRUE(gone.ok());
+  EXPECT_EQ(*gone, 21);  // 31 refusals, the newest 10 kept
+  rows = ledger->recent(100);
+  ASSERT_EQ(rows->size(), 11U);  // 10 refusals + the accepted upload
+  EXPECT_EQ((*rows)[0].name, "bad29");
+  EXPECT_EQ((*rows)[9].name, "bad20");
+  EXPECT_EQ((*rows)[10].outcome, "accepted") << "accepted uploads are never pruned";
+  EXPECT_EQ(*ledger->prune_refusals(30, 10), 0);
+  EXPECT_TRUE(ledger->find("books", "abc")->has_value()) << "deliveries are never pruned";
+}
+
 TEST(OutboxStore, RecordsTheXmlMappingOfADelivery) {
   const auto dir = std::filesystem::temp_directory_path() / ("outbox_mapping." + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);

@@ -161,5 +161,32 @@ TEST_F(UploadGateTest, FreeSpaceCountsWhatUploadsInFlightReserved) {
   EXPECT_TRUE(g.admit(signed_upload, 10 << 20).ok());
 }
 
+TEST_F(UploadGateTest, AnUnsignedUploadReservesFreeSpaceOnlyAsItsBytesArrive) {
+  // The attack: an unsigned upload declares 191 MiB and trickles it; a signed 10 MB upload must
+  // still fit on a volume with 256 MiB free and MIN_FREE_BYTES=64M.
+  UploadGateSettings s;
+  s.min_free_bytes = 64 << 20;
+  s.unsigned_budget_bytes = 2ULL << 30;
+  free_ = 256 << 20;
+  auto g = gate(s);
+  auto trickle = g.admit(Authentication{}, 191 << 20);
+  ASSERT_TRUE(trickle.ok()) << "256 - 191 >= 64 at admission";
+  EXPECT_EQ(g.reserved_bytes(), 0u) << "nothing has arrived yet";
+  trickle->received(2048);
+  EXPECT_EQ(g.reserved_bytes(), 2048u);
+  auto signed_upload = g.admit(Authentication{0}, 10 << 20);
+  ASSERT_TRUE(signed_upload.ok()) << "the trickle holds 2 KiB, not 191 MiB";
+  EXPECT_EQ(g.reserved_bytes(), 2048u + (10 << 20));
+  // The reservation never exceeds the declared length, and is returned whole.
+  trickle->received(500ULL << 20);
+  EXPECT_EQ(g.reserved_bytes(), (191u << 20) + (10 << 20));
+  *trickle = UploadGate::Admission();
+  EXPECT_EQ(g.reserved_bytes(), 10u << 20);
+  EXPECT_EQ(g.unsigned_bytes_in_flight(), 0u);
+  // A signed upload's bytes arriving change nothing: it reserved them all at once.
+  signed_upload->received(1 << 20);
+  EXPECT_EQ(g.reserved_bytes(), 10u << 20);
+}
+
 }  // namespace
 }  // namespace transfer::receiver

@@ -1,10 +1,10 @@
 #pragma once
 // Rate limits for log lines about clients' requests (refusals): per reason, the first
 // `per_minute` events of each minute are logged, the others only counted; when a reason's minute
-// has ended with events left out, the next admit() (of any reason) reports that count once, so a
-// line "N more <reason> refusals not logged" can follow. A flood of refusals makes at most
-// per_minute lines per reason per minute plus one count. The clock is passed in (seconds, any
-// monotonic origin). Thread-safe.
+// has ended with events left out, the next admit() (of any reason) or take_ended() reports that
+// count once, so a line "N more <reason> refusals not logged" can follow. A flood of refusals makes
+// at most per_minute lines per reason per minute plus one count. The clock is passed in (seconds,
+// any monotonic origin). Thread-safe.
 
 #include <cstdint>
 #include <map>
@@ -27,8 +27,12 @@ class LogThrottle {
     std::vector<std::pair<std::string, uint64_t>> suppressed;
   };
   Decision admit(std::string_view reason, double now_s);
+  // The reasons whose window has ended with events left out, as admit() would report them, for a
+  // caller that reports them without a new event (a flood that stopped).
+  std::vector<std::pair<std::string, uint64_t>> take_ended(double now_s);
 
  private:
+  void end_windows(double now_s, std::vector<std::pair<std::string, uint64_t>>& ended);  // mu_ held
   struct Window {
     double start = 0;
     uint64_t seen = 0;
