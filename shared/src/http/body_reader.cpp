@@ -54,7 +54,7 @@ BodyReader::BodyReader(Connection& connection, uint64_t length, BodyTimeouts tim
 
 BodyReader::Outcome BodyReader::read(const std::function<bool(const char*, size_t)>& sink) {
   // Bytes that came with the head first.
-  const auto piece = std::make_unique<char[]>(kPiece);
+  const std::unique_ptr<char[]> piece(new char[kPiece]);  // not zero-filled: written before read
   while (received_ < length_ && c_.unread() > 0) {
     const size_t n =
         c_.take(piece.get(), static_cast<size_t>(std::min<uint64_t>(kPiece, length_ - received_)));
