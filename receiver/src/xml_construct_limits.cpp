@@ -91,87 +91,440 @@ std::optional<std::string> declared_encoding(std::string_view body) {
   }
 }
 
+// The '\n' in [p, end), eight bytes at a time: in x = word ^ "\n\n\n\n\n\n\n\n", a byte is 0
+// exactly where word has a '\n', and ~(((x & 0x7f..) + 0x7f..) | x | 0x7f..) has the top bit of
+// exactly those bytes set (no carry crosses a byte); a multiplication adds them up.
+uint64_t count_lines(const unsigned char* p, const unsigned char* end) {
+  constexpr uint64_t kNewlines = 0x0a0a0a0a0a0a0a0aULL;
+  constexpr uint64_t kLow7 = 0x7f7f7f7f7f7f7f7fULL;
+  uint64_t lines = 0;
+  for (; end - p >= 8; p += 8) {
+    uint64_t word;
+    std::memcpy(&word, p, 8);
+    const uint64_t x = word ^ kNewlines;
+    const uint64_t marks = ~(((x & kLow7) + kLow7) | x | kLow7) >> 7;  // 1 in each such byte
+    lines += (marks * 0x0101010101010101ULL) >> 56;                    // their sum, in the top byte
+  }
+  for (; p < end; ++p) lines += *p == '\n' ? 1 : 0;
+  return lines;
+}
+
 }  // namespace
 
 bool XmlConstructLimiter::update(const char* data, size_t size) {
   if (breach_) return false;
   const auto* p = reinterpret_cast<const unsigned char*>(data);
-  size_t i = 0;
-  while (i < size) {
-    // A run of bytes that only adds to the counts, taken at once.
-    const size_t run = offset_ >= 4 ? plain_run(p + i, size - i) : 0;
-    if (run > 0) {
-      take_plain_run(p + i, run);
-      i += run;
-      if (breach_) return false;
-      continue;
+  const unsigned char* const end = p + size;
+  while (p < end) {
+    const unsigned char* stop = end;
+    if (offset_ < 4) {  // one byte at a time until the encoding is known
+      if (!detect_encoding(*p)) return false;
+      stop = p + 1;
     }
-    const unsigned char c = p[i++];
-    if (offset_ < 4 && !detect_encoding(c)) return false;
-    ++offset_;
-    if (c == '\n') ++line_;
-    if (construct_ != Construct::kNone && ++construct_bytes_ > limits_.max_construct_bytes) {
-      fail_construct();
-      return false;
+    const unsigned char* q = scan(p, stop);
+    if (construct_first_ != nullptr) {  // a construct began in the piece: its line, on the way
+      const unsigned char* first = construct_first_;
+      resolve_construct_line();
+      line_ = construct_line_ + count_lines(first, q);
+    } else {
+      line_ += count_lines(p, q);
     }
-    step(c);
+    offset_ += static_cast<uint64_t>(q - p);
+    p = q;
+    if (text_over_) {
+      fail(XmlLimitBreach::Kind::kText, "text of over " + std::to_string(limits_.max_text_bytes) +
+                                            " bytes in one element at line " +
+                                            std::to_string(line_));
+    }
     if (breach_) return false;
   }
   return true;
 }
 
-// Bytes from `p` on that change no state, only counts: text, a quoted string, the inside of a
-// comment, PI or CDATA section up to a byte that may start its terminator.
-size_t XmlConstructLimiter::plain_run(const unsigned char* p, size_t n) const {
-  const unsigned char* end = p + n;
-  const unsigned char* q = p;
-  switch (state_) {
-    case State::kText:
-      while (q < end && *q != '<' && *q != '&') ++q;
-      break;
-    case State::kQuoted:
-      q = static_cast<const unsigned char*>(std::memchr(p, quote_, n));
-      if (q == nullptr) q = end;
-      break;
-    case State::kComment:
-      while (q < end && *q != '-' && *q != '>') ++q;
-      break;
-    case State::kPi:
-      if (!decl_) {
-        while (q < end && *q != '?' && *q != '>') ++q;
-      }
-      break;
-    case State::kCdata:
-      if (run_ == 0) {
-        while (q < end && *q != ']' && *q != '>') ++q;
-      }
-      break;
-    default:
-      break;
+namespace {
+
+// A set of bytes, for the runs scan() reads up to one of them.
+struct ByteSet {
+  bool has[256] = {};
+  constexpr ByteSet(std::string_view bytes, bool spaces) {
+    for (char c : bytes) has[static_cast<unsigned char>(c)] = true;
+    if (spaces) has[' '] = has['\t'] = has['\n'] = has['\r'] = true;
   }
-  return static_cast<size_t>(q - p);
+};
+
+constexpr ByteSet kTextEnd("<&", false);
+constexpr ByteSet kReferenceEnd(";", false);
+constexpr ByteSet kNameEnd(">/\"'", true);
+constexpr ByteSet kAttrNameEnd("=>\"'", true);
+constexpr ByteSet kEndTagEnd(">\"'", false);
+constexpr ByteSet kGt(">", false);
+constexpr ByteSet kCommentStop("->", false);
+constexpr ByteSet kPiStop("?>", false);
+constexpr ByteSet kCdataStop("]>", false);
+constexpr ByteSet kDoctypeStop("[>\"'", false);
+constexpr ByteSet kSubsetStop("<]\"'", false);
+constexpr ByteSet kDeclarationStop(">\"'", false);
+constexpr ByteSet kNotSpace = [] {
+  ByteSet set("", false);
+  for (bool& b : set.has) b = true;
+  set.has[' '] = set.has['\t'] = set.has['\n'] = set.has['\r'] = false;
+  return set;
+}();
+
+// The first byte from p on in `stops`, or end.
+const unsigned char* find(const unsigned char* p, const unsigned char* end, const ByteSet& stops) {
+  while (p < end && !stops.has[*p]) ++p;
+  return p;
 }
 
-// Counts a plain run as its bytes one by one would: cut short at the byte that breaks a limit.
-void XmlConstructLimiter::take_plain_run(const unsigned char* p, size_t n) {
-  const bool text = state_ == State::kText || state_ == State::kCdata;
-  const bool construct = construct_ != Construct::kNone;
-  uint64_t take = n;
-  // Up to and including the byte one over a limit (written so that no sum overflows).
-  if (construct && limits_.max_construct_bytes - construct_bytes_ < take) {
-    take = limits_.max_construct_bytes - construct_bytes_ + 1;
+}  // namespace
+
+// Reads [p, end) and returns where it stopped: at end, or after the byte that broke a limit. Each
+// state reads as long a run of bytes as it can before it looks at the byte that ends it. An open
+// construct's bytes are read up to limit_, one past the last it may have.
+const unsigned char* XmlConstructLimiter::scan(const unsigned char* p, const unsigned char* end) {
+  segment_ = p;
+  segment_end_ = end;
+  limit_ = end;
+  if (construct_ != Construct::kNone) set_limit(p);
+  while (!breach_ && !text_over_) {
+    if (p >= limit_) {
+      // limit_ is end, or one past the last byte the open construct may have: then a byte there
+      // (or read already, when the limit is 0) is one over.
+      if (construct_ != Construct::kNone && (p > limit_ || limit_ < end)) fail_construct();
+      break;
+    }
+    const unsigned char* const stop = limit_;
+    switch (state_) {
+      case State::kText: {
+        const unsigned char* q = find(p, stop, kTextEnd);
+        p = count_text(p, q);
+        if (p == stop || text_over_) break;
+        if (*p == '<') {
+          begin(Construct::kMarkup, p++);
+          state_ = State::kLt;
+        } else {
+          begin(Construct::kReference, p);
+          state_ = State::kReference;
+          p = count_text(p, p + 1);
+        }
+        break;
+      }
+      case State::kReference: {
+        const unsigned char* q = find(p, stop, kReferenceEnd);
+        const bool ends = q < stop;
+        p = count_text(p, ends ? q + 1 : q);
+        if (ends && !text_over_) end_construct();
+        break;
+      }
+      case State::kLt: {
+        const unsigned char c = *p;
+        if (c == '/') {
+          ++p;
+          construct_ = Construct::kEndTag;
+          text_bytes_ = 0;
+          state_ = State::kEndTag;
+        } else if (c == '?') {
+          ++p;
+          construct_ = Construct::kPi;
+          run_ = 0;
+          decl_ = construct_start_ == document_start_;
+          declaration_.clear();
+          state_ = State::kPi;
+        } else if (c == '!') {
+          ++p;
+          word_.clear();
+          state_ = State::kBang;
+        } else {  // a start tag: c is its name's first byte
+          construct_ = Construct::kStartTag;
+          text_bytes_ = 0;
+          attributes_ = dtd_defaults_;
+          name_.clear();
+          name_cut_ = false;
+          state_ = State::kTagName;
+        }
+        break;
+      }
+      case State::kTagName: {
+        const unsigned char* q = find(p, stop, kNameEnd);
+        const size_t keep = std::min(static_cast<size_t>(q - p), kMaxName - name_.size());
+        name_.append(reinterpret_cast<const char*>(p), keep);
+        if (keep < static_cast<size_t>(q - p)) name_cut_ = true;
+        p = q;
+        if (p == stop) break;
+        const unsigned char c = *p++;
+        if (is_space(c)) {
+          state_ = State::kTagSpace;
+        } else if (c == '>') {
+          end_start_tag();
+        } else if (c == '/') {
+          state_ = State::kTagSlash;
+        } else {
+          quote(c, State::kTagSpace);  // libxml2 refuses it; its look-ahead takes it as a quote
+        }
+        break;
+      }
+      case State::kTagSpace: {
+        p = find(p, stop, kNotSpace);
+        if (p == stop) break;
+        const unsigned char c = *p++;
+        if (c == '>') {
+          end_start_tag();
+        } else if (c == '/') {
+          state_ = State::kTagSlash;
+        } else if (is_quote(c)) {
+          quote(c, State::kTagSpace);
+        } else {
+          add_attribute();
+          state_ = State::kAttrName;
+        }
+        break;
+      }
+      case State::kAttrName: {
+        p = find(p, stop, kAttrNameEnd);
+        if (p == stop) break;
+        const unsigned char c = *p++;
+        if (c == '=') {
+          state_ = State::kAttrEq;
+        } else if (is_space(c)) {
+          state_ = State::kAttrAfterName;
+        } else if (c == '>') {
+          end_start_tag();
+        } else {
+          quote(c, State::kTagSpace);
+        }
+        break;
+      }
+      case State::kAttrAfterName:
+        p = find(p, stop, kNotSpace);
+        if (p == stop) break;
+        if (*p == '=') {
+          ++p;
+          state_ = State::kAttrEq;
+        } else {
+          state_ = State::kTagSpace;  // libxml2 refuses a name without a value
+        }
+        break;
+      case State::kAttrEq:
+        p = find(p, stop, kNotSpace);
+        if (p == stop) break;
+        if (is_quote(*p)) {
+          quote(*p++, State::kTagSpace);
+        } else {
+          state_ = State::kTagSpace;  // libxml2 refuses a value without quotes
+        }
+        break;
+      case State::kTagSlash:
+        if (*p == '>') {
+          ++p;
+          end_start_tag();
+        } else {
+          state_ = State::kTagSpace;
+        }
+        break;
+      case State::kEndTag: {
+        p = find(p, stop, kEndTagEnd);
+        if (p == stop) break;
+        const unsigned char c = *p++;
+        if (c == '>') {
+          end_construct();
+        } else {
+          quote(c, State::kEndTag);  // libxml2 refuses it; its look-ahead takes it as a quote
+        }
+        break;
+      }
+      case State::kQuoted: {
+        const void* q = std::memchr(p, quote_, static_cast<size_t>(stop - p));
+        if (q == nullptr) {
+          p = stop;
+        } else {
+          p = static_cast<const unsigned char*>(q) + 1;
+          state_ = return_;
+        }
+        break;
+      }
+      case State::kBang: {
+        word_ += static_cast<char>(*p);
+        auto starts = [this](std::string_view word) {
+          return word.substr(0, word_.size()) == word_;
+        };
+        if (word_ == "--") {
+          construct_ = Construct::kComment;
+          run_ = 0;
+          state_ = State::kComment;
+        } else if (word_ == "[CDATA[") {
+          construct_ = Construct::kCdata;
+          run_ = 0;
+          state_ = State::kCdata;
+        } else if (word_ == "DOCTYPE") {
+          construct_ = Construct::kDoctype;
+          state_ = State::kDoctype;
+        } else if (!starts("--") && !starts("[CDATA[") && !starts("DOCTYPE")) {
+          construct_ = Construct::kDeclaration;  // libxml2 refuses it
+          state_ = State::kBogus;
+          break;  // the byte is read again as kBogus's
+        }
+        ++p;
+        break;
+      }
+      case State::kBogus:
+        p = find(p, stop, kGt);
+        if (p == stop) break;
+        ++p;
+        end_construct();
+        break;
+      case State::kComment: {
+        const unsigned char c = *p++;
+        if (c == '-') {
+          if (run_ < 2) ++run_;
+        } else if (c == '>' && run_ == 2) {
+          end_inner();
+        } else {
+          run_ = 0;
+          p = find(p, stop, kCommentStop);
+        }
+        break;
+      }
+      case State::kPi: {
+        const unsigned char c = *p++;
+        if (decl_) {
+          read_declaration(c);
+          if (breach_) break;
+        }
+        if (c == '?') {
+          run_ = 1;
+        } else if (c == '>' && run_ == 1) {
+          if (decl_) check_declaration();
+          decl_ = false;
+          if (!breach_) end_inner();
+        } else {
+          run_ = 0;
+          if (!decl_) p = find(p, stop, kPiStop);
+        }
+        break;
+      }
+      case State::kCdata: {
+        const unsigned char c = *p;
+        if (c == ']') {
+          ++p;
+          ++run_;
+        } else if (c == '>' && run_ >= 2) {
+          ++p;
+          count_text(run_ - 2);  // the ']' before the last two are text
+          run_ = 0;
+          if (!text_over_) end_construct();
+        } else {
+          // The ']' held back are text after all, and so is all up to the next ']' or '>'.
+          if (run_ > 0) {
+            count_text(run_);
+            run_ = 0;
+            if (text_over_) break;
+          }
+          p = count_text(p, find(p + 1, stop, kCdataStop));
+        }
+        break;
+      }
+      case State::kDoctype: {
+        p = find(p, stop, kDoctypeStop);
+        if (p == stop) break;
+        const unsigned char c = *p++;
+        if (c == '[') {
+          in_subset_ = true;
+          state_ = State::kSubset;
+        } else if (c == '>') {
+          end_construct();
+        } else {
+          quote(c, State::kDoctype);
+        }
+        break;
+      }
+      case State::kSubset: {
+        p = find(p, stop, kSubsetStop);
+        if (p == stop) break;
+        const unsigned char c = *p++;
+        if (c == '<') {
+          state_ = State::kSubsetLt;
+        } else if (c == ']') {
+          state_ = State::kSubsetClose;
+        } else {
+          quote(c, State::kSubset);  // libxml2 refuses it; its look-ahead takes it as a quote
+        }
+        break;
+      }
+      case State::kSubsetLt:
+        if (*p == '!') {
+          ++p;
+          word_.clear();
+          state_ = State::kSubsetBang;
+        } else if (*p == '?') {
+          ++p;
+          run_ = 0;
+          decl_ = false;
+          state_ = State::kPi;
+        } else {
+          begin_declaration();  // libxml2 refuses it
+        }
+        break;
+      case State::kSubsetBang:
+        if (word_.empty() && *p == '-') {
+          ++p;
+          word_ = "-";
+        } else if (word_ == "-" && *p == '-') {
+          ++p;
+          run_ = 0;
+          state_ = State::kComment;
+        } else {
+          begin_declaration();
+        }
+        break;
+      case State::kSubsetDecl: {
+        const unsigned char c = *p;
+        if (!keyword_done_) {
+          if (c >= 'A' && c <= 'Z' && word_.size() < 8) {
+            word_ += static_cast<char>(c);
+            ++p;
+            break;
+          }
+          keyword_done_ = true;
+          attlist_ = word_ == "ATTLIST";
+        }
+        p = find(p, stop, kDeclarationStop);
+        if (p == stop) break;
+        const unsigned char d = *p++;
+        if (d == '>') {
+          state_ = State::kSubset;
+        } else {
+          if (attlist_) ++dtd_defaults_;  // a default value: in an ATTLIST, AttValue is quoted
+          quote(d, State::kSubsetDecl);
+        }
+        break;
+      }
+      case State::kSubsetClose: {
+        p = find(p, stop, kNotSpace);
+        if (p == stop) break;
+        const unsigned char c = *p;
+        if (c == '>') {
+          ++p;
+          in_subset_ = false;
+          end_construct();
+        } else if (c == ']') {
+          ++p;
+        } else {
+          state_ = State::kSubset;  // libxml2 refuses it
+        }
+        break;
+      }
+    }
   }
-  if (text && limits_.max_text_bytes > 0 && limits_.max_text_bytes - text_bytes_ < take) {
-    take = limits_.max_text_bytes - text_bytes_ + 1;
-  }
-  line_ += static_cast<uint64_t>(std::count(p, p + take, '\n'));
-  offset_ += take;
-  if (state_ == State::kComment || state_ == State::kPi) run_ = 0;
-  if (construct && (construct_bytes_ += take) > limits_.max_construct_bytes) {
-    fail_construct();
-    return;
-  }
-  if (text) count_text(take);
+  return p;
+}
+
+void XmlConstructLimiter::set_limit(const unsigned char* p) {
+  // Bytes of the open construct read before p, and how many more it may have.
+  const uint64_t read = offset_ + static_cast<uint64_t>(p - segment_) - construct_start_;
+  const uint64_t room =
+      read >= limits_.max_construct_bytes ? 0 : limits_.max_construct_bytes - read;
+  limit_ = room < static_cast<uint64_t>(segment_end_ - p) ? p + room : segment_end_;
 }
 
 bool XmlConstructLimiter::detect_encoding(unsigned char c) {
@@ -196,256 +549,17 @@ bool XmlConstructLimiter::detect_encoding(unsigned char c) {
   return !breach_;
 }
 
-void XmlConstructLimiter::step(unsigned char c) {
-  switch (state_) {
-    case State::kText:
-      if (c == '<') {
-        begin(Construct::kMarkup);
-        state_ = State::kLt;
-      } else if (c == '&') {
-        begin(Construct::kReference);
-        count_text(1);
-        state_ = State::kReference;
-      } else {
-        count_text(1);
-      }
-      break;
-    case State::kReference:
-      count_text(1);
-      if (c == ';') end_construct();
-      break;
-    case State::kLt:
-      if (c == '/') {
-        construct_ = Construct::kEndTag;
-        text_bytes_ = 0;
-        state_ = State::kEndTag;
-      } else if (c == '?') {
-        construct_ = Construct::kPi;
-        run_ = 0;
-        decl_ = construct_start_ == document_start_;
-        declaration_.clear();
-        state_ = State::kPi;
-      } else if (c == '!') {
-        word_.clear();
-        state_ = State::kBang;
-      } else {
-        construct_ = Construct::kStartTag;
-        text_bytes_ = 0;
-        attributes_ = dtd_defaults_;
-        name_.clear();
-        name_cut_ = false;
-        state_ = State::kTagName;
-        step(c);
-      }
-      break;
-    case State::kTagName:
-      if (is_space(c)) {
-        state_ = State::kTagSpace;
-      } else if (c == '>') {
-        end_start_tag();
-      } else if (c == '/') {
-        state_ = State::kTagSlash;
-      } else if (is_quote(c)) {
-        quote(c, State::kTagSpace);  // libxml2 refuses it; its look-ahead takes it as a quote
-      } else if (name_.size() < kMaxName) {
-        name_ += static_cast<char>(c);
-      } else {
-        name_cut_ = true;
-      }
-      break;
-    case State::kTagSpace:
-      if (is_space(c)) break;
-      if (c == '>') {
-        end_start_tag();
-      } else if (c == '/') {
-        state_ = State::kTagSlash;
-      } else if (is_quote(c)) {
-        quote(c, State::kTagSpace);
-      } else {
-        add_attribute();
-        state_ = State::kAttrName;
-      }
-      break;
-    case State::kAttrName:
-      if (c == '=') {
-        state_ = State::kAttrEq;
-      } else if (is_space(c)) {
-        state_ = State::kAttrAfterName;
-      } else if (c == '>') {
-        end_start_tag();
-      } else if (is_quote(c)) {
-        quote(c, State::kTagSpace);
-      }
-      break;
-    case State::kAttrAfterName:
-      if (c == '=') {
-        state_ = State::kAttrEq;
-      } else if (!is_space(c)) {
-        state_ = State::kTagSpace;  // libxml2 refuses a name without a value
-        step(c);
-      }
-      break;
-    case State::kAttrEq:
-      if (is_quote(c)) {
-        quote(c, State::kTagSpace);
-      } else if (!is_space(c)) {
-        state_ = State::kTagSpace;  // libxml2 refuses a value without quotes
-        step(c);
-      }
-      break;
-    case State::kTagSlash:
-      if (c == '>') {
-        end_start_tag();
-      } else {
-        state_ = State::kTagSpace;
-        step(c);
-      }
-      break;
-    case State::kEndTag:
-      if (c == '>') {
-        end_construct();
-      } else if (is_quote(c)) {
-        quote(c, State::kEndTag);  // libxml2 refuses it; its look-ahead takes it as a quote
-      }
-      break;
-    case State::kQuoted:
-      if (c == quote_) state_ = return_;
-      break;
-    case State::kBang:
-      word_ += static_cast<char>(c);
-      if (word_ == "--") {
-        construct_ = Construct::kComment;
-        run_ = 0;
-        state_ = State::kComment;
-      } else if (word_ == "[CDATA[") {
-        construct_ = Construct::kCdata;
-        run_ = 0;
-        state_ = State::kCdata;
-      } else if (word_ == "DOCTYPE") {
-        construct_ = Construct::kDoctype;
-        state_ = State::kDoctype;
-      } else if (std::string_view("--").substr(0, word_.size()) != word_ &&
-                 std::string_view("[CDATA[").substr(0, word_.size()) != word_ &&
-                 std::string_view("DOCTYPE").substr(0, word_.size()) != word_) {
-        construct_ = Construct::kDeclaration;  // libxml2 refuses it
-        state_ = State::kBogus;
-        step(c);
-      }
-      break;
-    case State::kBogus:
-      if (c == '>') end_construct();
-      break;
-    case State::kComment:
-      if (c == '-') {
-        if (run_ < 2) ++run_;
-      } else if (c == '>' && run_ == 2) {
-        end_inner();
-      } else {
-        run_ = 0;
-      }
-      break;
-    case State::kPi:
-      if (decl_) read_declaration(c);
-      if (breach_) break;
-      if (c == '?') {
-        run_ = 1;
-      } else if (c == '>' && run_ == 1) {
-        if (decl_) check_declaration();
-        decl_ = false;
-        if (!breach_) end_inner();
-      } else {
-        run_ = 0;
-      }
-      break;
-    case State::kCdata:
-      if (c == ']') {
-        ++run_;
-      } else if (c == '>' && run_ >= 2) {
-        count_text(run_ - 2);  // the ']' before the last two are text
-        run_ = 0;
-        if (!breach_) end_construct();
-      } else {
-        count_text(run_ + 1);
-        run_ = 0;
-      }
-      break;
-    case State::kDoctype:
-      if (c == '[') {
-        in_subset_ = true;
-        state_ = State::kSubset;
-      } else if (c == '>') {
-        end_construct();
-      } else if (is_quote(c)) {
-        quote(c, State::kDoctype);
-      }
-      break;
-    case State::kSubset:
-      if (c == '<') {
-        state_ = State::kSubsetLt;
-      } else if (c == ']') {
-        state_ = State::kSubsetClose;
-      } else if (is_quote(c)) {
-        quote(c, State::kSubset);  // libxml2 refuses it; its look-ahead takes it as a quote
-      }
-      break;
-    case State::kSubsetLt:
-      if (c == '!') {
-        word_.clear();
-        state_ = State::kSubsetBang;
-      } else if (c == '?') {
-        run_ = 0;
-        decl_ = false;
-        state_ = State::kPi;
-      } else {
-        begin_declaration();  // libxml2 refuses it
-        step(c);
-      }
-      break;
-    case State::kSubsetBang:
-      if (word_.empty() && c == '-') {
-        word_ = "-";
-      } else if (word_ == "-" && c == '-') {
-        run_ = 0;
-        state_ = State::kComment;
-      } else {
-        begin_declaration();
-        step(c);
-      }
-      break;
-    case State::kSubsetDecl:
-      if (!keyword_done_) {
-        if (c >= 'A' && c <= 'Z' && word_.size() < 8) {
-          word_ += static_cast<char>(c);
-        } else {
-          keyword_done_ = true;
-          attlist_ = word_ == "ATTLIST";
-        }
-      }
-      if (c == '>') {
-        state_ = State::kSubset;
-      } else if (is_quote(c)) {
-        if (keyword_done_ && attlist_) ++dtd_defaults_;  // a default value: AttValue is quoted
-        quote(c, State::kSubsetDecl);
-      }
-      break;
-    case State::kSubsetClose:
-      if (c == '>') {
-        in_subset_ = false;
-        end_construct();
-      } else if (c != ']' && !is_space(c)) {
-        state_ = State::kSubset;  // libxml2 refuses it
-        step(c);
-      }
-      break;
-  }
+void XmlConstructLimiter::begin(Construct construct, const unsigned char* first) {
+  construct_ = construct;
+  construct_start_ = offset_ + static_cast<uint64_t>(first - segment_);
+  construct_first_ = first;  // its line is counted when needed: at a breach, or the piece's end
+  set_limit(first);
 }
 
-void XmlConstructLimiter::begin(Construct construct) {
-  construct_ = construct;
-  construct_bytes_ = 1;
-  construct_line_ = line_;
-  construct_start_ = offset_ - 1;
-  if (construct_bytes_ > limits_.max_construct_bytes) fail_construct();
+void XmlConstructLimiter::resolve_construct_line() {
+  if (construct_first_ == nullptr) return;
+  construct_line_ = line_ + count_lines(segment_, construct_first_);  // line_: at segment_
+  construct_first_ = nullptr;
 }
 
 void XmlConstructLimiter::begin_declaration() {
@@ -458,6 +572,7 @@ void XmlConstructLimiter::begin_declaration() {
 void XmlConstructLimiter::end_construct() {
   construct_ = Construct::kNone;
   state_ = State::kText;
+  limit_ = segment_end_;
 }
 
 void XmlConstructLimiter::end_inner() {
@@ -489,11 +604,20 @@ void XmlConstructLimiter::end_start_tag() {
 
 void XmlConstructLimiter::count_text(uint64_t n) {
   if (limits_.max_text_bytes == 0) return;
+  if (limits_.max_text_bytes - text_bytes_ < n) text_over_ = true;
   text_bytes_ += n;
-  if (text_bytes_ > limits_.max_text_bytes) {
-    fail(XmlLimitBreach::Kind::kText, "text of over " + std::to_string(limits_.max_text_bytes) +
-                                          " bytes in one element at line " + std::to_string(line_));
+}
+
+const unsigned char* XmlConstructLimiter::count_text(const unsigned char* p,
+                                                     const unsigned char* q) {
+  if (limits_.max_text_bytes == 0) return q;
+  const auto n = static_cast<uint64_t>(q - p);
+  if (limits_.max_text_bytes - text_bytes_ < n) {  // up to the byte one over
+    q = p + (limits_.max_text_bytes - text_bytes_ + 1);
+    text_over_ = true;
   }
+  text_bytes_ += static_cast<uint64_t>(q - p);
+  return q;
 }
 
 void XmlConstructLimiter::read_declaration(unsigned char c) {
@@ -526,8 +650,9 @@ void XmlConstructLimiter::check_declaration() {
 }
 
 void XmlConstructLimiter::fail_attributes() {
+  resolve_construct_line();
   std::string message = "a start tag <" + printable(name_) + (name_cut_ ? "..." : "") +
-                        "> with more than " + std::to_string(limits_.max_attributes) +
+                        "> holding more than " + std::to_string(limits_.max_attributes) +
                         " attributes and namespace declarations at line " +
                         std::to_string(construct_line_);
   if (dtd_defaults_ > 0) {
@@ -538,6 +663,7 @@ void XmlConstructLimiter::fail_attributes() {
 }
 
 void XmlConstructLimiter::fail_construct() {
+  resolve_construct_line();
   std::string what;
   switch (construct_) {
     case Construct::kStartTag:

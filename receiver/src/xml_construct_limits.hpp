@@ -112,11 +112,11 @@ class XmlConstructLimiter {
     kDeclaration,
   };
 
-  size_t plain_run(const unsigned char* p, size_t n) const;
-  void take_plain_run(const unsigned char* p, size_t n);
+  const unsigned char* scan(const unsigned char* p, const unsigned char* end);
   bool detect_encoding(unsigned char c);
-  void step(unsigned char c);
-  void begin(Construct construct);
+  void begin(Construct construct, const unsigned char* first);
+  void set_limit(const unsigned char* p);
+  void resolve_construct_line();
   void begin_declaration();
   void end_construct();
   void end_inner();
@@ -124,6 +124,8 @@ class XmlConstructLimiter {
   void quote(unsigned char c, State back);
   void add_attribute();
   void count_text(uint64_t n);
+  // Counts [p, q) as text; returns q, or the byte after the one over max_text_bytes.
+  const unsigned char* count_text(const unsigned char* p, const unsigned char* q);
   void read_declaration(unsigned char c);
   void check_declaration();
   void fail_attributes();
@@ -140,12 +142,12 @@ class XmlConstructLimiter {
   bool attlist_ = false;       // the declaration being read is an <!ATTLIST
   bool decl_ = false;          // the PI being read opens the document: maybe the XML declaration
   bool name_cut_ = false;      // name_ holds only the start of the tag's name
+  bool text_over_ = false;     // scan() read the byte one over max_text_bytes
   uint64_t run_ = 0;           // '-', '?' or ']' just before, towards a terminator
   uint64_t offset_ = 0;        // bytes read
   uint64_t line_ = 1;
   uint64_t construct_start_ = 0;  // offset of the construct's first byte
   uint64_t construct_line_ = 1;
-  uint64_t construct_bytes_ = 0;
   uint64_t text_bytes_ = 0;
   uint64_t document_start_ = 0;  // 3 after UTF-8's byte order mark
   size_t attributes_ = 0;
@@ -154,6 +156,12 @@ class XmlConstructLimiter {
   std::string word_;            // after "<!": the keyword so far (at most 8 bytes)
   std::string name_;            // the start tag's name (at most 32 bytes)
   std::string declaration_;     // the XML declaration (at most 1024 bytes)
+  // While scan() reads a piece: where it began (line_ and offset_ are there), where it ends, how
+  // far the open construct may go, and where it began if in this piece and its line is not known.
+  const unsigned char* segment_ = nullptr;
+  const unsigned char* segment_end_ = nullptr;
+  const unsigned char* limit_ = nullptr;
+  const unsigned char* construct_first_ = nullptr;
   std::optional<XmlLimitBreach> breach_;
   std::function<void(size_t)> observer_;
 };

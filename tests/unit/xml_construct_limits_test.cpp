@@ -184,7 +184,7 @@ TEST(XmlConstructLimiterTest, AttributesAtTheLimitPassAndOneMoreIsRefused) {
     const Outcome o = scan_every_way(c.doc, limits);
     if (c.tags.empty()) {
       EXPECT_EQ(o.kind, Kind::kAttributes) << c.doc << ": " << o;
-      EXPECT_NE(o.message.find("with more than 3 attributes and namespace declarations at line"),
+      EXPECT_NE(o.message.find("holding more than 3 attributes and namespace declarations at line"),
                 std::string::npos)
           << o;
     } else {
@@ -312,6 +312,19 @@ TEST(XmlConstructLimiterTest, LinesInMessagesAreWhereTheConstructBegins) {
   limits.max_construct_bytes = 10;
   const Outcome o = scan_every_way("<a>\n\n<!--\n\n\n\n\n\n\n\n\n\n--></a>", limits);
   EXPECT_NE(o.message.find("a comment of over 10 bytes at line 3"), std::string::npos) << o;
+  // Many lines, of every length, before the construct and in it.
+  std::string doc = "<a>";
+  for (int i = 0; i < 500; ++i) doc += std::string(static_cast<size_t>(i % 13), 'x') + "\r\n";
+  doc += "<!--\n\n\n" + fill(100) + "--></a>";
+  limits.max_construct_bytes = 50;
+  const Outcome many = scan_every_way(doc, limits);
+  EXPECT_NE(many.message.find("a comment of over 50 bytes at line 501"), std::string::npos) << many;
+  XmlConstructLimits text;
+  text.max_text_bytes = 200;
+  const Outcome run = scan_every_way("<a>" + std::string(150, '\n') + fill(51) + "</a>", text);
+  EXPECT_NE(run.message.find("text of over 200 bytes in one element at line 151"),
+            std::string::npos)
+      << run;
 }
 
 TEST(XmlConstructLimiterTest, GoldenCorpusPassesTheDefaults) {
