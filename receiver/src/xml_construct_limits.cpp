@@ -148,7 +148,9 @@ struct ByteSet {
   bool has[256] = {};
   constexpr ByteSet(std::string_view bytes, bool spaces) {
     for (char c : bytes) has[static_cast<unsigned char>(c)] = true;
-    if (spaces) has[' '] = has['\t'] = has['\n'] = has['\r'] = true;
+    if (spaces) {
+      for (char c : std::string_view(" \t\n\r")) has[static_cast<unsigned char>(c)] = true;
+    }
   }
 };
 
@@ -167,7 +169,7 @@ constexpr ByteSet kDeclarationStop(">\"'", false);
 constexpr ByteSet kNotSpace = [] {
   ByteSet set("", false);
   for (bool& b : set.has) b = true;
-  set.has[' '] = set.has['\t'] = set.has['\n'] = set.has['\r'] = false;
+  for (char c : std::string_view(" \t\n\r")) set.has[static_cast<unsigned char>(c)] = false;
   return set;
 }();
 
