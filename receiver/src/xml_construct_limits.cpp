@@ -203,7 +203,12 @@ const unsigned char* XmlConstructLimiter::scan(const unsigned char* p, const uns
         p = count_text(p, q);
         if (p == stop || text_over_) break;
         if (*p == '<') {
-          begin(Construct::kMarkup, p++);
+          begin(Construct::kMarkup, p);
+          if (const unsigned char* after = read_plain_tag(p)) {
+            p = after;
+            break;
+          }
+          ++p;
           state_ = State::kLt;
         } else {
           begin(Construct::kReference, p);
@@ -519,6 +524,64 @@ const unsigned char* XmlConstructLimiter::scan(const unsigned char* p, const uns
     }
   }
   return p;
+}
+
+// The common case at once: a start tag of name="value" pairs (or an end tag) all within limit_,
+// read with the effects the states would have. Anything else (a tag cut by the piece's end, a
+// quote out of place, a name without a value, ...) returns nullptr, and the states read it from
+// its '<' again (a breach found on the way is the one they would find, on the same bytes).
+const unsigned char* XmlConstructLimiter::read_plain_tag(const unsigned char* lt) {
+  const unsigned char* const stop = limit_;
+  const unsigned char* q = lt + 1;
+  if (q == stop) return nullptr;
+  if (*q == '/') {
+    q = find(q + 1, stop, kEndTagEnd);
+    if (q == stop || *q != '>') return nullptr;
+    text_bytes_ = 0;
+    end_construct();
+    return q + 1;
+  }
+  if (kNameEnd.has[*q] || *q == '?' || *q == '!') return nullptr;
+  const unsigned char* name_end = find(q, stop, kNameEnd);
+  if (name_end == stop) return nullptr;
+  construct_ = Construct::kStartTag;
+  text_bytes_ = 0;
+  attributes_ = dtd_defaults_;
+  // The name is copied only for a message.
+  const unsigned char* const name = q;
+  auto keep_name = [&] {
+    const auto length = static_cast<size_t>(name_end - name);
+    name_.assign(reinterpret_cast<const char*>(name), std::min(length, kMaxName));
+    name_cut_ = length > kMaxName;
+  };
+  q = name_end;
+  while (true) {
+    q = find(q, stop, kNotSpace);
+    if (q == stop) return nullptr;
+    if (*q == '>') {
+      ++q;
+      break;
+    }
+    if (*q == '/') {
+      if (q + 1 == stop || q[1] != '>') return nullptr;
+      q += 2;
+      break;
+    }
+    if (is_quote(*q)) return nullptr;
+    if (attributes_ + 1 > limits_.max_attributes) keep_name();
+    add_attribute();
+    if (breach_) return nullptr;
+    q = find(q + 1, stop, kAttrNameEnd);
+    if (q == stop || *q != '=') return nullptr;
+    q = find(q + 1, stop, kNotSpace);
+    if (q == stop || !is_quote(*q)) return nullptr;
+    const void* close = std::memchr(q + 1, *q, static_cast<size_t>(stop - q - 1));
+    if (close == nullptr) return nullptr;
+    q = static_cast<const unsigned char*>(close) + 1;
+  }
+  if (attributes_ > limits_.max_attributes) keep_name();
+  end_start_tag();
+  return breach_ ? nullptr : q;
 }
 
 void XmlConstructLimiter::set_limit(const unsigned char* p) {

@@ -113,6 +113,7 @@ class XmlConstructLimiter {
   };
 
   const unsigned char* scan(const unsigned char* p, const unsigned char* end);
+  const unsigned char* read_plain_tag(const unsigned char* lt);
   bool detect_encoding(unsigned char c);
   void begin(Construct construct, const unsigned char* first);
   void set_limit(const unsigned char* p);
