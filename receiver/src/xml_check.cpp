@@ -293,7 +293,8 @@ void XmlCheck::refuse_breach(const XmlLimitBreach& breach) {
   }
 }
 
-// What the limiter cannot see from the bytes alone: how much libxml2 holds.
+// What the limiter cannot see from the bytes alone: how much libxml2 holds. After each piece fed
+// (kFeedBytes), so the names may go up to ~16,000 over max_names before they are refused.
 void XmlCheck::check_parser_holdings() {
   if (decided() || parser_ == nullptr) return;
   // Input libxml2 keeps unparsed, waiting for the end of a construct. Within the limits on
@@ -382,9 +383,7 @@ void XmlCheck::on_start_element(int namespaces) {
                " namespace declarations in scope at line " +
                std::to_string(xmlSAX2GetLineNumber(parser_)) +
                " (XML_MAX_NAMESPACES; libxml2 looks every prefix up through all of them)");
-    return;
   }
-  check_parser_holdings();
 }
 
 void XmlCheck::on_end_element() {
