@@ -39,8 +39,9 @@ namespace transfer::receiver {
 // uses the network.
 void init_xml_library();
 
-// What one upload may make libxml2 hold or do. Defaults measured with bench/xml_limits.cpp (one
-// upload's XmlCheck stays under 16 MiB of RSS and a few times libxml2's plain parsing CPU).
+// What one upload may make libxml2 hold or do. Defaults measured with bench/xml_limits.sh: with all
+// of them near their limit at once one upload's XmlCheck holds 9 MiB (12 MiB beside a thread), and
+// no document within them costs more than ~8 times the CPU of plain XML of its size.
 struct XmlLimits {
   size_t max_depth = 256;  // elements nested, the root included: libxml2's default limit
   // XML_MAX_ATTRIBUTES: attributes per start tag, namespace declarations and the attribute
@@ -48,13 +49,15 @@ struct XmlLimits {
   // most 2; libxml2's pairwise check costs 10-25 s of CPU for one tag of 160,000.
   size_t max_attributes = 32;
   // XML_MAX_CONSTRUCT: bytes of one tag, comment, PI, CDATA section, DOCTYPE or reference, and
-  // with a schema of one element's text. libxml2 allows 10 MB and holds ~2.5 times that in memory.
+  // with a schema of one element's text. libxml2 allows 10 MB and holds 2 to 2.7 times as much.
   uint64_t max_construct_bytes = 1ULL << 20;
-  // Namespace declarations in scope at once (all open elements'): each lookup walks them all.
+  // XML_MAX_NAMESPACES (not an option yet): namespace declarations in scope at once, on all open
+  // elements. libxml2 looks every prefix, and every element without one, up through all of them.
   size_t max_namespaces = 64;
-  // Distinct names libxml2 keeps (element, attribute, prefix, namespace URI, PI target): its
-  // dictionary's lookups slow down linearly past ~16,000 entries, so its cost grows with their
-  // square. Their bytes are held to kMaxNameBytes (about: libxml2 allocates in growing pools).
+  // XML_MAX_NAMES (not an option yet): distinct names libxml2 keeps (element, attribute, prefix,
+  // namespace URI, PI target). Its dictionary's lookups slow down linearly past ~16,000 entries,
+  // so its cost grows with their square. Checked once a piece (up to ~16,000 more), and their
+  // bytes held to about kMaxNameBytes (libxml2 allocates in growing pools).
   size_t max_names = 100'000;
 };
 
