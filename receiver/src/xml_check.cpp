@@ -24,6 +24,14 @@ std::string trimmed(const char* text) {
   return s;
 }
 
+// The client's bytes in a message (an entity's name, a DTD's address, libxml2's message quoting a
+// name or a value): at most `max` bytes of them.
+std::string clipped(const char* text, size_t max) {
+  std::string s = trimmed(text);
+  if (s.size() > max) s = s.substr(0, max) + "...";
+  return s;
+}
+
 XmlCheck* self_of(void* user) { return static_cast<XmlCheck*>(user); }
 
 void sax_start_element(void* user, const xmlChar*, const xmlChar*, const xmlChar*,
@@ -396,7 +404,7 @@ void XmlCheck::on_end_element() {
 
 void XmlCheck::on_entity_declaration(const char* name) {
   refuse("xml", "entity",
-         "XML declaring an entity ('" + trimmed(name) + "') at line " +
+         "XML declaring an entity ('" + clipped(name, 64) + "') at line " +
              std::to_string(xmlSAX2GetLineNumber(parser_)) +
              ": entity declarations are not accepted");
 }
@@ -405,7 +413,7 @@ void XmlCheck::on_doctype(const char* external_id, const char* system_id) {
   if (external_id == nullptr && system_id == nullptr) return;
   refuse("xml", "external_dtd",
          "XML whose DOCTYPE names an external DTD ('" +
-             trimmed(system_id != nullptr ? system_id : external_id) + "') at line " +
+             clipped(system_id != nullptr ? system_id : external_id, 64) + "') at line " +
              std::to_string(xmlSAX2GetLineNumber(parser_)) + ": external DTDs are not accepted");
 }
 
@@ -433,7 +441,7 @@ void XmlCheck::on_parser_error(const void* raw) {
   // libxml2 itself stops calling SAX after a fatal error; update() stops feeding it.
   refuse("xml", "not_wellformed",
          "not well-formed XML at line " + std::to_string(line) + ", column " +
-             std::to_string(column) + ": " + trimmed(error->message),
+             std::to_string(column) + ": " + clipped(error->message, 256),
          /*silence_parser=*/false);
 }
 
@@ -447,7 +455,7 @@ void XmlCheck::on_schema_error(const void* raw) {
       error->line > 0 ? error->line : (parser_ != nullptr ? xmlSAX2GetLineNumber(parser_) : 0);
   const long column = parser_ != nullptr ? xmlSAX2GetColumnNumber(parser_) : 0;
   schema_error_ = "not valid against the schema at line " + std::to_string(line) + ", column " +
-                  std::to_string(column) + ": " + trimmed(error->message);
+                  std::to_string(column) + ": " + clipped(error->message, 256);
 }
 
 }  // namespace transfer::receiver
