@@ -28,8 +28,9 @@ std::string trimmed(const char* text) {
 // name or a value): at most `max` bytes of them.
 std::string clipped(const char* text, size_t max) {
   std::string s = trimmed(text);
-  if (s.size() > max) s = s.substr(0, max) + "...";
-  return s;
+  if (s.size() <= max) return s;
+  while (max > 0 && (static_cast<unsigned char>(s[max]) & 0xc0) == 0x80) --max;  // whole UTF-8
+  return s.substr(0, max) + "...";
 }
 
 XmlCheck* self_of(void* user) { return static_cast<XmlCheck*>(user); }
