@@ -1,13 +1,14 @@
 #include "xml_check.hpp"
 
 #include <libxml/SAX2.h>
+#include <libxml/dict.h>
 #include <libxml/parser.h>
 #include <libxml/parserInternals.h>
 #include <libxml/xmlerror.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cerrno>
-#include <climits>
 #include <cstring>
 #include <filesystem>
 #include <vector>
@@ -23,17 +24,23 @@ std::string trimmed(const char* text) {
   return s;
 }
 
+// The client's bytes in a message (an entity's name, a DTD's address, libxml2's message quoting a
+// name or a value): at most `max` bytes of them.
+std::string clipped(const char* text, size_t max) {
+  std::string s = trimmed(text);
+  if (s.size() <= max) return s;
+  while (max > 0 && (static_cast<unsigned char>(s[max]) & 0xc0) == 0x80) --max;  // whole UTF-8
+  return s.substr(0, max) + "...";
+}
+
 XmlCheck* self_of(void* user) { return static_cast<XmlCheck*>(user); }
 
-void sax_start_element(void* user, const xmlChar*, const xmlChar*, const xmlChar*, int,
-                       const xmlChar**, int, int, const xmlChar**) {
-  self_of(user)->on_start_element();
+void sax_start_element(void* user, const xmlChar*, const xmlChar*, const xmlChar*,
+                       int nb_namespaces, const xmlChar**, int, int, const xmlChar**) {
+  self_of(user)->on_start_element(nb_namespaces);
 }
 void sax_end_element(void* user, const xmlChar*, const xmlChar*, const xmlChar*) {
   self_of(user)->on_end_element();
-}
-void sax_text(void* user, const xmlChar*, int len) {
-  self_of(user)->on_text(static_cast<size_t>(len));
 }
 void sax_entity_declaration(void* user, const xmlChar* name, int, const xmlChar*, const xmlChar*,
                             xmlChar*) {
@@ -75,6 +82,23 @@ void collect_message(void* user, xmlErrorPtr error) {
   if (error == nullptr || error->level < XML_ERR_ERROR || messages->size() >= 3) return;
   std::string where = error->line > 0 ? " (line " + std::to_string(error->line) + ")" : "";
   messages->push_back(trimmed(error->message) + where);
+}
+
+// libxml2 is fed at most this at a time, whatever the pieces the plaintext comes in: it copies
+// each into its input buffer, so what it holds beyond one construct stays small.
+constexpr size_t kFeedBytes = 64 * 1024;
+
+const char* option_of(XmlLimitBreach::Kind kind) {
+  switch (kind) {
+    case XmlLimitBreach::Kind::kAttributes:
+      return "XML_MAX_ATTRIBUTES";
+    case XmlLimitBreach::Kind::kConstruct:
+    case XmlLimitBreach::Kind::kText:
+      return "XML_MAX_CONSTRUCT";
+    case XmlLimitBreach::Kind::kEncoding:
+      break;
+  }
+  return "";
 }
 
 }  // namespace
@@ -157,13 +181,13 @@ std::optional<Error> SchemaFile::error() const {
 // --- XmlCheck ----------------------------------------------------------------------------------
 
 XmlCheck::XmlCheck(XmlLimits limits, std::shared_ptr<const XmlSchema> schema)
-    : limits_(limits), schema_(std::move(schema)) {
-  sax_.initialized = XML_SAX2_MAGIC;  // SAX2 callbacks; nothing that builds a tree
+    : limits_(limits),
+      limiter_(XmlConstructLimits{limits.max_attributes, limits.max_construct_bytes,
+                                  schema ? limits.max_construct_bytes : 0}),
+      schema_(std::move(schema)) {
+  sax_.initialized = XML_SAX2_MAGIC;  // SAX2 callbacks; nothing that builds a tree, no text
   sax_.startElementNs = sax_start_element;
   sax_.endElementNs = sax_end_element;
-  sax_.characters = sax_text;
-  sax_.ignorableWhitespace = sax_text;
-  sax_.cdataBlock = sax_text;
   sax_.entityDecl = sax_entity_declaration;
   sax_.unparsedEntityDecl = sax_unparsed_entity_declaration;
   sax_.internalSubset = sax_internal_subset;
@@ -220,28 +244,91 @@ void XmlCheck::start() {
   }
   parser_->_private = this;
   xmlCtxtUseOptions(parser_, XML_PARSE_NONET | XML_PARSE_NOWARNING);
+  // libxml2 allows 10 MB of names; it checks at each new pool, so it may hold up to ~1.3 times
+  // this before a name is refused ("Memory allocation failed", read as too_many_names).
+  xmlDictSetLimit(parser_->dict, kMaxNameBytes);
 }
 
 bool XmlCheck::update(const char* data, size_t size) {
   if (decided()) return false;
   if (size == 0) return true;
+  // The whole piece is scanned first: libxml2 never sees the bytes of a document it refuses.
+  if (!limiter_.update(data, size)) {
+    refuse_breach(*limiter_.breach());
+    return false;
+  }
   if (parser_ == nullptr) {
     start();
     if (decided()) return false;
   }
   ThreadErrors errors(this);
   while (size > 0 && !decided()) {
-    const int n = static_cast<int>(std::min<size_t>(size, INT_MAX / 2));
-    xmlParseChunk(parser_, data, n, 0);
+    const size_t n = std::min(size, kFeedBytes);
+    xmlParseChunk(parser_, data, static_cast<int>(n), 0);
     data += n;
-    size -= static_cast<size_t>(n);
+    size -= n;
     if (parser_->wellFormed == 0 && !decided()) {
       refuse("xml", "not_wellformed",
              "not well-formed XML at line " + std::to_string(xmlSAX2GetLineNumber(parser_)) +
                  ": the parser stopped");
     }
+    check_parser_holdings();
   }
   return !decided();
+}
+
+void XmlCheck::refuse_breach(const XmlLimitBreach& breach) {
+  switch (breach.kind) {
+    case XmlLimitBreach::Kind::kAttributes:
+      refuse("xml", "too_many_attributes",
+             "XML with " + breach.message + " (" + option_of(breach.kind) + ")");
+      break;
+    case XmlLimitBreach::Kind::kConstruct:
+      refuse("xml", "construct_too_large",
+             "XML with " + breach.message + " (" + option_of(breach.kind) +
+                 "; libxml2 holds a construct whole before it reads it)");
+      break;
+    case XmlLimitBreach::Kind::kText:
+      refuse("schema", "text_too_large",
+             "XML " + breach.message + " (" + option_of(breach.kind) +
+                 ": the limit while validating against a schema, which copies an element's text)");
+      break;
+    case XmlLimitBreach::Kind::kEncoding:
+      refuse("xml", "encoding",
+             breach.message +
+                 ": only UTF-8 and encodings whose ASCII bytes are ASCII (US-ASCII, ISO-8859-n, "
+                 "windows-125n) are accepted");
+      break;
+  }
+}
+
+// What the limiter cannot see from the bytes alone: how much libxml2 holds. After each piece fed
+// (kFeedBytes), so the names may go up to ~16,000 over max_names before they are refused.
+void XmlCheck::check_parser_holdings() {
+  if (decided() || parser_ == nullptr) return;
+  // Input libxml2 keeps unparsed, waiting for the end of a construct. Within the limits on
+  // well-formed XML; over them only where libxml2's look-ahead differs from XML (a quote in a PI
+  // in the internal subset makes it wait for a matching quote) or on malformed XML.
+  const xmlParserInputPtr input = parser_->input;
+  if (input != nullptr && input->cur != nullptr && input->end != nullptr) {
+    const auto held = static_cast<uint64_t>(input->end - input->cur);
+    // Twice: libxml2 holds a single-byte encoding converted to UTF-8 (up to 2 bytes a byte).
+    if (held > 2 * limits_.max_construct_bytes + kFeedBytes) {
+      refuse("xml", "construct_too_large",
+             "XML for which libxml2 holds over " + std::to_string(held) +
+                 " bytes unparsed at line " + std::to_string(xmlSAX2GetLineNumber(parser_)) +
+                 " (XML_MAX_CONSTRUCT; it waits for the end of a construct)");
+      return;
+    }
+  }
+  if (parser_->dict != nullptr &&
+      xmlDictSize(parser_->dict) > static_cast<int>(limits_.max_names)) {
+    refuse("xml", "too_many_names",
+           "XML with more than " + std::to_string(limits_.max_names) + " distinct names at line " +
+               std::to_string(xmlSAX2GetLineNumber(parser_)) +
+               " (XML_MAX_NAMES; libxml2 keeps every element, attribute and namespace name it has "
+               "seen)");
+  }
 }
 
 CheckVerdict XmlCheck::finish() {
@@ -288,34 +375,37 @@ void XmlCheck::refuse(const char* check, const char* reason, std::string message
   if (silence_parser && parser_ != nullptr) parser_->disableSAX = 1;
 }
 
-void XmlCheck::on_start_element() {
-  text_run_ = 0;
+void XmlCheck::on_start_element(int namespaces) {
   if (++depth_ > limits_.max_depth) {
     refuse("xml", "too_deep",
            "XML nested deeper than " + std::to_string(limits_.max_depth) + " elements at line " +
                std::to_string(xmlSAX2GetLineNumber(parser_)) +
                " (XML_MAX_DEPTH; libxml2 reads at most 256 by default)");
+    return;
+  }
+  const auto declared = static_cast<uint32_t>(std::max(namespaces, 0));
+  namespaces_.push_back(declared);
+  namespaces_in_scope_ += declared;
+  if (namespaces_in_scope_ > limits_.max_namespaces) {
+    refuse("xml", "too_many_namespaces",
+           "XML with more than " + std::to_string(limits_.max_namespaces) +
+               " namespace declarations in scope at line " +
+               std::to_string(xmlSAX2GetLineNumber(parser_)) +
+               " (XML_MAX_NAMESPACES; libxml2 looks every prefix up through all of them)");
   }
 }
 
 void XmlCheck::on_end_element() {
-  text_run_ = 0;
-  if (depth_ > 0 && --depth_ == 0) root_closed_ = true;
-}
-
-void XmlCheck::on_text(size_t size) {
-  text_run_ += size;
-  if (schema_ && text_run_ > kMaxSchemaTextBytes) {
-    refuse("schema", "text_too_large",
-           "XML text of over " + std::to_string(kMaxSchemaTextBytes) +
-               " bytes in one element at line " + std::to_string(xmlSAX2GetLineNumber(parser_)) +
-               " (the limit while validating against a schema, which copies an element's text)");
+  if (!namespaces_.empty()) {
+    namespaces_in_scope_ -= namespaces_.back();
+    namespaces_.pop_back();
   }
+  if (depth_ > 0 && --depth_ == 0) root_closed_ = true;
 }
 
 void XmlCheck::on_entity_declaration(const char* name) {
   refuse("xml", "entity",
-         "XML declaring an entity ('" + trimmed(name) + "') at line " +
+         "XML declaring an entity ('" + clipped(name, 64) + "') at line " +
              std::to_string(xmlSAX2GetLineNumber(parser_)) +
              ": entity declarations are not accepted");
 }
@@ -324,7 +414,7 @@ void XmlCheck::on_doctype(const char* external_id, const char* system_id) {
   if (external_id == nullptr && system_id == nullptr) return;
   refuse("xml", "external_dtd",
          "XML whose DOCTYPE names an external DTD ('" +
-             trimmed(system_id != nullptr ? system_id : external_id) + "') at line " +
+             clipped(system_id != nullptr ? system_id : external_id, 64) + "') at line " +
              std::to_string(xmlSAX2GetLineNumber(parser_)) + ": external DTDs are not accepted");
 }
 
@@ -336,6 +426,15 @@ void XmlCheck::on_parser_error(const void* raw) {
   const bool decoding = error->domain == XML_FROM_IO || error->domain == XML_FROM_I18N;
   if (decided() || (error->level != XML_ERR_FATAL && !(decoding && error->level >= XML_ERR_ERROR)))
     return;
+  if (error->code == XML_ERR_NO_MEMORY && parser_ != nullptr && parser_->dict != nullptr &&
+      xmlDictGetUsage(parser_->dict) > kMaxNameBytes) {
+    refuse("xml", "too_many_names",
+           "XML with over " + std::to_string(kMaxNameBytes) + " bytes of distinct names at line " +
+               std::to_string(xmlSAX2GetLineNumber(parser_)) +
+               " (libxml2 keeps every element, attribute and namespace name it has seen)",
+           /*silence_parser=*/false);
+    return;
+  }
   const long line =
       error->line > 0 ? error->line : (parser_ != nullptr ? xmlSAX2GetLineNumber(parser_) : 0);
   const long column =
@@ -343,7 +442,7 @@ void XmlCheck::on_parser_error(const void* raw) {
   // libxml2 itself stops calling SAX after a fatal error; update() stops feeding it.
   refuse("xml", "not_wellformed",
          "not well-formed XML at line " + std::to_string(line) + ", column " +
-             std::to_string(column) + ": " + trimmed(error->message),
+             std::to_string(column) + ": " + clipped(error->message, 256),
          /*silence_parser=*/false);
 }
 
@@ -357,7 +456,7 @@ void XmlCheck::on_schema_error(const void* raw) {
       error->line > 0 ? error->line : (parser_ != nullptr ? xmlSAX2GetLineNumber(parser_) : 0);
   const long column = parser_ != nullptr ? xmlSAX2GetColumnNumber(parser_) : 0;
   schema_error_ = "not valid against the schema at line " + std::to_string(line) + ", column " +
-                  std::to_string(column) + ": " + trimmed(error->message);
+                  std::to_string(column) + ": " + clipped(error->message, 256);
 }
 
 }  // namespace transfer::receiver

@@ -2,11 +2,16 @@
 // XML checks on an upload's plaintext, streaming (XML_CHECK=wellformed, XML_SCHEMA=<xsd>).
 // libxml2's push parser is fed the plaintext as it is decrypted, with a SAX handler that builds
 // no tree. Its default limits stay on (no XML_PARSE_HUGE), because they are what the consumers
-// behind the receiver read on default settings and they bound memory: a name of at most 50,000
-// characters, an attribute value of at most 10 MB, at most 10 MB of input it must look ahead in
-// (one tag, comment or processing instruction). Text between tags is streamed in small pieces,
-// whatever its length, except with a schema: the validator copies an element's text to check
-// its type, so then a run of text over kMaxSchemaTextBytes is refused.
+// behind the receiver read on default settings. Each piece goes first through an
+// XmlConstructLimiter (xml_construct_limits.hpp), so that what one upload costs libxml2 stays
+// bounded in CPU and memory (XmlLimits below): libxml2 checks a start tag's attributes pairwise
+// (quadratic), and holds a whole tag, comment, PI, CDATA section or DOCTYPE before it parses it
+// (up to 10 MB, twice over). Text between tags is streamed in small pieces, whatever its length,
+// except with a schema: the validator copies an element's text to check its type, so then an
+// element's text is held to max_construct_bytes as well. Bounded here too, from what libxml2
+// reports: the namespace declarations in scope (libxml2 looks every prefix, and every element
+// without one, up through all of them) and the distinct names (libxml2 keeps each name it has seen
+// in a dictionary whose lookups slow down past ~16,000 of them).
 // Refused as well: nesting deeper than XmlLimits::max_depth (as MAX_DEPTH on our sender makes it),
 // any entity declaration (no entity expansion at all, so no "billion laughs") and a DTD that
 // names an external subset (a consumer that loads it would fetch from the network). No network,
@@ -21,10 +26,12 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "plaintext_check.hpp"
 #include "transfer/file_util.hpp"
 #include "transfer/result.hpp"
+#include "xml_construct_limits.hpp"
 
 namespace transfer::receiver {
 
@@ -32,12 +39,29 @@ namespace transfer::receiver {
 // uses the network.
 void init_xml_library();
 
-// libxml2's own limit for one text node when it builds a tree (XML_MAX_TEXT_LENGTH).
-inline constexpr uint64_t kMaxSchemaTextBytes = 10'000'000;
-
+// What one upload may make libxml2 hold or do. Defaults measured with bench/xml_limits.sh: with all
+// of them near their limit at once one upload's XmlCheck holds 9 MiB (12 MiB beside a thread), and
+// no document within them costs more than ~8 times the CPU of plain XML of its size.
 struct XmlLimits {
   size_t max_depth = 256;  // elements nested, the root included: libxml2's default limit
+  // XML_MAX_ATTRIBUTES: attributes per start tag, namespace declarations and the attribute
+  // defaults a DTD declares included. dicttoxml, whose output our sender reproduces, writes at
+  // most 2; libxml2's pairwise check costs 10-25 s of CPU for one tag of 160,000.
+  size_t max_attributes = 32;
+  // XML_MAX_CONSTRUCT: bytes of one tag, comment, PI, CDATA section, DOCTYPE or reference, and
+  // with a schema of one element's text. libxml2 allows 10 MB and holds 2 to 2.7 times as much.
+  uint64_t max_construct_bytes = 1ULL << 20;
+  // XML_MAX_NAMESPACES (not an option yet): namespace declarations in scope at once, on all open
+  // elements. libxml2 looks every prefix, and every element without one, up through all of them.
+  size_t max_namespaces = 64;
+  // XML_MAX_NAMES (not an option yet): distinct names libxml2 keeps (element, attribute, prefix,
+  // namespace URI, PI target). Its dictionary's lookups slow down linearly past ~16,000 entries,
+  // so its cost grows with their square. Checked once a piece (up to ~16,000 more), and their
+  // bytes held to about kMaxNameBytes (libxml2 allocates in growing pools).
+  size_t max_names = 100'000;
 };
+
+inline constexpr size_t kMaxNameBytes = 1U << 20;
 
 // A compiled XML Schema (XSD 1.0).
 class XmlSchema {
@@ -90,9 +114,8 @@ class XmlCheck : public PlaintextCheck {
   CheckVerdict finish() override;
 
   // libxml2's callbacks (C linkage through static functions in the .cpp).
-  void on_start_element();
+  void on_start_element(int namespaces);
   void on_end_element();
-  void on_text(size_t size);
   void on_entity_declaration(const char* name);
   void on_doctype(const char* external_id, const char* system_id);
   void on_parser_error(const void* error);
@@ -105,8 +128,11 @@ class XmlCheck : public PlaintextCheck {
   bool decided() const { return verdict_.outcome != CheckOutcome::kPassed; }
   void start();  // at the first byte: an empty plaintext never starts a parser
   void release();
+  void refuse_breach(const XmlLimitBreach& breach);
+  void check_parser_holdings();
 
   XmlLimits limits_;
+  XmlConstructLimiter limiter_;  // sees every byte before libxml2 does
   std::shared_ptr<const XmlSchema> schema_;
   xmlSAXHandler sax_{};
   xmlSAXHandlerPtr sax_in_use_ = nullptr;  // ours, or the schema validator's plugged over it
@@ -117,9 +143,10 @@ class XmlCheck : public PlaintextCheck {
   xmlSchemaValidCtxtPtr validator_ = nullptr;
   xmlSchemaSAXPlugPtr plug_ = nullptr;
   size_t depth_ = 0;
-  bool root_closed_ = false;  // the root element ended
-  uint64_t text_run_ = 0;     // text since the last tag
-  std::string schema_error_;  // the validator's first error
+  bool root_closed_ = false;          // the root element ended
+  std::vector<uint32_t> namespaces_;  // declared by each open element
+  size_t namespaces_in_scope_ = 0;    // their sum
+  std::string schema_error_;          // the validator's first error
   CheckVerdict verdict_;
 };
 

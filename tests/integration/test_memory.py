@@ -108,7 +108,7 @@ class MemoryTest(unittest.TestCase):
 # 200 MB text case on a loaded machine (load ~10), about 140 s for this file with the JSON test.
 
 XML_MIB = int(os.environ.get("XML_MEMORY_TEST_MIB", "1024"))
-TEXT_BYTES = 200 * 1000 * 1000  # one text node, 20x the schema check's limit of 10,000,000 bytes
+TEXT_BYTES = 200 * 1000 * 1000  # one text node, 190x the schema check's limit (XML_MAX_CONSTRUCT, 1 MiB)
 
 XML_HEAD = (b'<?xml version="1.0" ?>\n<all>\n\t<source type="str">memory-test</source>\n'
             b'\t<records type="list">\n')
@@ -305,7 +305,7 @@ class XmlCheckMemoryTest(unittest.TestCase):
         print("\nmemory test: XML_SCHEMA one text node of %d MB: %d receiver VmHWM=%.1f MiB"
               % (TEXT_BYTES // 1000000, status, r_kib / 1024))
         self.assertEqual(status, 422, body[:500])
-        self.assertIn(b"over 10000000 bytes", body)
+        self.assertIn(b"XML text of over 1048576 bytes in one element", body)
         self.assertLess(r_kib, LIMIT_KIB)
         self.assertEqual(os.listdir(self.w.path("output")), [])
         self.assertEqual(stop(receiver), 0)

@@ -98,7 +98,7 @@ TEST_F(XmlCheckTest, RefusalsNameTheCheckTheReasonAndThePlace) {
       {std::string("<all>\0</all>", 12), "not_wellformed", "not well-formed XML at line 1"},
       {"<all>&undeclared;</all>", "not_wellformed", "Entity 'undeclared' not defined"},
       {"<all/><second/>", "not_wellformed", "Extra content at the end of the document"},
-      {"\xff\xfe\x00<", "not_wellformed", "not well-formed XML"},
+      {"\xff\xfe\x00<", "encoding", "XML in UTF-16 (a byte order mark): only UTF-8 and"},
       {laughs, "entity", "XML declaring an entity ('lol') at line 3"},
       {"<!DOCTYPE all SYSTEM \"http://example.com/x.dtd\"><all/>", "external_dtd",
        "http://example.com/x.dtd"},
@@ -113,15 +113,36 @@ TEST_F(XmlCheckTest, RefusalsNameTheCheckTheReasonAndThePlace) {
   }
 }
 
+TEST_F(XmlCheckTest, MessagesQuoteAtMostAShortPrefixOfTheClientsBytes) {
+  const std::string name(5000, 'n');
+  const std::string docs[] = {
+      "<!DOCTYPE a [<!ENTITY " + name + " 'x'>]><a/>",
+      "<!DOCTYPE a SYSTEM 'http://example.com/" + name + "'><a/>",
+      "<a><" + name + "></b></a>",  // libxml2's message names both tags
+  };
+  for (const auto& doc : docs) {
+    const CheckVerdict v = run(doc, 4096);
+    EXPECT_FALSE(v.passed()) << v.message;
+    EXPECT_LT(v.message.size(), 400U) << v.message;
+    EXPECT_NE(v.message.find("nnn..."), std::string::npos) << v.message;
+  }
+}
+
 TEST_F(XmlCheckTest, InputThatCannotBeDecodedIsRefusedWhateverThePieces) {
   // Found by fuzz_content_checks: the first bytes say UCS-4; the next cannot be converted. libxml2
   // halts without marking the document as not well-formed, so it used to pass in pieces of 4.
+  // (UCS-4 is now refused from its first four bytes: the construct limits cannot follow it.)
   const std::string text(
       "\0\0\0<l\x92"
       "al\x10><>",
       12);
   for (size_t piece : {size_t{1}, size_t{4}, size_t{100}}) {
     const CheckVerdict v = run(text, piece);
+    EXPECT_EQ(v.outcome, CheckOutcome::kRefused) << piece << ": " << v.message;
+  }
+  // Bytes that are not UTF-8, in a document that says nothing of its encoding.
+  for (size_t piece : {size_t{1}, size_t{4}, size_t{100}}) {
+    const CheckVerdict v = run("<a>\xff\xfe</a>", piece);
     EXPECT_EQ(v.reason, "not_wellformed") << piece << ": " << v.message;
   }
 }
@@ -146,17 +167,185 @@ TEST_F(XmlCheckTest, LongTextStreamsWithoutASchemaButOneHugeTagIsRefused) {
   check.update(close.data(), close.size());
   EXPECT_TRUE(check.finish().passed());
 
-  // One attribute value of 12 MB: libxml2 must look ahead for the end of the tag, and stops at 10
-  // MB.
+  // One attribute value of 12 MB: libxml2 would hold it all (and stop at 10 MB); refused at
+  // XML_MAX_CONSTRUCT, before libxml2 holds more than that.
   XmlCheck tag({}, nullptr);
   const std::string start = "<all a=\"";
   tag.update(start.data(), start.size());
   bool stopped = false;
-  for (int i = 0; i < 12 && !stopped; ++i) stopped = !tag.update(text.data(), text.size());
+  int fed = 0;
+  for (; fed < 12 && !stopped; ++fed) stopped = !tag.update(text.data(), text.size());
   const CheckVerdict v = tag.finish();
   EXPECT_TRUE(stopped);
-  EXPECT_EQ(v.reason, "not_wellformed");
-  EXPECT_NE(v.message.find("not well-formed XML at line 1"), std::string::npos) << v.message;
+  EXPECT_EQ(fed, 1);
+  EXPECT_EQ(v.reason, "construct_too_large");
+  EXPECT_EQ(v.message,
+            "XML with a start tag <all> (in an attribute value) of over 1048576 bytes at line 1 "
+            "(XML_MAX_CONSTRUCT; libxml2 holds a construct whole before it reads it)");
+}
+
+TEST_F(XmlCheckTest, AttributesPerStartTagAreLimited) {
+  auto doc = [](size_t attributes, const std::string& extra = "") {
+    std::string s = "<all" + extra;
+    for (size_t i = 0; i < attributes; ++i) s += " a" + std::to_string(i) + "=\"" + "v\"";
+    return s + "><item type=\"str\" name=\"k\">x</item></all>";
+  };
+  struct Case {
+    std::string text;
+    size_t max_attributes;
+    bool passes;
+  };
+  const Case cases[] = {
+      {doc(32), 32, true},
+      {doc(33), 32, false},
+      {doc(30, " xmlns='urn:a' xmlns:p='urn:p'"), 32, true},
+      {doc(31, " xmlns='urn:a' xmlns:p='urn:p'"), 32, false},
+      {doc(0), 2, true},  // dicttoxml's most: type and name
+      {doc(3), 2, false},
+      {doc(160000), 32, false},
+  };
+  for (const auto& c : cases) {
+    XmlLimits limits;
+    limits.max_attributes = c.max_attributes;
+    for (size_t piece : {size_t{1}, size_t{7}, size_t{4096}, c.text.size()}) {
+      if (piece == 1 && c.text.size() > 10000) continue;
+      const CheckVerdict v = run(c.text, piece, nullptr, limits);
+      EXPECT_EQ(v.passed(), c.passes)
+          << c.text.substr(0, 80) << " by " << piece << ": " << v.message;
+      if (!c.passes) {
+        EXPECT_EQ(v.reason, "too_many_attributes") << v.message;
+        EXPECT_NE(v.message.find("XML with a start tag <all> holding more than " +
+                                 std::to_string(c.max_attributes) +
+                                 " attributes and namespace declarations at line 1 "
+                                 "(XML_MAX_ATTRIBUTES)"),
+                  std::string::npos)
+            << v.message;
+      }
+    }
+  }
+}
+
+TEST_F(XmlCheckTest, EachConstructIsLimitedToMaxConstructBytes) {
+  XmlLimits limits;
+  limits.max_construct_bytes = 4096;
+  struct Case {
+    std::string name;
+    std::string open;
+    std::string close;
+  };
+  // Each construct is exactly `size` bytes, inside <all> (the DOCTYPE before it).
+  const Case cases[] = {
+      {"comment", "<!--", "-->"},
+      {"PI", "<?pi ", "?>"},
+      {"CDATA section", "<![CDATA[", "]]>"},
+      {"attribute value", "<a v=\"", "\"/>"},
+      {"DOCTYPE", "<!DOCTYPE all [<!--", "-->]>"},
+  };
+  for (const auto& c : cases) {
+    for (size_t size : {size_t{4096}, size_t{4097}}) {
+      const std::string construct =
+          c.open + std::string(size - c.open.size() - c.close.size(), 'x') + c.close;
+      const std::string text =
+          c.name == "DOCTYPE" ? construct + "<all/>" : "<all>" + construct + "</all>";
+      for (size_t piece : {size_t{3}, size_t{1000}, text.size()}) {
+        const CheckVerdict v = run(text, piece, nullptr, limits);
+        EXPECT_EQ(v.passed(), size == 4096) << c.name << " " << size << ": " << v.message;
+        if (size > 4096) {
+          EXPECT_EQ(v.reason, "construct_too_large") << c.name;
+          EXPECT_NE(v.message.find("of over 4096 bytes at line 1 (XML_MAX_CONSTRUCT"),
+                    std::string::npos)
+              << v.message;
+        }
+      }
+    }
+  }
+}
+
+TEST_F(XmlCheckTest, WhatLibxml2HoldsUnparsedIsBoundedWhereItsLookAheadIsNotXml) {
+  // A quote inside a PI in the internal subset: libxml2's look-ahead for the subset's end takes it
+  // for the start of a quoted string and holds everything up to a matching quote. The document is
+  // well-formed; the limiter sees nothing over a limit; what libxml2 holds is refused.
+  XmlLimits limits;
+  limits.max_construct_bytes = 4096;
+  XmlCheck check(limits, nullptr);
+  const std::string start = "<!DOCTYPE all [<?pi don't?>]><all>";
+  ASSERT_TRUE(check.update(start.data(), start.size()));
+  const std::string text(1000, 'x');
+  bool stopped = false;
+  for (int i = 0; i < 100 && !stopped; ++i) stopped = !check.update(text.data(), text.size());
+  const CheckVerdict v = check.finish();
+  EXPECT_TRUE(stopped);
+  EXPECT_EQ(v.reason, "construct_too_large") << v.message;
+  EXPECT_NE(v.message.find("XML for which libxml2 holds over"), std::string::npos) << v.message;
+}
+
+TEST_F(XmlCheckTest, OnlyEncodingsTheLimitsCanFollowAreAccepted) {
+  const std::string utf16("\xff\xfe<\0a\0/\0>\0", 10);
+  const CheckVerdict v16 = run(utf16, 3);
+  EXPECT_EQ(v16.reason, "encoding") << v16.message;
+  const CheckVerdict sjis = run("<?xml version='1.0' encoding='Shift_JIS'?><a/>", 5);
+  EXPECT_EQ(sjis.reason, "encoding") << sjis.message;
+  EXPECT_NE(sjis.message.find("XML declaring encoding 'Shift_JIS': only UTF-8"), std::string::npos)
+      << sjis.message;
+  EXPECT_TRUE(run("<?xml version='1.0' encoding='ISO-8859-1'?><a>\xe9t\xe9</a>", 5).passed());
+}
+
+TEST_F(XmlCheckTest, NamespaceDeclarationsInScopeAreLimited) {
+  // Nested elements each declaring 8 namespaces: in scope, they add up; siblings' do not.
+  auto declaring = [](int level) {
+    std::string s = "<e";
+    for (int k = 0; k < 8; ++k) {
+      s += " xmlns:p" + std::to_string(level) + "_" + std::to_string(k) + "='urn:x'";
+    }
+    return s + ">";
+  };
+  auto nested = [&](int levels) {
+    std::string s;
+    for (int i = 0; i < levels; ++i) s += declaring(i);
+    for (int i = 0; i < levels; ++i) s += "</e>";
+    return s;
+  };
+  EXPECT_TRUE(run(nested(8)).passed());  // 64
+  const CheckVerdict v = run(nested(9));
+  EXPECT_EQ(v.reason, "too_many_namespaces") << v.message;
+  EXPECT_NE(v.message.find("XML with more than 64 namespace declarations in scope at line 1 "
+                           "(XML_MAX_NAMESPACES"),
+            std::string::npos)
+      << v.message;
+  std::string siblings = "<all>";
+  for (int i = 0; i < 100; ++i) siblings += declaring(i) + "</e>";
+  EXPECT_TRUE(run(siblings + "</all>").passed());
+  XmlLimits more;
+  more.max_namespaces = 72;
+  EXPECT_TRUE(run(nested(9), 4096, nullptr, more).passed());
+}
+
+TEST_F(XmlCheckTest, DistinctNamesAreLimitedInNumberAndBytes) {
+  auto names = [](size_t n, size_t length) {
+    std::string s = "<all>";
+    for (size_t i = 0; i < n; ++i) {
+      const std::string name = "n" + std::to_string(i);
+      s += "<" + name + std::string(length - std::min(length, name.size()), 'x') + "/>";
+    }
+    return s + "</all>";
+  };
+  XmlLimits limits;
+  limits.max_names = 1000;
+  EXPECT_TRUE(run(names(900, 4), 4096, nullptr, limits).passed());
+  const CheckVerdict many = run(names(1100, 4), 4096, nullptr, limits);
+  EXPECT_EQ(many.reason, "too_many_names") << many.message;
+  EXPECT_NE(many.message.find("XML with more than 1000 distinct names at line 1 (XML_MAX_NAMES"),
+            std::string::npos)
+      << many.message;
+  // Long names: libxml2's dictionary is held to about kMaxNameBytes.
+  const CheckVerdict long_names = run(names(2000, 1000), 65536);
+  EXPECT_EQ(long_names.reason, "too_many_names") << long_names.message;
+  EXPECT_NE(long_names.message.find("bytes of distinct names"), std::string::npos)
+      << long_names.message;
+  // The same names again and again are one name each.
+  std::string repeated = "<all>";
+  for (int i = 0; i < 20000; ++i) repeated += "<item type=\"int\">1</item>";
+  EXPECT_TRUE(run(repeated + "</all>", 4096, nullptr, limits).passed());
 }
 
 TEST_F(XmlCheckTest, BesideAThreadTheVerdictIsTheSame) {
@@ -227,6 +416,26 @@ TEST_F(XmlCheckTest, SchemaRefusesOneTextOverTheLimitInsteadOfCopyingIt) {
   const CheckVerdict v = check.finish();
   EXPECT_TRUE(stopped);
   EXPECT_EQ(v.reason, "text_too_large") << v.message;
+
+  // The limit is XML_MAX_CONSTRUCT; text, references and CDATA count, comments do not.
+  XmlLimits limits;
+  limits.max_construct_bytes = 1000;
+  const std::string note = "ab&amp;<![CDATA[cd]]><!-- not text -->";  // 2 + 5 + 2 = 9 bytes
+  for (size_t size : {size_t{1000}, size_t{1001}}) {
+    const std::string doc =
+        "<all><id>1</id><note>" + note + std::string(size - 9, 'x') + "</note></all>";
+    const CheckVerdict n = run(doc, 7, *schema, limits);
+    EXPECT_EQ(n.passed(), size == 1000) << size << ": " << n.message;
+    if (size > 1000) {
+      EXPECT_EQ(n.check, "schema");
+      EXPECT_EQ(n.reason, "text_too_large");
+      EXPECT_NE(n.message.find("XML text of over 1000 bytes in one element at line 1 "
+                               "(XML_MAX_CONSTRUCT: the limit while validating against a schema"),
+                std::string::npos)
+          << n.message;
+    }
+    EXPECT_TRUE(run(doc, 7, nullptr, limits).passed()) << "no schema: text streams";
+  }
 }
 
 TEST_F(XmlCheckTest, BadSchemaIsRefusedWithLibxml2sMessage) {
