@@ -31,6 +31,10 @@ ContentChecks::ContentChecks(const ReceiverConfig& config, Logger logger,
       schema_(std::move(schema)),
       clamd_(std::move(clamd)) {
   limits_.max_depth = config.xml_max_depth;
+  limits_.max_attributes = config.xml_max_attributes;
+  limits_.max_construct_bytes = config.xml_max_construct;
+  limits_.max_namespaces = config.xml_max_namespaces;
+  limits_.max_names = config.xml_max_names;
   timeouts_.connect_s = std::min(5.0, config.clamd_timeout_s);
   timeouts_.io_s = config.clamd_timeout_s;
   if (!config.scan_quarantine_dir.empty()) quarantine_.emplace(config.scan_quarantine_dir);

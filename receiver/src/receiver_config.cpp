@@ -48,6 +48,10 @@ const std::vector<OptionSpec>& receiver_options() {
       {"fsync", "FSYNC", "on", "on: a 201 means the file and its name are on disk (fsync of the file, then of the directory); off: skip both (faster, but a power loss can lose or empty files already answered 201, as with the old pair)"},
       {"xml-check", "XML_CHECK", "wellformed", "wellformed: only well-formed XML lands (libxml2, streaming; no entity declarations, no external DTD, nesting at most XML_MAX_DEPTH; 422 otherwise); off: any plaintext is written, as the old pair did"},
       {"xml-max-depth", "XML_MAX_DEPTH", "256", "Deepest element nesting XML_CHECK accepts, the root included (256: what libxml2 reads on default settings and what our sender's MAX_DEPTH makes)"},
+      {"xml-max-attributes", "XML_MAX_ATTRIBUTES", "32", "Most attributes one start tag may carry under XML_CHECK, namespace declarations and the attribute defaults a DOCTYPE declares included (422 beyond). dicttoxml, and so our sender, writes at most 2; libxml2 checks a tag's attributes pairwise (160,000 took 8 s of CPU)"},
+      {"xml-max-construct", "XML_MAX_CONSTRUCT", "1M", "Largest single tag, comment, processing instruction, CDATA section, DOCTYPE or entity reference under XML_CHECK, and with XML_SCHEMA one element's text (422 beyond; suffixes K, M). libxml2 holds a whole construct before reading it, 2-2.7 times over; raise it for senders with XML_CDATA=on and strings over 1 MiB"},
+      {"xml-max-namespaces", "XML_MAX_NAMESPACES", "64", "Most namespace declarations in scope at once under XML_CHECK (422 beyond; libxml2 looks every prefix up through all of them: 8,160 made 4 MB cost 2.7 s)"},
+      {"xml-max-names", "XML_MAX_NAMES", "100000", "Most distinct element, attribute and namespace names in one upload under XML_CHECK (422 beyond; libxml2's dictionary slows down with their square: 1,000,000 cost 16 s and 54 MiB); their bytes are held to about 1 MiB"},
       {"xml-schema", "XML_SCHEMA", "", "An XML Schema (XSD 1.0) file every upload must be valid against (422 otherwise); reloaded when the file changes, a broken new one keeps the old; needs XML_CHECK=wellformed"},
       {"clamd-address", "CLAMD_ADDRESS", "", "Scan every upload with clamd before it lands: unix:/run/clamav/clamd.ctl or host:port (a virus: 422; clamd unreachable, slow or in error: 503 with Retry-After, nothing unscanned lands)"},
       {"clamd-timeout", "CLAMD_TIMEOUT", "60", "Seconds clamd may take for each write and for its verdict (connecting: at most 5)"},
@@ -172,6 +176,22 @@ std::variant<ReceiverConfig, EarlyExit> load_receiver_config(const std::vector<s
   auto depth = parse_integer(v.get("xml-max-depth"), "XML_MAX_DEPTH", 1, 100000);
   if (!depth) return bad(depth.error());
   c.xml_max_depth = static_cast<size_t>(*depth);
+  auto attributes = parse_integer(v.get("xml-max-attributes"), "XML_MAX_ATTRIBUTES", 1, 4096);
+  if (!attributes) return bad(attributes.error());
+  c.xml_max_attributes = static_cast<size_t>(*attributes);
+  auto construct = parse_size(v.get("xml-max-construct"), "XML_MAX_CONSTRUCT");
+  if (!construct) return bad(construct.error());
+  if (*construct < 1024 || *construct > 10'000'000) {
+    return bad(make_error(ErrorCode::kInvalidArgument,
+                          "XML_MAX_CONSTRUCT must be between 1K and 10000000 (libxml2's own limit)"));
+  }
+  c.xml_max_construct = *construct;
+  auto namespaces = parse_integer(v.get("xml-max-namespaces"), "XML_MAX_NAMESPACES", 1, 100000);
+  if (!namespaces) return bad(namespaces.error());
+  c.xml_max_namespaces = static_cast<size_t>(*namespaces);
+  auto names = parse_integer(v.get("xml-max-names"), "XML_MAX_NAMES", 100, 10000000);
+  if (!names) return bad(names.error());
+  c.xml_max_names = static_cast<size_t>(*names);
   c.xml_schema = v.get("xml-schema");
   if (!c.xml_schema.empty() && c.xml_check == "off") {
     return bad(make_error(ErrorCode::kInvalidArgument, "XML_SCHEMA needs XML_CHECK=wellformed (a schema checks XML)"));

@@ -45,6 +45,10 @@ struct ReceiverConfig {
   bool fsync = true;  // FSYNC=off: no fsync of files or the directory (as unsafe as the old pair)
   std::string xml_check = "wellformed";  // or off
   size_t xml_max_depth = 256;
+  size_t xml_max_attributes = 32;               // per start tag
+  unsigned long long xml_max_construct = 1 << 20;  // one tag, comment, PI, CDATA, DOCTYPE, ...
+  size_t xml_max_namespaces = 64;               // declarations in scope at once
+  size_t xml_max_names = 100000;                // distinct names in one upload
   std::string xml_schema;           // an XSD every upload must be valid against
   std::string clamd_address;        // scan uploads with clamd
   double clamd_timeout_s = 60;

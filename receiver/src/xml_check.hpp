@@ -51,10 +51,10 @@ struct XmlLimits {
   // XML_MAX_CONSTRUCT: bytes of one tag, comment, PI, CDATA section, DOCTYPE or reference, and
   // with a schema of one element's text. libxml2 allows 10 MB and holds 2 to 2.7 times as much.
   uint64_t max_construct_bytes = 1ULL << 20;
-  // XML_MAX_NAMESPACES (not an option yet): namespace declarations in scope at once, on all open
+  // XML_MAX_NAMESPACES: namespace declarations in scope at once, on all open
   // elements. libxml2 looks every prefix, and every element without one, up through all of them.
   size_t max_namespaces = 64;
-  // XML_MAX_NAMES (not an option yet): distinct names libxml2 keeps (element, attribute, prefix,
+  // XML_MAX_NAMES: distinct names libxml2 keeps (element, attribute, prefix,
   // namespace URI, PI target). Its dictionary's lookups slow down linearly past ~16,000 entries,
   // so its cost grows with their square. Checked once a piece (up to ~16,000 more), and their
   // bytes held to about kMaxNameBytes (libxml2 allocates in growing pools).
