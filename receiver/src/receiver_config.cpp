@@ -21,7 +21,7 @@ const std::vector<OptionSpec>& receiver_options() {
       {"status-db-path", "STATUS_DB_PATH", "/usr/src/app-receiver/status-db", "Directory of the upload ledger receiver.db"},
       {"log-level", "LOG_LEVEL", "info", "debug, info, warning, error or critical"},
       {"max-upload-bytes", "MAX_UPLOAD_BYTES", "16G", "Largest upload body accepted (413 above it); suffixes K, M, G"},
-      {"threads", "THREADS", "0", "Uploads served at once (0: four per core, at least 16), of which unsigned uploads may take half; requests without a body have 4 workers of their own, and idle or slow connections hold none"},
+      {"threads", "THREADS", "0", "Uploads served at once (0: four per core, at least 16), of which unsigned uploads may take half; requests without a body have 3 workers of their own (one only for /readyz), and idle, slow or unread connections hold none (the connection front reads every head and writes every answer)"},
       {"token-ttl", "TOKEN_TTL", "0", "Refuse tokens older than this many seconds (0: no limit, as the old pair)"},
       {"read-timeout", "READ_TIMEOUT", "30", "Seconds an upload's body may stall between two pieces"},
       {"min-body-rate", "MIN_BODY_RATE", "1K", "Bytes per second an upload's body must average after READ_TIMEOUT's grace (the deadline grows by one second per MIN_BODY_RATE bytes received), so a trickle cannot hold a worker; suffixes K, M"},
