@@ -63,13 +63,13 @@ UploadResult UploadHandler::serve(http::Connection& connection, const http::Requ
     result.body_complete = length == 0;
     return result;
   }
+  result.signed_upload = authenticated->key_index.has_value();
   auto admitted = gate_.admit(*authenticated, length);
   if (!admitted) {
     result.outcome = refusal_for(admitted.error());
     result.body_complete = length == 0;
     return result;
   }
-  result.signed_upload = authenticated->key_index.has_value();
   UploadGate::Admission admission = std::move(*admitted);
   if (head.expect_continue && head.minor_version == 1 && length > 0 &&
       !http::write_all_within(connection, kContinue, static_cast<int>(write_timeout_s_ * 1000))) {
