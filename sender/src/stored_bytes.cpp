@@ -1,5 +1,7 @@
 #include "stored_bytes.hpp"
 
+#include "transfer/file_util.hpp"
+
 #include <fcntl.h>
 #include <unistd.h>
 
