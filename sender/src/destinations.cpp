@@ -10,6 +10,7 @@
 #include <set>
 #include <sstream>
 
+#include "transfer/config.hpp"
 #include "transfer/key_file.hpp"
 
 namespace transfer::sender {
@@ -17,27 +18,35 @@ namespace {
 
 using nlohmann::json;
 
-const std::set<std::string>& known_fields() {
-  static const std::set<std::string> kFields = {"name",
-                                                "url",
-                                                "key_file",
-                                                "ca_file",
-                                                "client_cert_file",
-                                                "client_key_file",
-                                                "upload_concurrency",
-                                                "retry_base_delay",
-                                                "retry_max_delay",
-                                                "max_attempts",
-                                                "max_age",
-                                                "enabled",
-                                                "xml_root",
-                                                "xml_type_attrs",
-                                                "xml_item_name",
-                                                "xml_item_wrap",
-                                                "xml_pretty",
-                                                "xml_declaration",
-                                                "xml_cdata"};
+const std::set<std::string>& common_fields() {
+  static const std::set<std::string> kFields = {
+      "name",      "type",          "payload",           "key_file",       "upload_concurrency",
+      "retry_base_delay", "retry_max_delay", "max_attempts", "max_age",    "enabled",
+      "xml_root",  "xml_type_attrs", "xml_item_name",    "xml_item_wrap",  "xml_pretty",
+      "xml_declaration", "xml_cdata"};
   return kFields;
+}
+
+const std::set<std::string>& type_fields(DestinationType type) {
+  static const std::set<std::string> kReceiver = {"url", "ca_file", "client_cert_file",
+                                                  "client_key_file"};
+  static const std::set<std::string> kS3 = {"endpoint",        "region",          "bucket",
+                                            "prefix",          "path_style",      "access_key_file",
+                                            "secret_key_file", "ca_file",         "multipart_threshold",
+                                            "part_size",       "name_template"};
+  static const std::set<std::string> kSftp = {"host",     "port",             "user",
+                                              "private_key_file", "known_hosts_file", "remote_dir",
+                                              "on_conflict", "name_template"};
+  static const std::set<std::string> kFtps = {"host",       "port",    "user",        "password_file",
+                                              "remote_dir", "tls",     "ca_file",     "on_conflict",
+                                              "name_template"};
+  switch (type) {
+    case DestinationType::kReceiver: return kReceiver;
+    case DestinationType::kS3: return kS3;
+    case DestinationType::kSftp: return kSftp;
+    case DestinationType::kFtps: return kFtps;
+  }
+  return kReceiver;
 }
 
 bool valid_name(const std::string& name) {
@@ -80,6 +89,30 @@ class EntryReader {
       return bad(field, "must be between " + std::to_string(static_cast<int>(min)) + " and 1e9");
     return d;
   }
+  Result<bool> boolean(const char* field, bool fallback) const {
+    if (!entry_.contains(field)) return fallback;
+    const json& v = entry_.at(field);
+    if (!v.is_boolean()) return bad(field, "must be true or false");
+    return v.get<bool>();
+  }
+  // Bytes: an integer, or a string with a K, M or G suffix ("8M").
+  Result<uint64_t> size(const char* field, uint64_t fallback, uint64_t min, uint64_t max) const {
+    if (!entry_.contains(field)) return fallback;
+    const json& v = entry_.at(field);
+    uint64_t n = 0;
+    if (v.is_number_unsigned() || (v.is_number_integer() && v.get<int64_t>() >= 0)) {
+      n = v.get<uint64_t>();
+    } else if (v.is_string()) {
+      auto parsed = parse_size(v.get<std::string>(), field);
+      if (!parsed) return bad(field, "must be a size in bytes (a number, or with K, M or G)");
+      n = *parsed;
+    } else {
+      return bad(field, "must be a size in bytes (a number, or with K, M or G)");
+    }
+    if (n < min || n > max)
+      return bad(field, "must be between " + std::to_string(min) + " and " + std::to_string(max) + " bytes");
+    return n;
+  }
   Result<int64_t> integer(const char* field, int64_t fallback, int64_t min, int64_t max) const {
     if (!entry_.contains(field)) return fallback;
     const json& v = entry_.at(field);
@@ -95,26 +128,48 @@ class EntryReader {
   std::string where_;
 };
 
-Result<Destination> read_entry(const json& entry, EntryReader& r, const SenderConfig& g,
-                               const FileCheck& check) {
-  if (!entry.is_object())
-    return make_error(ErrorCode::kInvalidArgument, r.where() + ": must be an object");
-  for (const auto& [field, value] : entry.items()) {
-    if (known_fields().count(field) == 0)
-      return r.bad("'" + field + "'", "is not a field (a typo?)");
-  }
-  Destination d = default_destination(g);
-  auto name = r.text("name", true);
-  if (!name) return name.error();
-  if (!valid_name(*name)) return r.bad("name", "'" + *name + "' must be 1 to 32 of a-z 0-9 _ -");
-  d.name = *name;
-  r.named(d.name);
+Result<DestinationType> parse_type(const std::string& text) {
+  if (text == "receiver") return DestinationType::kReceiver;
+  if (text == "s3") return DestinationType::kS3;
+  if (text == "sftp") return DestinationType::kSftp;
+  if (text == "ftps") return DestinationType::kFtps;
+  return make_error(ErrorCode::kInvalidArgument,
+                    "'" + text + "' is not a type (receiver, s3, sftp or ftps)");
+}
+
+Result<RemoteConflict> read_conflict(EntryReader& r) {
+  auto v = r.text("on_conflict", false);
+  if (!v) return v.error();
+  if (v->empty() || *v == "overwrite") return RemoteConflict::kOverwrite;
+  if (*v == "fail") return RemoteConflict::kFail;
+  return r.bad("on_conflict", "must be overwrite or fail, not '" + *v + "'");
+}
+
+// host, port, user and remote_dir of an SFTP or FTPS server.
+Status read_server(EntryReader& r, std::string& host, int& port, std::string& user,
+                   std::string& remote_dir) {
+  auto h = r.text("host", true);
+  if (!h) return h.error();
+  if (h->find_first_of("/@ \t") != std::string::npos) return r.bad("host", "must be a host name or address");
+  host = *h;
+  auto p = r.integer("port", port, 1, 65535);
+  if (!p) return p.error();
+  port = static_cast<int>(*p);
+  auto u = r.text("user", true);
+  if (!u) return u.error();
+  user = *u;
+  auto dir = r.text("remote_dir", true);
+  if (!dir) return dir.error();
+  if (dir->find('\0') != std::string::npos) return r.bad("remote_dir", "holds a NUL");
+  remote_dir = *dir;
+  return ok_status();
+}
+
+Status read_receiver(const json& entry, EntryReader& r, const SenderConfig& g, Destination& d) {
+  (void)entry;
   auto url = r.text("url", true);
   if (!url) return url.error();
   if (auto st = parse_destination_url(*url, d); !st) return r.bad("url", st.error().message);
-  auto key = r.text("key_file", true);
-  if (!key) return key.error();
-  d.key_file = *key;
   // TLS files: a destination's own, else the global ones for https destinations only.
   const bool https = d.scheme == "https";
   for (auto [field, member, global] :
@@ -130,6 +185,142 @@ Result<Destination> read_entry(const json& entry, EntryReader& r, const SenderCo
     return r.bad(d.client_cert_file.empty() ? "client_cert_file" : "client_key_file",
                  "is missing (mutual TLS needs client_cert_file and client_key_file)");
   }
+  if (d.payload != PayloadKind::kFernet) return r.bad("payload", "must be fernet for a receiver");
+  return ok_status();
+}
+
+Status read_s3(EntryReader& r, Destination& d) {
+  S3Fields& s = d.s3;
+  auto endpoint = r.text("endpoint", true);
+  if (!endpoint) return endpoint.error();
+  if (endpoint->rfind("https://", 0) != 0 && endpoint->rfind("http://", 0) != 0)
+    return r.bad("endpoint", "must start with https:// or http://");
+  if (endpoint->find_first_of("?#@ ") != std::string::npos)
+    return r.bad("endpoint", "may hold no user, query, fragment or space");
+  s.endpoint = *endpoint;
+  while (!s.endpoint.empty() && s.endpoint.back() == '/') s.endpoint.pop_back();
+  for (auto [field, into, required] :
+       {std::tuple{"bucket", &s.bucket, true}, std::tuple{"access_key_file", &s.access_key_file, true},
+        std::tuple{"secret_key_file", &s.secret_key_file, true}, std::tuple{"region", &s.region, false},
+        std::tuple{"prefix", &s.prefix, false}, std::tuple{"ca_file", &s.ca_file, false}}) {
+    auto v = r.text(field, required);
+    if (!v) return v.error();
+    if (!v->empty()) *into = *v;
+  }
+  const std::string& b = s.bucket;
+  if (b.size() < 3 || b.size() > 63 ||
+      b.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789.-") != std::string::npos) {
+    return r.bad("bucket", "'" + b + "' is not a bucket name (3 to 63 of a-z 0-9 . -)");
+  }
+  if (!s.prefix.empty() && s.prefix.front() == '/') return r.bad("prefix", "must not start with '/'");
+  if (s.prefix.find("..") != std::string::npos || s.prefix.find("//") != std::string::npos)
+    return r.bad("prefix", "may hold no '..' and no '//'");
+  auto path_style = r.boolean("path_style", false);
+  if (!path_style) return path_style.error();
+  s.path_style = *path_style;
+  constexpr uint64_t kMinPart = 5ULL << 20, kMaxPart = 5ULL << 30;
+  auto part = r.size("part_size", s.part_size, kMinPart, kMaxPart);
+  if (!part) return part.error();
+  s.part_size = *part;
+  auto threshold = r.size("multipart_threshold", s.multipart_threshold, kMinPart, kMaxPart);
+  if (!threshold) return threshold.error();
+  s.multipart_threshold = *threshold;
+  return ok_status();
+}
+
+Status read_sftp(EntryReader& r, Destination& d) {
+  SftpFields& s = d.sftp;
+  if (auto st = read_server(r, s.host, s.port, s.user, s.remote_dir); !st) return st;
+  for (auto [field, into] : {std::pair{"private_key_file", &s.private_key_file},
+                             std::pair{"known_hosts_file", &s.known_hosts_file}}) {
+    auto v = r.text(field, true);
+    if (!v) return v.error();
+    *into = *v;
+  }
+  auto conflict = read_conflict(r);
+  if (!conflict) return conflict.error();
+  s.on_conflict = *conflict;
+  return ok_status();
+}
+
+Status read_ftps(EntryReader& r, Destination& d) {
+  FtpsFields& s = d.ftps;
+  if (auto st = read_server(r, s.host, s.port, s.user, s.remote_dir); !st) return st;
+  auto password = r.text("password_file", true);
+  if (!password) return password.error();
+  s.password_file = *password;
+  auto tls = r.boolean("tls", true);
+  if (!tls) return tls.error();
+  s.tls = *tls;
+  auto ca = r.text("ca_file", false);
+  if (!ca) return ca.error();
+  if (!ca->empty() && !s.tls) return r.bad("ca_file", "needs tls");
+  s.ca_file = *ca;
+  auto conflict = read_conflict(r);
+  if (!conflict) return conflict.error();
+  s.on_conflict = *conflict;
+  return ok_status();
+}
+
+Result<Destination> read_entry(const json& entry, EntryReader& r, const SenderConfig& g,
+                               const FileCheck& check) {
+  if (!entry.is_object())
+    return make_error(ErrorCode::kInvalidArgument, r.where() + ": must be an object");
+  Destination d = default_destination(g);
+  auto name = r.text("name", true);
+  if (!name) return name.error();
+  if (!valid_name(*name)) return r.bad("name", "'" + *name + "' must be 1 to 32 of a-z 0-9 _ -");
+  d.name = *name;
+  r.named(d.name);
+  auto type_text = r.text("type", false);
+  if (!type_text) return type_text.error();
+  if (!type_text->empty()) {
+    auto type = parse_type(*type_text);
+    if (!type) return r.bad("type", type.error().message);
+    d.type = *type;
+  }
+  for (const auto& [field, value] : entry.items()) {
+    if (common_fields().count(field) == 0 && type_fields(d.type).count(field) == 0) {
+      return r.bad("'" + field + "'", "is not a field of a " +
+                                          std::string(destination_type_name(d.type)) +
+                                          " destination (a typo, or another type's?)");
+    }
+  }
+  auto payload = r.text("payload", false);
+  if (!payload) return payload.error();
+  if (payload->empty() || *payload == "fernet") {
+    d.payload = PayloadKind::kFernet;
+  } else if (*payload == "xml") {
+    d.payload = PayloadKind::kXml;
+  } else {
+    return r.bad("payload", "must be fernet or xml, not '" + *payload + "'");
+  }
+  auto key = r.text("key_file", d.payload == PayloadKind::kFernet);
+  if (!key) return key.error();
+  if (d.payload == PayloadKind::kXml && !key->empty())
+    return r.bad("key_file", "is not used with payload xml (the XML is stored as it is)");
+  d.key_file = *key;
+  d.ca_file.clear();
+  d.client_cert_file.clear();
+  d.client_key_file.clear();
+  Status typed = ok_status();
+  switch (d.type) {
+    case DestinationType::kReceiver: typed = read_receiver(entry, r, g, d); break;
+    case DestinationType::kS3: typed = read_s3(r, d); break;
+    case DestinationType::kSftp: typed = read_sftp(r, d); break;
+    case DestinationType::kFtps: typed = read_ftps(r, d); break;
+  }
+  if (!typed) return typed.error();
+  if (d.type != DestinationType::kReceiver) {
+    d.name_template = NameTemplate::default_for(d.payload == PayloadKind::kFernet);
+    auto text = r.text("name_template", false);
+    if (!text) return text.error();
+    if (!text->empty()) {
+      auto parsed = NameTemplate::parse(*text);
+      if (!parsed) return r.bad("name_template", parsed.error().message);
+      d.name_template = *parsed;
+    }
+  }
   auto concurrency = r.integer("upload_concurrency", g.upload_concurrency, 1, 256);
   if (!concurrency) return concurrency.error();
   d.upload_concurrency = static_cast<int>(*concurrency);
@@ -143,11 +334,9 @@ Result<Destination> read_entry(const json& entry, EntryReader& r, const SenderCo
   auto age = r.seconds("max_age", g.retry.max_age_s, 0);
   if (!age) return age.error();
   d.retry = RetrySettings{*base, *cap, *attempts, *age};
-  if (r.has("enabled")) {
-    const json& v = entry.at("enabled");
-    if (!v.is_boolean()) return r.bad("enabled", "must be true or false");
-    d.enabled = v.get<bool>();
-  }
+  auto enabled = r.boolean("enabled", true);
+  if (!enabled) return enabled.error();
+  d.enabled = *enabled;
   // The XML mapping: names as strings, switches as true/false (or "on"/"off", as the options).
   for (auto [field, into] : {std::pair{"xml_root", &d.xml.root}, std::pair{"xml_item_name", &d.xml.item_name}}) {
     auto v = r.text(field, false);
@@ -171,13 +360,11 @@ Result<Destination> read_entry(const json& entry, EntryReader& r, const SenderCo
     if (auto st = check_xml_element_name(field, *element); !st)
       return make_error(ErrorCode::kInvalidArgument, r.where() + ": " + st.error().message);
   }
-  for (auto [field, path] : {std::pair{"key_file", &d.key_file}, std::pair{"ca_file", &d.ca_file},
-                             std::pair{"client_cert_file", &d.client_cert_file},
-                             std::pair{"client_key_file", &d.client_key_file}}) {
-    if (path->empty() || !d.enabled) continue;  // a disabled destination's secrets may be gone
-    if (auto st = check(field, *path); !st) {
-      return Error{st.error().code,
-                   r.where() + ": " + field + " " + *path + ": " + st.error().message};
+  if (d.enabled) {  // a disabled destination's secrets may be gone
+    for (const auto& [field, path] : d.files()) {
+      if (auto st = check(field, path); !st) {
+        return Error{st.error().code, r.where() + ": " + field + " " + path + ": " + st.error().message};
+      }
     }
   }
   return d;
@@ -185,9 +372,62 @@ Result<Destination> read_entry(const json& entry, EntryReader& r, const SenderCo
 
 }  // namespace
 
+std::string_view destination_type_name(DestinationType type) {
+  switch (type) {
+    case DestinationType::kReceiver: return "receiver";
+    case DestinationType::kS3: return "s3";
+    case DestinationType::kSftp: return "sftp";
+    case DestinationType::kFtps: return "ftps";
+  }
+  return "receiver";
+}
+
 std::string Destination::url() const {
-  const bool v6 = host.find(':') != std::string::npos;
-  return scheme + "://" + (v6 ? "[" + host + "]" : host) + ":" + std::to_string(port) + uri;
+  auto bracketed = [](const std::string& h) {
+    return h.find(':') != std::string::npos ? "[" + h + "]" : h;
+  };
+  switch (type) {
+    case DestinationType::kReceiver:
+      return scheme + "://" + bracketed(host) + ":" + std::to_string(port) + uri;
+    case DestinationType::kS3:
+      return "s3://" + s3.bucket + "/" + s3.prefix;
+    case DestinationType::kSftp:
+      return "sftp://" + sftp.user + "@" + bracketed(sftp.host) + ":" + std::to_string(sftp.port) + "/" +
+             sftp.remote_dir;
+    case DestinationType::kFtps:
+      return std::string(ftps.tls ? "ftps" : "ftp") + "://" + ftps.user + "@" + bracketed(ftps.host) + ":" +
+             std::to_string(ftps.port) + "/" + ftps.remote_dir;
+  }
+  return {};
+}
+
+std::vector<std::pair<std::string, std::string>> Destination::files() const {
+  std::vector<std::pair<std::string, std::string>> out;
+  auto add = [&](const char* field, const std::string& path) {
+    if (!path.empty()) out.emplace_back(field, path);
+  };
+  add("key_file", key_file);
+  switch (type) {
+    case DestinationType::kReceiver:
+      add("ca_file", ca_file);
+      add("client_cert_file", client_cert_file);
+      add("client_key_file", client_key_file);
+      break;
+    case DestinationType::kS3:
+      add("access_key_file", s3.access_key_file);
+      add("secret_key_file", s3.secret_key_file);
+      add("ca_file", s3.ca_file);
+      break;
+    case DestinationType::kSftp:
+      add("private_key_file", sftp.private_key_file);
+      add("known_hosts_file", sftp.known_hosts_file);
+      break;
+    case DestinationType::kFtps:
+      add("password_file", ftps.password_file);
+      add("ca_file", ftps.ca_file);
+      break;
+  }
+  return out;
 }
 
 Destination default_destination(const SenderConfig& c) {

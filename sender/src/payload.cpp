@@ -161,10 +161,13 @@ PayloadStatus FilePayload::convert_spooled(const KeyOf& key_of) {
   if (source.sha256() != source_.sha256 || ::fstat(fd.get(), &after) != 0 || !same(after))
     return fail(PayloadStatus::kChanged, "changed while it was read");
   for (auto& [name, spool] : spools_) {
-    if (spool->token_bytes() != fernet_token_length(converted->xml_bytes))
+    const uint64_t expected =
+        spool->plain() ? converted->xml_bytes : fernet_token_length(converted->xml_bytes);
+    if (spool->token_bytes() != expected)
       return fail(PayloadStatus::kTransient,
-                  "spooled token of " + std::to_string(spool->token_bytes()) + " bytes for " +
-                      std::to_string(converted->xml_bytes) + " bytes of XML: not the Fernet length");
+                  "spooled " + std::to_string(spool->token_bytes()) + " bytes for " +
+                      std::to_string(converted->xml_bytes) + " bytes of XML: expected " +
+                      std::to_string(expected));
   }
   xml_sha256_ = tee.sha256();
   json_bytes_ = converted->json_bytes;

@@ -62,12 +62,13 @@ class FileJsonSource : public JsonSource {
 
 // The spooled upload: the converter's XML is hashed and Fernet-encrypted as it is written, and
 // the token text goes to a temporary file in the state directory, so the upload only copies
-// bytes. With `threaded` a second thread hashes, encrypts and writes while the converter goes on
+// bytes. Without a key the XML itself is spooled (for a destination with payload "xml", which
+// stores the plaintext anyway: the spool is mode 0600 and removed with the payload). With `threaded` a second thread hashes, encrypts and writes while the converter goes on
 // (for a large input the conversion is the bound, and the other core is free until the upload).
 class TokenSpoolSink : public XmlSink {
  public:
   // `hash`: false when a TeeXmlSink in front hashes the XML once for every spool.
-  TokenSpoolSink(TempFile file, FernetKey key, bool threaded, bool hash = true)
+  TokenSpoolSink(TempFile file, std::optional<FernetKey> key, bool threaded, bool hash = true)
       : file_(std::move(file)), key_(std::move(key)), threaded_(threaded), hash_enabled_(hash) {}
   ~TokenSpoolSink() override {
     stop_worker();
@@ -104,6 +105,7 @@ class TokenSpoolSink : public XmlSink {
       std::lock_guard lock(mu_);
       if (error_) return *error_;
     }
+    if (!key_) return ok_status();  // plaintext: nothing to add
     if (auto st = ensure_encryptor(); !st) return st;
     std::string tail;
     enc_->finish(tail);
@@ -112,8 +114,9 @@ class TokenSpoolSink : public XmlSink {
 
   const std::string& path() const { return file_.path; }
   std::string sha256() { return hash_.hex_digest(); }
-  uint64_t token_bytes() const { return token_bytes_; }
-  const FernetKey& key() const { return key_; }  // the key that encrypted the token
+  uint64_t token_bytes() const { return token_bytes_; }  // bytes spooled (token text, or XML)
+  bool plain() const { return !key_.has_value(); }       // the XML itself, not a token
+  const FernetKey& key() const { return *key_; }  // the key that encrypted the token (not plain)
 
  private:
   static constexpr size_t kQueueDepth = 8;  // pieces of up to 64 KiB between the two threads
@@ -121,7 +124,7 @@ class TokenSpoolSink : public XmlSink {
   // Made on first use (again after reset()), on the thread that encrypts.
   Status ensure_encryptor() {
     if (enc_) return ok_status();
-    auto enc = FernetStreamEncryptor::create(key_);
+    auto enc = FernetStreamEncryptor::create(*key_);
     if (!enc) return enc.error();
     enc_.emplace(std::move(*enc));
     return ok_status();
@@ -133,14 +136,15 @@ class TokenSpoolSink : public XmlSink {
   }
 
   Status consume(const char* data, size_t size) {
-    if (auto st = ensure_encryptor(); !st) return st;
     if (hash_enabled_) hash_.update(data, size);
+    if (!key_) return put(std::string_view(data, size));
+    if (auto st = ensure_encryptor(); !st) return st;
     out_.clear();
     enc_->update(data, size, out_);
     return put(out_);
   }
 
-  Status put(const std::string& token_text) {
+  Status put(std::string_view token_text) {
     token_bytes_ += token_text.size();
     return write_all(file_.fd.get(), token_text.data(), token_text.size(), file_.path);
   }
@@ -168,7 +172,7 @@ class TokenSpoolSink : public XmlSink {
   }
 
   TempFile file_;
-  FernetKey key_;
+  std::optional<FernetKey> key_;  // nothing: the XML is spooled as it is
   bool threaded_;
   bool hash_enabled_;
   std::optional<FernetStreamEncryptor> enc_;
@@ -248,7 +252,8 @@ class FilePayload {
     int64_t mtime_ns = 0;
     std::optional<std::string> content;  // the bytes, when already read (small files)
   };
-  using KeyOf = std::function<FernetKey(const std::string& destination)>;
+  // A destination's encryption key, or nothing for one that stores the XML itself.
+  using KeyOf = std::function<std::optional<FernetKey>(const std::string& destination)>;
 
   // `destinations`: those that get a token spool if the file is large. `in_memory_limit`: inputs
   // up to this size are converted in memory. From `encrypt_beside_size`, spools encrypt on threads

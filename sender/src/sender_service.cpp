@@ -41,12 +41,6 @@ void remove_spool_leftovers(const std::string& dir) {
   }
 }
 
-UploadTarget upload_target(const Destination& d, const SenderConfig& c) {
-  return UploadTarget{d.scheme,           d.host,          d.port,
-                      d.uri,              c.connect_timeout_s, c.io_timeout_s,
-                      d.ca_file,          d.client_cert_file,  d.client_key_file};
-}
-
 std::chrono::steady_clock::time_point steady_from_unix(double unix_seconds) {
   const double in = unix_seconds - wall_now();
   return std::chrono::steady_clock::now() +
@@ -62,8 +56,8 @@ struct SenderService::Lane {
   Destination destination;
   std::string mapping;  // xml_mapping_summary of its XML options: payloads are shared per mapping
   std::shared_ptr<KeyRing> keys;
-  std::vector<std::unique_ptr<Uploader>> uploaders;  // one per worker
-  std::unique_ptr<Uploader> prober;                  // GET / when it has been quiet
+  std::vector<std::unique_ptr<DestinationClient>> clients;  // one per worker
+  std::unique_ptr<DestinationClient> prober;  // a cheap check when it has been quiet
   std::unique_ptr<BoundedQueue<Job>> jobs;           // its uploads (and probe) for its workers
   bool probe_queued = false;                         // run()'s
   Counter* delivered = nullptr;
@@ -119,6 +113,22 @@ Result<std::unique_ptr<SenderService>> SenderService::create(const SenderConfig&
       new SenderService(config, std::move(destinations), std::move(logger), std::move(*store)));
   SenderService* s = service.get();
   for (auto& lane : s->lanes_) {
+    // One client per worker, and one for probes (credential files are read here).
+    for (int i = 0; i <= std::max(1, lane->destination.upload_concurrency); ++i) {
+      auto client = make_destination_client(lane->destination, config, s->cancel_);
+      if (!client) return client.error();
+      if (i == 0) {
+        lane->prober = std::move(*client);
+      } else {
+        lane->clients.push_back(std::move(*client));
+      }
+    }
+    if (lane->destination.payload == PayloadKind::kXml) {
+      s->logger_->warn("destination={} url={} payload=xml: the plaintext XML is stored there (anyone "
+                       "who can read it there reads the data)", lane->destination.name,
+                       lane->destination.url());
+      continue;  // no key: the XML is stored as it is
+    }
     auto keys = KeyRing::load(lane->destination.key_file);
     if (!keys) {
       Error e = keys.error();
@@ -214,11 +224,6 @@ SenderService::SenderService(const SenderConfig& config, std::vector<Destination
     lane->destination.xml.max_depth = config_.max_depth;
     lane->mapping = xml_mapping_summary(lane->destination.xml);
     const std::string& name = lane->destination.name;
-    for (int i = 0; i < std::max(1, lane->destination.upload_concurrency); ++i) {
-      lane->uploaders.push_back(
-          std::make_unique<Uploader>(upload_target(lane->destination, config_), cancel_));
-    }
-    lane->prober = std::make_unique<Uploader>(upload_target(lane->destination, config_), cancel_);
     // Never full: the scheduler caps the uploads handed out (queued or running), plus one probe.
     lane->jobs = std::make_unique<BoundedQueue<Job>>(
         static_cast<size_t>(2 * std::max(1, lane->destination.upload_concurrency)) + 1);
@@ -301,6 +306,7 @@ void SenderService::notice_operator_changes() {
 }
 
 FernetKey SenderService::current_key(Lane& lane) {
+  if (!lane.keys) return FernetKey{};  // payload xml: nothing is encrypted
   auto changed = lane.keys->refresh();
   if (!changed) {
     logger_->error("key file unusable, still encrypting with the key loaded before: destination={} {}",
@@ -343,16 +349,17 @@ Readiness SenderService::readiness() {
   for (const auto& lane : lanes_) {
     const double ago = wall_now() - lane->last_answer_unix;
     Status reachable = ok_status();
+    const std::string type(destination_type_name(lane->destination.type));
+    const std::string who = lane->destination.type == DestinationType::kReceiver ? "the receiver" : "the " + type + " destination";
     if (lane->last_answer_unix <= 0 || ago > window) {
       reachable = make_error(
           ErrorCode::kIo,
           (lane->last_answer_unix <= 0
-               ? std::string("the receiver has not answered yet")
-               : "the receiver last answered " + std::to_string(static_cast<int64_t>(ago)) +
-                     "s ago") +
+               ? who + " has not answered yet"
+               : who + " last answered " + std::to_string(static_cast<int64_t>(ago)) + "s ago") +
               (lane->last_contact_error.empty() ? "" : " (" + lane->last_contact_error + ")"));
     }
-    r.add("receiver:" + lane->destination.name, reachable,
+    r.add(type + ":" + lane->destination.name, reachable,
           lane->destination.url() + " answered " + std::to_string(static_cast<int64_t>(ago)) +
               "s ago (window " + std::to_string(static_cast<int64_t>(window)) + "s)");
   }
@@ -387,7 +394,7 @@ void SenderService::stop() {
                   config_.drain_timeout_s);
     cancel_ = true;
     for (auto& lane : lanes_) {
-      for (auto& u : lane->uploaders) u->abort();
+      for (auto& c : lane->clients) c->abort();
       lane->prober->abort();
     }
   });
@@ -400,7 +407,7 @@ void SenderService::start_workers() {
     workers_.emplace_back([this, i] { worker_loop(-1, i); });
   }
   for (size_t l = 0; l < lanes_.size(); ++l) {
-    for (size_t i = 0; i < lanes_[l]->uploaders.size(); ++i) {
+    for (size_t i = 0; i < lanes_[l]->clients.size(); ++i) {
       workers_.emplace_back([this, l, i] { worker_loop(static_cast<int>(l), i); });
     }
   }
@@ -445,17 +452,19 @@ void SenderService::worker_loop(int pool, size_t index) {
       r.identified = identifier_.identify(job.name, job.candidate.stamp);
     } else if (job.kind == Job::Kind::kProbe) {
       Lane& lane = *lanes_[job.lane];
-      const auto answer = lane.prober->probe();
-      note_answer(lane, answer.status != 0, answer.error);
-      r.delivery.answered = answer.status != 0;
+      const ProbeResult answer = lane.prober->probe();
+      note_answer(lane, answer.answered, answer.error);
+      r.delivery.answered = answer.answered;
     } else {
       Lane& lane = *lanes_[job.lane];
       const auto started = Clock::now();
       bool converted = false;
       r.payload_status = job.payload->prepare(
-          [this](const std::string& destination) {
+          [this](const std::string& destination) -> std::optional<FernetKey> {
             for (auto& l : lanes_) {
-              if (l->destination.name == destination) return current_key(*l);
+              if (l->destination.name != destination) continue;
+              if (l->destination.payload == PayloadKind::kXml) return std::nullopt;
+              return current_key(*l);
             }
             return FernetKey{};  // not reached: the payload names only enabled destinations
           },
@@ -466,8 +475,7 @@ void SenderService::worker_loop(int pool, size_t index) {
         r.transfer_id = new_transfer_id();
         r.json_bytes = job.payload->json_bytes();
         r.xml_bytes = job.payload->xml_bytes();
-        r.delivery = deliver(*job.payload, lane.destination.name, current_key(lane),
-                             r.transfer_id, *lane.uploaders[index]);
+        r.delivery = lane.clients[index]->send(*job.payload, current_key(lane), r.transfer_id);
         if (!r.delivery.cancelled) note_answer(lane, r.delivery.answered, r.delivery.error);
         if (r.delivery.answered) metrics_.upload_seconds.observe(r.delivery.upload_seconds);
       }

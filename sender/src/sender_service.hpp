@@ -31,6 +31,7 @@
 
 #include "delivery.hpp"
 #include "delivery_scheduler.hpp"
+#include "destination_client.hpp"
 #include "destinations.hpp"
 #include "discovery.hpp"
 #include "file_identity.hpp"

@@ -1,7 +1,5 @@
 #include "stored_bytes.hpp"
 
-#include "transfer/file_util.hpp"
-
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -9,15 +7,22 @@
 #include <cerrno>
 #include <cstring>
 
+#include "transfer/file_util.hpp"
+
 namespace transfer::sender {
 
 std::string_view send_fault_name(SendFault fault) {
   switch (fault) {
-    case SendFault::kNone: return "none";
-    case SendFault::kTransient: return "transient";
-    case SendFault::kPermanent: return "permanent";
-    case SendFault::kDestination: return "destination";
-    case SendFault::kUnreachable: return "unreachable";
+    case SendFault::kNone:
+      return "none";
+    case SendFault::kTransient:
+      return "transient";
+    case SendFault::kPermanent:
+      return "permanent";
+    case SendFault::kDestination:
+      return "destination";
+    case SendFault::kUnreachable:
+      return "unreachable";
   }
   return "unknown";
 }
@@ -54,8 +59,8 @@ Result<size_t> FileBytes::read(char* buf, size_t cap) {
       return static_cast<size_t>(n);
     }
     if (n == 0) {
-      return make_error(ErrorCode::kIo, path_ + ": ended at byte " + std::to_string(pos_) +
-                                            " of " + std::to_string(size_));
+      return make_error(ErrorCode::kIo, path_ + ": ended at byte " + std::to_string(pos_) + " of " +
+                                            std::to_string(size_));
     }
     if (errno != EINTR) return errno_error("cannot read", path_, errno);
   }

@@ -60,7 +60,8 @@ class FileBytes : public StoredBytes {
   Status rewind() override;
 
  private:
-  FileBytes(int fd, std::string path, uint64_t size) : fd_(fd), path_(std::move(path)), size_(size) {}
+  FileBytes(int fd, std::string path, uint64_t size)
+      : fd_(fd), path_(std::move(path)), size_(size) {}
   int fd_ = -1;
   std::string path_;
   uint64_t size_ = 0;
@@ -73,10 +74,10 @@ std::string_view send_fault_name(SendFault fault);
 // How one attempt to store bytes at a destination of any type went.
 struct SendOutcome {
   SendFault fault = SendFault::kNone;  // kNone: stored and verified
-  std::string error;       // why not, in an operator's words, with the server's own message
-  std::string location;    // where it landed ("s3://bucket/prefix/a.xml", "sftp://host/dir/a.xml")
+  std::string error;     // why not, in an operator's words, with the server's own message
+  std::string location;  // where it landed ("s3://bucket/prefix/a.xml", "sftp://host/dir/a.xml")
   uint64_t bytes_sent = 0;
-  int parts = 0;           // S3 multipart: how many parts (0: a single request)
+  int parts = 0;             // S3 multipart: how many parts (0: a single request)
   double retry_after_s = 0;  // a server's own hint (0: none)
 };
 

@@ -102,7 +102,7 @@ TEST(Destinations, EveryRefusalNamesTheFileTheDestinationAndTheField) {
       {R"({"destinations": []})", "\"destinations\" is empty"},
       {R"({"destinations": [7]})", "destination 1: must be an object"},
       {"{\"destinations\": [{" + a + R"(, "retries": 3}]})",
-       "destination 1: 'retries' is not a field"},
+       "destination 1 (a): 'retries' is not a field"},
       {R"({"destinations": [{"url": "http://h/u", "key_file": "/keys/a"}]})",
        "destination 1: name is missing"},
       {R"({"destinations": [{"name": 5, "url": "http://h/u", "key_file": "/keys/a"}]})",
@@ -172,6 +172,104 @@ TEST(Destinations, ADisabledDestinationsFilesAreNotRequired) {
     {"name": "old", "url": "http://h/u", "key_file": "/missing/old-key", "enabled": false}]})");
   ASSERT_TRUE(list) << list.error().message;
   EXPECT_FALSE((*list)[1].enabled);
+}
+
+TEST(Destinations, EachTypeTakesItsFieldsAndStoresUnderItsTemplate) {
+  auto list = parse(R"({"destinations": [
+    {"name": "bucket", "type": "s3", "endpoint": "http://127.0.0.1:7480/", "bucket": "ingest",
+     "prefix": "in/", "path_style": true, "access_key_file": "/creds/ak", "secret_key_file": "/creds/sk",
+     "key_file": "/keys/a", "part_size": "5M", "multipart_threshold": 8388608},
+    {"name": "partner", "type": "sftp", "host": "sftp.example", "user": "drop",
+     "private_key_file": "/creds/id", "known_hosts_file": "/creds/kh", "remote_dir": "upload",
+     "payload": "xml", "on_conflict": "fail", "name_template": "{yyyy}/{mm}/{dd}/{name}.xml"},
+    {"name": "legacy", "type": "ftps", "host": "ftp.example", "port": 2121, "user": "u",
+     "password_file": "/creds/pw", "remote_dir": "/in", "key_file": "/keys/b", "tls": false}
+  ]})");
+  ASSERT_TRUE(list) << list.error().message;
+  const Destination& s3 = (*list)[0];
+  EXPECT_EQ(s3.type, DestinationType::kS3);
+  EXPECT_EQ(s3.s3.endpoint, "http://127.0.0.1:7480");
+  EXPECT_EQ(s3.s3.region, "us-east-1");
+  EXPECT_TRUE(s3.s3.path_style);
+  EXPECT_EQ(s3.s3.part_size, 5u << 20);
+  EXPECT_EQ(s3.s3.multipart_threshold, 8u << 20);
+  EXPECT_EQ(s3.url(), "s3://ingest/in/");
+  EXPECT_EQ(s3.name_template.render("books", {2026, 12, 7}), "books.xml.fernet");
+  EXPECT_TRUE(s3.ca_file.empty()) << "the global CA_FILE is for receivers";
+  const Destination& sftp = (*list)[1];
+  EXPECT_EQ(sftp.payload, PayloadKind::kXml);
+  EXPECT_EQ(sftp.sftp.port, 22);
+  EXPECT_EQ(sftp.sftp.on_conflict, RemoteConflict::kFail);
+  EXPECT_TRUE(sftp.key_file.empty());
+  EXPECT_EQ(sftp.name_template.render("books", {2026, 1, 7}), "2026/01/07/books.xml");
+  EXPECT_EQ(sftp.url(), "sftp://drop@sftp.example:22/upload");
+  const Destination& ftp = (*list)[2];
+  EXPECT_FALSE(ftp.ftps.tls);
+  EXPECT_EQ(ftp.url(), "ftp://u@ftp.example:2121//in");
+  EXPECT_EQ(ftp.files(), (std::vector<std::pair<std::string, std::string>>{
+                             {"key_file", "/keys/b"}, {"password_file", "/creds/pw"}}));
+}
+
+TEST(Destinations, TypeFieldsAreRefusedWithTheFieldNamed) {
+  const std::string s3 =
+      R"("name": "b", "type": "s3", "endpoint": "http://h:1", "bucket": "bkt", "access_key_file": "/creds/a", "secret_key_file": "/creds/s", "key_file": "/keys/a")";
+  const std::string sftp =
+      R"("name": "p", "type": "sftp", "host": "h", "user": "u", "private_key_file": "/creds/i", "known_hosts_file": "/creds/k", "remote_dir": "d", "key_file": "/keys/a")";
+  struct Case {
+    std::string text;
+    std::string message;
+  } cases[] = {
+      {R"({"destinations": [{"name": "x", "type": "webdav", "url": "http://h:1/u", "key_file": "/keys/a"}]})",
+       "type 'webdav' is not a type"},
+      {"{\"destinations\": [{" + s3 + R"(, "url": "http://h:1/u"}]})",
+       "'url' is not a field of a s3 destination"},
+      {R"({"destinations": [{"name": "x", "url": "http://h:1/u", "key_file": "/keys/a", "bucket": "b"}]})",
+       "'bucket' is not a field of a receiver destination"},
+      {R"({"destinations": [{"name": "x", "url": "http://h:1/u", "payload": "xml"}]})",
+       "payload must be fernet for a receiver"},
+      {R"({"destinations": [{"name": "x", "url": "http://h:1/u", "payload": "zip", "key_file": "/keys/a"}]})",
+       "payload must be fernet or xml"},
+      {"{\"destinations\": [{" + s3 + R"(, "bucket": "A_B"}]})", "bucket 'A_B' is not a bucket name"},
+      {"{\"destinations\": [{" + s3 + R"(, "endpoint": "ftp://h"}]})", "endpoint must start with"},
+      {"{\"destinations\": [{" + s3 + R"(, "part_size": "1M"}]})", "part_size must be between"},
+      {"{\"destinations\": [{" + s3 + R"(, "secret_key_file": "/missing/s"}]})",
+       "secret_key_file /missing/s: No such file"},
+      {"{\"destinations\": [{" + s3 + R"(, "name_template": "../{name}"}]})",
+       "name_template '../{name}' has an empty, '.' or '..' part"},
+      {"{\"destinations\": [{" + s3 + R"(, "name_template": "/abs/{name}"}]})",
+       "name_template '/abs/{name}' is an absolute path"},
+      {"{\"destinations\": [{" + s3 + R"(, "name_template": "a//{name}"}]})", "has an empty"},
+      {"{\"destinations\": [{" + s3 + R"(, "name_template": "{yyyy}.xml"}]})", "{name} exactly once"},
+      {"{\"destinations\": [{" + s3 + R"(, "name_template": "{name}{host}"}]})", "unknown placeholder"},
+      {"{\"destinations\": [{" + sftp + R"(, "on_conflict": "rename"}]})",
+       "on_conflict must be overwrite or fail"},
+      {R"({"destinations": [{"name": "p", "type": "sftp", "host": "h", "user": "u", "private_key_file": "/creds/i", "remote_dir": "d", "key_file": "/keys/a"}]})",
+       "known_hosts_file is missing"},
+      {"{\"destinations\": [{" + sftp + R"(, "payload": "xml"}]})",
+       "key_file is not used with payload xml"},
+      {R"({"destinations": [{"name": "f", "type": "ftps", "host": "h", "user": "u", "password_file": "/creds/p", "remote_dir": "d", "key_file": "/keys/a", "tls": false, "ca_file": "/tls/ca"}]})",
+       "ca_file needs tls"},
+  };
+  for (const auto& c : cases) {
+    auto r = parse(c.text);
+    ASSERT_FALSE(r) << c.text;
+    EXPECT_NE(r.error().message.find(c.message), std::string::npos)
+        << c.text << "\n  got: " << r.error().message;
+  }
+}
+
+TEST(NameTemplate, PlaceholdersAndDates) {
+  auto t = NameTemplate::parse("{yyyy}-{mm}/{name}.{dd}.xml");
+  ASSERT_TRUE(t) << t.error().message;
+  EXPECT_EQ(t->render("a.b", {2026, 3, 9}), "2026-03/a.b.09.xml");
+  EXPECT_EQ(NameTemplate::default_for(false).render("n", {}), "n.xml");
+  const CivilDate d = utc_date_of(1'796'083'200);  // 2026-12-01T00:00:00Z
+  EXPECT_EQ(d.year, 2026);
+  EXPECT_EQ(d.month, 12);
+  EXPECT_EQ(d.day, 1);
+  for (const char* bad : {"", "{name}/..", "./{name}", "{name}\\x", "{nam}", "{name}}", "{name}{name}"}) {
+    EXPECT_FALSE(NameTemplate::parse(bad)) << bad;
+  }
 }
 
 }  // namespace
