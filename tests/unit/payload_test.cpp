@@ -1,5 +1,6 @@
 // The payload (issue 14): one conversion of a file version for several destinations' keys.
 #include "payload.hpp"
+#include "destination_client.hpp"
 
 #include <gtest/gtest.h>
 #include <sys/stat.h>
@@ -179,6 +180,81 @@ TEST(FilePayload, ThreeDestinationsPreparingAtOnceShareOneConversionOfALargeFile
     EXPECT_EQ(*plain, *expected) << name;
   }
   EXPECT_EQ(payload->spool("other"), nullptr);
+}
+
+// What a store-type destination stores (issue 21): the token for its key, or the XML itself, from
+// memory for a small file and from its spool for a large one; read twice the same.
+TEST(FilePayload, EachDestinationStoresItsTokenOrThePlainXml) {
+  PayloadFixture f;
+  const std::string json = big_json();
+  auto expected = json_to_xml(json, JsonToXmlOptions{}, "big.json");
+  ASSERT_TRUE(expected);
+  const FernetKey key = new_key();
+  Destination tokens;
+  tokens.name = "a";
+  Destination plain;
+  plain.name = "b";
+  plain.payload = PayloadKind::kXml;
+  auto read_all = [](StoredBytes& bytes) {
+    std::string out(bytes.size() + 7, '?');
+    size_t n = 0;
+    for (;;) {
+      auto got = bytes.read(out.data() + n, 1000);
+      EXPECT_TRUE(got.ok());
+      if (!got.ok() || *got == 0) break;
+      n += *got;
+    }
+    out.resize(n);
+    return out;
+  };
+  for (const int64_t in_memory_limit : {int64_t{1} << 24, int64_t{1024}}) {
+    auto payload = f.payload(f.write("big.json", json), in_memory_limit, {"a", "b"});
+    ASSERT_EQ(payload->prepare([&](const std::string& d) -> std::optional<FernetKey> {
+      if (d == "b") return std::nullopt;
+      return key;
+    }), PayloadStatus::kReady) << payload->error();
+    auto token = stored_bytes_for(*payload, tokens, key);
+    ASSERT_TRUE(token.ok()) << token.error().message;
+    EXPECT_EQ((*token)->size(), fernet_token_length(expected->size()));
+    const std::string first = read_all(**token);
+    ASSERT_TRUE((*token)->rewind().ok());
+    EXPECT_EQ(read_all(**token), first) << "read again from the start: the same bytes";
+    EXPECT_EQ(*fernet_decrypt({key}, first), *expected);
+    auto xml = stored_bytes_for(*payload, plain, key);
+    ASSERT_TRUE(xml.ok()) << xml.error().message;
+    EXPECT_EQ(read_all(**xml), *expected) << "payload xml: the XML itself";
+  }
+}
+
+TEST(DestinationClient, AStoresOutcomeIsWhatTheSchedulerReads) {
+  struct Case {
+    SendFault fault;
+    AttemptVerdict verdict;
+    bool answered;  // false: the destination yields (unreachable, or unusable as a whole)
+  } cases[] = {
+      {SendFault::kNone, AttemptVerdict::kDelivered, true},
+      {SendFault::kTransient, AttemptVerdict::kTransient, true},
+      {SendFault::kPermanent, AttemptVerdict::kPermanent, true},
+      {SendFault::kDestination, AttemptVerdict::kTransient, false},
+      {SendFault::kUnreachable, AttemptVerdict::kTransient, false},
+  };
+  for (const auto& c : cases) {
+    SendOutcome o;
+    o.fault = c.fault;
+    o.error = "why";
+    o.location = "s3://b/k";
+    o.parts = 3;
+    o.retry_after_s = 7;
+    const DeliveryResult r = delivery_result_of(o, 0.5);
+    EXPECT_EQ(r.verdict, c.verdict) << send_fault_name(c.fault);
+    EXPECT_EQ(r.answered, c.answered) << send_fault_name(c.fault);
+    EXPECT_EQ(r.retry_after, "7");
+    if (c.fault == SendFault::kNone) {
+      EXPECT_NE(r.body.find("\"parts\":3"), std::string::npos) << r.body;
+    } else {
+      EXPECT_EQ(r.error, "why");
+    }
+  }
 }
 
 TEST(FilePayload, ASmallFileIsConvertedOnceInMemoryFromTheContentGiven) {
