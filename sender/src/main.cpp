@@ -1,5 +1,7 @@
 // sender: converts JSON files to XML, encrypts them and uploads them to the receiver.
 #include <atomic>
+#include <csignal>
+#include <optional>
 #include <ctime>
 #include <iostream>
 #include <mutex>
@@ -18,9 +20,13 @@ int main(int argc, char** argv) {
   static std::mutex running_mu;
   static sender::SenderService* running = nullptr;
   static std::atomic<bool> stop_requested{false};
-  handle_stop_signals([](int) {
-    stop_requested = true;
+  handle_stop_signals([](int sig) {
     std::lock_guard lock(running_mu);
+    if (sig == SIGHUP) {  // read the destinations file again
+      if (running) running->request_reload();
+      return;
+    }
+    stop_requested = true;
     if (running) running->stop();
   });
   auto set_running = [](sender::SenderService* s) {
@@ -62,18 +68,36 @@ int main(int argc, char** argv) {
     }
     destinations = std::move(*loaded_destinations);
   }
-  auto service = sender::SenderService::create(config, std::move(destinations), logger);
-  if (!service) {
-    logger->critical("{}", service.error().message);
-    return service.error().code == ErrorCode::kInvalidKey ? 2 : 1;
-  }
-  set_running(service->get());
-  if (stop_requested) {
+  // A reload (the destinations file or a credential file changed, or SIGHUP) ends run() once
+  // nothing is in flight; a service with the new destinations takes over (state is in sender.db).
+  std::optional<std::vector<sender::Destination>> in_force;  // before a reload: to fall back on
+  for (;;) {
+    auto service = sender::SenderService::create(config, destinations, logger);
+    if (!service && in_force) {  // the new destinations do not start: keep the ones in force
+      logger->error("the new destinations do not start, keeping those in force: {}",
+                    service.error().message);
+      destinations = std::move(*in_force);
+      in_force.reset();
+      continue;
+    }
+    if (!service) {
+      logger->critical("{}", service.error().message);
+      return service.error().code == ErrorCode::kInvalidKey ? 2 : 1;
+    }
+    in_force.reset();
+    set_running(service->get());
+    if (stop_requested) {
+      set_running(nullptr);
+      return 0;
+    }
+    auto summary = (*service)->run();
     set_running(nullptr);
-    return 0;
+    if (summary.reload && !stop_requested) {
+      in_force = std::move(destinations);
+      destinations = std::move(*summary.reload);
+      continue;
+    }
+    if (!config.once || stop_requested) return 0;
+    return summary.failed + summary.quarantined > 0 ? 1 : 0;
   }
-  const auto summary = (*service)->run();
-  set_running(nullptr);
-  if (!config.once || stop_requested) return 0;
-  return summary.failed + summary.quarantined > 0 ? 1 : 0;
 }

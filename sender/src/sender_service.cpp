@@ -203,6 +203,7 @@ SenderService::SenderService(const SenderConfig& config, std::vector<Destination
                              Logger logger, OutboxStore store)
     : config_(config),
       logger_(std::move(logger)),
+      destinations_watch_(config.destinations_file, destinations),
       store_(std::move(store)),
       spool_dir_(config.status_db_path + "/spool"),
       discovery_(config_, logger_),
@@ -345,6 +346,12 @@ Readiness SenderService::readiness() {
   r.add("input_readable",
         ec ? Status(errno_error("cannot list", config_.input_dir, ec.value())) : ok_status(),
         config_.input_dir + " can be listed");
+  if (!config_.destinations_file.empty()) {
+    r.add("destinations_file",
+          destinations_error_.empty() ? ok_status()
+                                      : Status(make_error(ErrorCode::kInvalidArgument, destinations_error_)),
+          config_.destinations_file + " is in force");
+  }
   const double window = 2 * config_.scan_interval_s + config_.connect_timeout_s;
   for (const auto& lane : lanes_) {
     const double ago = wall_now() - lane->last_answer_unix;
@@ -383,6 +390,28 @@ void SenderService::update_metrics(bool busy) {
     lane->backlog->set(static_cast<double>(scheduler_.backlog(d) + unidentified));
     lane->in_flight->set(static_cast<double>(scheduler_.in_flight(d)));
   }
+}
+
+void SenderService::request_reload() {
+  reload_requested_ = true;
+  discovery_.watcher().wake();
+}
+
+void SenderService::check_destinations() {
+  if (config_.once || config_.destinations_file.empty() || reload_) return;
+  const bool asked = reload_requested_.exchange(false);
+  if (!asked && !destinations_watch_.changed(wall_now())) return;
+  auto next = load_destinations_file(config_.destinations_file, config_);
+  std::lock_guard lock(readiness_mu_);
+  if (!next) {
+    destinations_error_ = next.error().message;
+    logger_->error("destinations file not taken, the destinations in force stay: {}", next.error().message);
+    return;
+  }
+  destinations_error_.clear();
+  logger_->info("destinations file read again ({}): starting with destinations={} once the uploads in "
+                "flight have finished", asked ? "SIGHUP" : "changed", next->size());
+  reload_ = std::move(*next);
 }
 
 void SenderService::stop() {
@@ -518,13 +547,17 @@ ScanSummary SenderService::run() {
       done.pop_front();
     }
     sync_tracked();
-    dispatch_identifications();
-    dispatch_due();
+    check_destinations();
+    if (!reload_) {  // while a reload waits, nothing new starts
+      dispatch_identifications();
+      dispatch_due();
+    }
     if (stopping_) break;
     if (config_.once && once_finished()) break;
     const bool busy = !identifying_.empty() || std::any_of(lanes_.begin(), lanes_.end(), [&](const auto& l) {
       return scheduler_.in_flight(l->destination.name) > 0;
     });
+    if (reload_ && !busy) break;
     update_metrics(busy);
     // The state writes are committed in groups: once due, at once when nothing is in flight.
     if (auto st = busy ? store_.flush_if_due() : store_.flush(); !st) {
@@ -559,6 +592,12 @@ ScanSummary SenderService::run() {
   }
   if (auto st = store_.flush(); !st) logger_->error("state database: {}", st.error().message);
   drain_.finished();
+  if (reload_ && !stopping_) {
+    summary_.reload = std::move(reload_);
+    logger_->info("reloading destinations delivered={} failed={} quarantined={}", summary_.delivered,
+                  summary_.failed, summary_.quarantined);
+    return summary_;
+  }
   if (summary_.delivered + summary_.failed + summary_.quarantined > 0 || config_.once) {
     logger_->info("{} delivered={} already_delivered={} failed={} quarantined={}",
                   stopping_ ? "stopped" : "done", summary_.delivered, summary_.already_delivered,

@@ -32,6 +32,7 @@
 #include "delivery.hpp"
 #include "delivery_scheduler.hpp"
 #include "destination_client.hpp"
+#include "destinations_watch.hpp"
 #include "destinations.hpp"
 #include "discovery.hpp"
 #include "file_identity.hpp"
@@ -57,6 +58,9 @@ struct ScanSummary {
   int already_delivered = 0;  // skipped: delivered there before
   int failed = 0;             // failed attempts (retried later)
   int quarantined = 0;        // (file, destination) pairs given up on
+  // Set when run() returned to take new destinations (the destinations file or a credential file
+  // changed, or SIGHUP): the caller starts a service with them; nothing was in flight.
+  std::optional<std::vector<Destination>> reload;
 };
 
 class SenderService {
@@ -74,6 +78,11 @@ class SenderService {
   ScanSummary run();
   // Asks run() to return: nothing new is started; uploads in flight get DRAIN_TIMEOUT.
   void stop();
+  // From any thread (SIGHUP): read DESTINATIONS_FILE again now. A file that parses makes run()
+  // return with it once the uploads and identifications in flight have finished (nothing new is
+  // started meanwhile); one that does not keeps the destinations in force, logs one line naming
+  // the field and fails the readiness check "destinations_file" until a good one comes.
+  void request_reload();
 
   // GET /readyz: the state database takes a write, the input directory can be listed, and each
   // enabled destination answered within 2 x SCAN_INTERVAL + CONNECT_TIMEOUT (check
@@ -126,8 +135,14 @@ class SenderService {
   FernetKey current_key(Lane& lane);
   void note_answer(Lane& lane, bool answered, const std::string& error);
 
+  void check_destinations();
+
   SenderConfig config_;
   Logger logger_;
+  DestinationsWatch destinations_watch_;
+  std::atomic<bool> reload_requested_{false};
+  std::optional<std::vector<Destination>> reload_;  // taken once nothing is in flight
+  std::string destinations_error_;                  // the last reload refused (guarded by readiness_mu_)
   OutboxStore store_;
   int64_t data_version_ = 0;
   SenderMetrics metrics_;
