@@ -1,5 +1,7 @@
 #include "sender_admin.hpp"
 
+#include "destinations.hpp"
+
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -89,6 +91,17 @@ int status(Command& c, OutboxStore& store, std::ostream& out, std::ostream& err)
     auto it = oldest.find(key);
     return it == oldest.end() ? nullptr : &it->second;
   };
+  // Each destination's type, as the configuration says (a name no longer configured: "-").
+  std::map<std::string, std::string> types;
+  if (c.config.destinations_file.empty()) {
+    types[std::string(kDefaultDestination)] = "receiver";
+  } else if (auto list = load_destinations_file(c.config.destinations_file, c.config)) {
+    for (const auto& d : *list) types[d.name] = std::string(destination_type_name(d.type));
+  }
+  auto type_of = [&](const std::string& name) {
+    auto it = types.find(name);
+    return it == types.end() ? std::string("-") : it->second;
+  };
   // Per destination: its counts (every state) and its oldest pending file.
   std::map<std::string, std::map<std::string, int64_t>> per_destination;
   for (const auto& row : *by_destination) {
@@ -107,7 +120,8 @@ int status(Command& c, OutboxStore& store, std::ostream& out, std::ostream& err)
     j["destinations"] = nlohmann::json::object();
     for (const auto& [name, states] : per_destination) {
       const OutboxEntry* o = oldest_of(name);
-      j["destinations"][name] = {{"counts", states},
+      j["destinations"][name] = {{"type", type_of(name)},
+                                 {"counts", states},
                                  {"oldest_pending", o ? nlohmann::json{{"name", o->name}, {"since", o->first_seen_at}}
                                                       : nlohmann::json(nullptr)}};
     }
@@ -127,16 +141,17 @@ int status(Command& c, OutboxStore& store, std::ostream& out, std::ostream& err)
       << "\n";
   out << "\ndestinations:" << (per_destination.empty() ? " none yet\n" : "\n");
   if (!per_destination.empty()) {
-    out << fmt::format("{:<16} {:>9} {:>9} {:>9} {:>11}  {}\n", "DESTINATION", "PENDING", "FAILED", "DELIVERED",
-                       "QUARANTINED", "OLDEST PENDING");
+    out << fmt::format("{:<16} {:<8} {:>9} {:>9} {:>9} {:>11}  {}\n", "DESTINATION", "TYPE", "PENDING", "FAILED",
+                       "DELIVERED", "QUARANTINED", "OLDEST PENDING");
     for (const auto& [name, states] : per_destination) {
       auto n = [&](const char* state) {
         auto it = states.find(state);
         return it == states.end() ? int64_t{0} : it->second;
       };
       const OutboxEntry* o = oldest_of(name);
-      out << fmt::format("{:<16} {:>9} {:>9} {:>9} {:>11}  {}\n", name, n("pending"), n("failed"), n("delivered"),
-                         n("quarantined"), o ? terminal_name(o->name) + " (seen " + o->first_seen_at + ")" : "none");
+      out << fmt::format("{:<16} {:<8} {:>9} {:>9} {:>9} {:>11}  {}\n", name, type_of(name), n("pending"),
+                         n("failed"), n("delivered"), n("quarantined"),
+                         o ? terminal_name(o->name) + " (seen " + o->first_seen_at + ")" : "none");
     }
   }
   out << "\nlast errors:" << (errors->empty() ? " none\n" : "\n");
