@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "outbox_store.hpp"
+#include "transfer/fernet.hpp"
 
 namespace transfer::sender {
 
@@ -60,6 +61,8 @@ DeliveryResult deliver(FilePayload& payload, const std::string& destination, con
       return r;
     }
     r.duplicate = answer.value("duplicate", false);
+    r.bytes_sent = payload.in_memory() ? fernet_token_length(payload.xml().size())
+                                       : (payload.spool(destination) ? payload.spool(destination)->token_bytes() : 0);
   } catch (const nlohmann::json::exception&) {
   }
   return r;

@@ -22,6 +22,8 @@ struct DeliveryResult {
   std::string body;         // the receiver's answer
   std::string retry_after;  // its Retry-After header
   bool duplicate = false;   // the receiver already had it (its ledger said so)
+  uint64_t bytes_sent = 0;  // bytes stored (on delivery)
+  int parts = 0;            // S3 multipart parts (0: one request)
   double upload_seconds = 0;
 };
 

@@ -112,6 +112,8 @@ DeliveryResult delivery_result_of(const SendOutcome& o, double seconds) {
       r.verdict = AttemptVerdict::kDelivered;
       r.answered = true;
       r.status = 200;
+      r.bytes_sent = o.bytes_sent;
+      r.parts = o.parts;
       nlohmann::json j = {{"location", o.location}, {"bytes", o.bytes_sent}};
       if (o.parts > 0) j["parts"] = o.parts;
       r.body = j.dump();

@@ -15,7 +15,9 @@ SenderMetrics::SenderMetrics()
       backlog(registry.gauge("transfer_sender_backlog_files", "Files waiting for a destination (new, or waiting for a retry)", {"destination"})),
       in_flight(registry.gauge("transfer_sender_uploads_in_flight", "Uploads running or queued, per destination", {"destination"})),
       last_success(registry.gauge("transfer_sender_last_success_timestamp_seconds", "Unix time of a destination's last delivery (0: none yet)", {"destination"})),
-      receiver_up(registry.gauge("transfer_sender_receiver_up", "1 when the last contact with a destination got an HTTP answer, 0 when it did not", {"destination"})) {
+      receiver_up(registry.gauge("transfer_sender_receiver_up", "1 when the last contact with a destination got an HTTP answer, 0 when it did not", {"destination"})),
+      bytes_sent(registry.counter("transfer_sender_bytes_sent_total", "Bytes stored by deliveries (the token text, or the XML), per destination", {"destination"})),
+      parts(registry.counter("transfer_sender_multipart_parts_total", "Parts of the S3 multipart uploads delivered, per destination", {"destination"})) {
   registry.gauge_callback("transfer_sender_oldest_pending_age_seconds",
                           "How long the oldest file waiting to be sent has waited (0 when none)", [this] {
                             const double since = oldest_pending_since.load();

@@ -14,6 +14,8 @@
 //   last_success_timestamp_seconds{destination}  Unix time of its last delivery (0: none yet)
 //   receiver_up{destination}   1 when the last contact got an HTTP answer, 0 when it did not
 //   upload_duration_seconds    histogram of one upload (conversion excluded)
+//   bytes_sent_total{destination}        bytes stored by deliveries (token text or XML)
+//   multipart_parts_total{destination}   parts of S3 multipart uploads that were delivered
 //   build_info{version}        always 1
 // Updated by the service's threads, read by the status server's thread.
 
@@ -37,6 +39,8 @@ struct SenderMetrics {
   Family<Gauge>& in_flight;
   Family<Gauge>& last_success;
   Family<Gauge>& receiver_up;
+  Family<Counter>& bytes_sent;
+  Family<Counter>& parts;
   std::atomic<double> oldest_pending_since{0};  // Unix time, 0 when nothing waits
 };
 

@@ -67,6 +67,8 @@ struct SenderService::Lane {
   Gauge* in_flight = nullptr;
   Gauge* last_success = nullptr;
   Gauge* up = nullptr;
+  Counter* bytes_sent = nullptr;
+  Counter* parts = nullptr;
   double last_answer_unix = 0;  // guarded by readiness_mu_, with the next
   std::string last_contact_error;
 };
@@ -235,6 +237,8 @@ SenderService::SenderService(const SenderConfig& config, std::vector<Destination
     lane->in_flight = &metrics_.in_flight.with({name});
     lane->last_success = &metrics_.last_success.with({name});
     lane->up = &metrics_.receiver_up.with({name});
+    lane->bytes_sent = &metrics_.bytes_sent.with({name});
+    lane->parts = &metrics_.parts.with({name});
     lanes_.push_back(std::move(lane));
   }
   identify_jobs_ = std::make_unique<BoundedQueue<Job>>(identifying_.capacity());
@@ -864,6 +868,10 @@ void SenderService::apply_upload(Result_& r) {
           logger_->error("state database: {} (file={} was delivered)", s.error().message, field);
         }
         l->delivered->add();
+        if (l == &lane) {
+          l->bytes_sent->add(static_cast<double>(r.delivery.bytes_sent));
+          l->parts->add(r.delivery.parts);
+        }
         l->last_success->set(now);
         ++summary_.delivered;
         logger_->info("delivered file={} destination={} name={} transfer_id={} json_bytes={} xml_bytes={} "
