@@ -26,6 +26,9 @@
 #     descriptor files; the objects live in the OSD's memory (gone when it stops);
 #   - pools of size 1 and 8 PGs each without the autoscaler: radosgw makes 7 pools at its first
 #     start, and the default 32 PGs each would pass mon_max_pg_per_osd for one OSD;
+#   - the OSD is put in the CRUSH map here, not by itself at start (osd crush update on start =
+#     false): at its start it sometimes sent that command before it knew the cluster's fsid, the
+#     monitor refused it ("wrong fsid") and the OSD exited (1 start in ~5);
 #   - paxos propose interval 0.05 s (default 1 s): each pool radosgw makes waits for a monitor
 #     proposal; the whole start takes ~2.5 s instead of ~16 s.
 # About 130 MB of memory for the three daemons (mon 36, osd 49, radosgw 46 MB RSS) plus what is
@@ -62,7 +65,12 @@ step() {
   echo "${at}s $*" >>"$dir/log/setup.out"
 }
 
-pid_alive() { [[ -n $1 ]] && kill -0 "$1" 2>/dev/null; }
+# A process that runs (a zombie does not: the daemons are not our children once start returned,
+# and whoever reaps them may take a while).
+pid_alive() {
+  local state
+  [[ -n $1 ]] && state=$(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null) && [[ $state != Z ]]
+}
 
 # Ends the daemon whose PID is in DIR/NAME.pid: SIG (default TERM), then KILL after 10 s; waits
 # until the PID is gone (the daemons are not our children once start returned: poll).
@@ -184,6 +192,8 @@ mon data = $dir/mon
 osd data = $dir/osd
 osd max object name len = 256
 osd max object namespace len = 64
+osd crush update on start = false
+osd class update on start = false
 
 [client.rgw]
 rgw frontends = beast endpoint=127.0.0.1:$rgw_port
@@ -237,6 +247,8 @@ start() {
   step "monitor: up"
   osd_id=$(ceph_cli osd create "$osd_uuid" 2>>"$dir/log/setup.out") ||
     { show_logs setup mon; stop_all; die "ceph osd create failed"; }
+  ceph_cli osd crush add "osd.$osd_id" 1.0 host=localhost root=default >>"$dir/log/setup.out" 2>&1 ||
+    { show_logs setup mon; stop_all; die "ceph osd crush add failed"; }
   ceph-osd -c "$dir/ceph.conf" -i "$osd_id" --mkfs --osd-uuid "$osd_uuid" \
     >>"$dir/log/osd.out" 2>&1 || { show_logs osd; stop_all; die "ceph-osd --mkfs failed"; }
   step "osd: mkfs done"
