@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "outbox_store.hpp"
+#include "s3_store.hpp"
 #include "transfer/fernet.hpp"
 #include "uploader.hpp"
 
@@ -75,6 +76,7 @@ class StoreClient : public DestinationClient {
     return ProbeResult{p.fault == SendFault::kNone, p.error};
   }
   void abort() override { store_->abort(); }
+  Result<std::string> recover() override { return store_->recover(); }
 
  private:
   Destination destination_;
@@ -148,7 +150,11 @@ Result<std::unique_ptr<DestinationClient>> make_destination_client(
     case DestinationType::kReceiver:
       return std::unique_ptr<DestinationClient>(
           std::make_unique<ReceiverClient>(destination, config, cancel));
-    case DestinationType::kS3:
+    case DestinationType::kS3: {
+      auto store = make_s3_store(destination, config, cancel);
+      if (!store) return store.error();
+      return store_client(destination, std::move(*store));
+    }
     case DestinationType::kSftp:
     case DestinationType::kFtps:
       break;

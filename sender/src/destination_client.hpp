@@ -40,6 +40,9 @@ class DestinationClient {
                               const std::string& transfer_id) = 0;
   virtual ProbeResult probe() = 0;
   virtual void abort() = 0;  // from another thread: end what is in progress now
+  // Once per start, before the first send() of any of the destination's clients: what an earlier
+  // run left (see ObjectStore::recover). Says what it did ("" nothing).
+  virtual Result<std::string> recover() { return std::string(); }
 };
 
 // What S3, SFTP and FTPS clients implement: store bytes under a name, verified.
@@ -51,6 +54,9 @@ class ObjectStore {
                           const std::map<std::string, std::string>& metadata) = 0;
   virtual ProbeOutcome probe() = 0;
   virtual void abort() = 0;
+  // Once per start, before the first put(): clears what an earlier run left on the store (S3:
+  // incomplete multipart uploads under the prefix). Says what it did ("" nothing).
+  virtual Result<std::string> recover() { return std::string(); }
 };
 
 // The bytes `destination` stores for a prepared payload.

@@ -58,6 +58,7 @@ struct SenderService::Lane {
   std::shared_ptr<KeyRing> keys;
   std::vector<std::unique_ptr<DestinationClient>> clients;  // one per worker
   std::unique_ptr<DestinationClient> prober;  // a cheap check when it has been quiet
+  std::once_flag recovered;  // recover() ran (on a worker's client), before the lane's first upload
   std::unique_ptr<BoundedQueue<Job>> jobs;           // its uploads (and probe) for its workers
   bool probe_queued = false;                         // run()'s
   Counter* delivered = nullptr;
@@ -324,6 +325,17 @@ FernetKey SenderService::current_key(Lane& lane) {
   return lane.keys->keys()->front();
 }
 
+void SenderService::recover(Lane& lane, DestinationClient& client) {
+  auto done = client.recover();
+  if (!done) {
+    // Not fatal: the next start tries again (an S3 lifecycle rule also ends such uploads).
+    logger_->warn("destination={} could not clear what an earlier run left: {}",
+                  lane.destination.name, done.error().message);
+  } else if (!done->empty()) {
+    logger_->info("destination={} {}", lane.destination.name, *done);
+  }
+}
+
 void SenderService::note_answer(Lane& lane, bool answered, const std::string& error) {
   lane.up->set(answered ? 1 : 0);
   std::lock_guard lock(readiness_mu_);
@@ -490,6 +502,7 @@ void SenderService::worker_loop(int pool, size_t index) {
       r.delivery.answered = answer.answered;
     } else {
       Lane& lane = *lanes_[job.lane];
+      std::call_once(lane.recovered, [&] { recover(lane, *lane.clients[index]); });
       const auto started = Clock::now();
       bool converted = false;
       r.payload_status = job.payload->prepare(

@@ -134,6 +134,9 @@ class SenderService {
   // Worker side.
   FernetKey current_key(Lane& lane);
   void note_answer(Lane& lane, bool answered, const std::string& error);
+  // Once per lane, before its first upload, with the client of the worker about to upload (the
+  // prober may be busy with a probe on another worker): what an earlier run left there.
+  void recover(Lane& lane, DestinationClient& client);
 
   void check_destinations();
 

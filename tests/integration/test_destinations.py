@@ -1,0 +1,219 @@
+"""Destinations of every type (issue 21) on the real binaries and real servers: one sender delivering
+at once to our receiver, to S3 (radosgw, a one-node Ceph that checks SigV4, payload hashes and
+Content-MD5), to SFTP (OpenSSH's sshd) and to FTPS (vsftpd, explicit TLS). Every file at each,
+byte-identical to what the receiver gets: a Fernet token decrypts with that destination's own key to
+the receiver's XML, payload "xml" is that XML itself; names from name_template; the SHA-256 of the
+XML stored as S3 metadata; no temporary name left on the SFTP and FTPS servers.
+
+The servers are those the test command started once for the whole run (servers.py)."""
+import hashlib
+import json
+import os
+import random
+import time
+import unittest
+
+from cryptography.fernet import Fernet
+
+from harness import BIN, Workdir, get, make_key, stop, wait_until, write_json
+from servers import FtpsServer, S3Server, SftpServer, temporaries
+from test_fanout import small_doc
+from test_operations import readyz, sender_port
+
+
+def latest_sender_port(w):
+    """The status port the sender logged last (METRICS_PORT=0 picks a new one at each reload)."""
+    import re
+    ports = re.findall(r"status server listening address=http://127\.0\.0\.1:(\d+)", w.read("sender.log"))
+    return int(ports[-1]) if ports else None
+
+
+def decrypt(key_path, token):
+    with open(key_path, "rb") as fh:
+        return Fernet(fh.read().strip()).decrypt(token)
+
+
+def utc_date_parts(path):
+    t = time.gmtime(os.stat(path).st_mtime)
+    return "%04d" % t.tm_year, "%02d" % t.tm_mon, "%02d" % t.tm_mday
+
+
+class DestinationsBase(unittest.TestCase):
+    """A workdir, our receiver, and helpers to write a destinations file and drop documents."""
+
+    def setUp(self):
+        self.w = Workdir()
+        self.addCleanup(self.w.cleanup)
+        self.w.start_receiver()
+        self.dests = self.w.path("destinations.json")
+        self.keys = {}
+
+    def key_for(self, name):
+        if name not in self.keys:
+            self.keys[name] = self.w.path("key-" + name)
+            make_key(self.keys[name])
+        return self.keys[name]
+
+    def receiver_entry(self, name="rx"):
+        return {"name": name, "url": "http://127.0.0.1:%d/upload" % self.w.port, "key_file": self.w.key}
+
+    def write_destinations(self, entries):
+        tmp = self.dests + ".new"
+        with open(tmp, "w") as fh:
+            json.dump({"destinations": entries}, fh)
+        os.replace(tmp, self.dests)
+
+    def docs(self, prefix, n, seed=1):
+        rng = random.Random(seed)
+        out = {}
+        for i in range(n):
+            name = "%s%03d" % (prefix, i)
+            write_json(self.w.path("input", name + ".json"), small_doc(rng, i))
+            out[name] = self.w.path("input", name + ".json")
+        return out
+
+    def received(self, name):
+        """The XML our receiver wrote for `name`, or None."""
+        path = self.w.path("output", name + ".xml")
+        if not os.path.exists(path):
+            return None
+        with open(path, "rb") as fh:
+            return fh.read()
+
+    def sender_env(self, **extra):
+        e = dict(DESTINATIONS_FILE=self.dests, ON_SUCCESS="keep")
+        e.update(extra)
+        return e
+
+
+class FourDestinationsTest(DestinationsBase):
+    def test_every_file_at_every_type_byte_identical(self):
+        s3, sftp, ftps = S3Server(), SftpServer(), FtpsServer()
+        bucket, xml_bucket = s3.make_bucket("four"), s3.make_bucket("four-xml")
+        sftp_dir = sftp.make_dir("four")
+        ftps_remote, ftps_dir = ftps.make_dir("four")
+        self.write_destinations([
+            self.receiver_entry(),
+            s3.destination("s3", bucket, self.w.root, key_file=self.key_for("s3"), prefix="in/tokens"),
+            s3.destination("s3xml", xml_bucket, self.w.root, payload="xml",
+                           name_template="{yyyy}/{mm}/{dd}/{name}.xml"),
+            sftp.destination("sftp", sftp_dir, key_file=self.key_for("sftp")),
+            ftps.destination("ftps", ftps_remote, self.w.root, payload="xml"),
+        ])
+        docs = self.docs("doc", 40)
+        dates = {name: utc_date_parts(path) for name, path in docs.items()}
+        r = self.w.run_sender_once(timeout=300, **self.sender_env())
+        self.assertEqual(r.returncode, 0, r.stderr.decode()[-3000:])
+
+        for name in docs:
+            xml = self.received(name)
+            self.assertIsNotNone(xml, name)
+            # S3, a token for its own key, under its prefix; its metadata name the XML's digest.
+            key = "in/tokens/%s.xml.fernet" % name
+            token = s3.get(bucket, key)
+            self.assertIsNotNone(token, key)
+            self.assertEqual(decrypt(self.keys["s3"], token), xml, key)
+            head = s3.head(bucket, key)
+            self.assertEqual(head["x-amz-meta-sha256"], hashlib.sha256(xml).hexdigest())
+            self.assertEqual(head["x-amz-meta-payload"], "fernet")
+            # S3, the plain XML under a dated name.
+            yyyy, mm, dd = dates[name]
+            self.assertEqual(s3.get(xml_bucket, "%s/%s/%s/%s.xml" % (yyyy, mm, dd, name)), xml, name)
+            # SFTP, a token for its own key.
+            with open(os.path.join(sftp_dir, name + ".xml.fernet"), "rb") as fh:
+                self.assertEqual(decrypt(self.keys["sftp"], fh.read()), xml, name)
+            # FTPS, the plain XML.
+            with open(os.path.join(ftps_dir, name + ".xml"), "rb") as fh:
+                self.assertEqual(fh.read(), xml, name)
+        # Nothing else anywhere: one object or file per document, no temporary names.
+        self.assertEqual(len(s3.keys(bucket)), len(docs))
+        self.assertEqual(len(s3.keys(xml_bucket)), len(docs))
+        self.assertEqual(sorted(os.listdir(sftp_dir)), sorted(n + ".xml.fernet" for n in docs))
+        self.assertEqual(sorted(os.listdir(ftps_dir)), sorted(n + ".xml" for n in docs))
+        self.assertEqual(s3.incomplete_uploads(bucket), [])
+
+        # sender status names each destination's type.
+        st = json.loads(self.run_status("--json"))
+        types = {d["name"]: d["type"] for d in st["destinations"]}
+        self.assertEqual(types, {"rx": "receiver", "s3": "s3", "s3xml": "s3", "sftp": "sftp", "ftps": "ftps"})
+
+    def run_status(self, *args):
+        import subprocess
+        r = subprocess.run([os.path.join(BIN, "sender"), "status", *args], capture_output=True, timeout=30,
+                           env=self.w.sender_env(**self.sender_env()))
+        self.assertEqual(r.returncode, 0, r.stderr.decode())
+        return r.stdout.decode()
+
+
+class S3FaultsTest(DestinationsBase):
+    def test_wrong_secret_yields_names_the_403_and_lands_once_corrected_without_restart(self):
+        s3 = S3Server()
+        bucket = s3.make_bucket("secret")
+        entry = s3.destination("s3", bucket, self.w.root, key_file=self.key_for("s3"))
+        with open(entry["secret_key_file"], "w") as fh:
+            fh.write("not-the-secret\n")
+        self.write_destinations([self.receiver_entry(), entry])
+        docs = self.docs("sec", 10)
+        p = self.w.start_sender(**self.sender_env(METRICS_PORT="0", METRICS_ADDRESS="127.0.0.1"))
+        wait_until(lambda: latest_sender_port(self.w), what="status port")
+
+        def ready_now():
+            try:
+                return readyz("http://127.0.0.1:%d/readyz" % latest_sender_port(self.w))
+            except OSError:  # between two services of a reload
+                return 0, {}
+
+        def names_the_403():
+            status, body = ready_now()
+            text = json.dumps(body)
+            return status == 503 and "s3:s3" in text and "403" in text and "SignatureDoesNotMatch" in text
+        wait_until(names_the_403, timeout=60, what="/readyz naming the 403")
+        # The receiver is not held up by it, and nothing is given up or quarantined for S3.
+        wait_until(lambda: all(self.received(n) for n in docs), timeout=60, what="receiver has every file")
+        self.assertEqual(s3.keys(bucket), [])
+        self.assertFalse(os.path.isdir(self.w.path("input", ".quarantine")) and
+                         os.listdir(self.w.path("input", ".quarantine")))
+        self.assertTrue(all(os.path.exists(p_) for p_ in docs.values()))
+        # The operator corrects the secret file: the sender reads it again, no restart.
+        tmp = entry["secret_key_file"] + ".new"
+        with open(tmp, "w") as fh:
+            fh.write(s3.secret_key + "\n")
+        os.replace(tmp, entry["secret_key_file"])
+        wait_until(lambda: len(s3.keys(bucket)) == len(docs), timeout=90, what="every file in the bucket")
+        for name in docs:
+            self.assertEqual(decrypt(self.keys["s3"], s3.get(bucket, name + ".xml.fernet")), self.received(name))
+        wait_until(lambda: ready_now()[0] == 200, timeout=30, what="/readyz ready again")
+        self.assertIsNone(p.poll(), "the sender was not restarted")
+        self.assertEqual(stop(p), 0)
+
+    def test_multipart_upload_killed_half_way_leaves_no_incomplete_upload(self):
+        s3 = S3Server()
+        bucket = s3.make_bucket("kill")
+        mib = 1 << 20
+        self.write_destinations([s3.destination("s3", bucket, self.w.root, payload="xml",
+                                                multipart_threshold=5 * mib, part_size=5 * mib)])
+        # ~60 MB of XML: a dozen parts, enough time to be killed in the middle.
+        rng = random.Random(7)
+        doc = {"rows": [{"i": i, "v": rng.random(), "s": "x" * 200} for i in range(200000)]}
+        write_json(self.w.path("input", "big.json"), doc)
+        p = self.w.start_sender(**self.sender_env())
+        wait_until(lambda: s3.incomplete_uploads(bucket), timeout=120, what="a multipart upload under way")
+        p.kill()
+        p.wait()
+        self.assertTrue(s3.incomplete_uploads(bucket), "the kill left the upload incomplete")
+        self.assertEqual(s3.keys(bucket), [])
+        r = self.w.run_sender_once(timeout=300, **self.sender_env())
+        self.assertEqual(r.returncode, 0, r.stderr.decode()[-3000:])
+        self.assertEqual(s3.incomplete_uploads(bucket), [])
+        head = s3.head(bucket, "big.xml")
+        self.assertIsNotNone(head)
+        self.assertRegex(head["etag"], r'^"[0-9a-f]{32}-\d+"$')  # the server assembled parts
+        self.assertIn("aborted 1 incomplete multipart upload", r.stderr.decode() + r.stdout.decode() +
+                      self.w.read("sender.log"))
+        xml = s3.get(bucket, "big.xml")
+        self.assertEqual(head["x-amz-meta-sha256"], hashlib.sha256(xml).hexdigest())
+        self.assertEqual(int(head["content-length"]), len(xml))
+
+
+if __name__ == "__main__":
+    unittest.main()
