@@ -19,6 +19,19 @@ start=$(date +%s)
 scripts/install-deps.sh --docker
 stage() { echo "== $1 ($(( $(date +%s) - start )) s so far)"; }
 
+# The file servers of the destination tests, started once for the whole run (every stage, every
+# test shares them: each test has a bucket or a directory of its own) and stopped by PID at exit.
+# Tests that stop or kill a server start one of their own.
+servers=$(mktemp -d /tmp/transfer-servers.XXXXXX)
+stop_servers() {
+  tests/support/servers/radosgw.sh stop "$servers/s3" >/dev/null 2>&1 || true
+  rm -rf "$servers"
+}
+trap stop_servers EXIT
+stage "test servers"
+tests/support/servers/radosgw.sh start "$servers/s3"
+export TRANSFER_S3_SERVER_DIR=$servers/s3
+
 stage "release build and tests"
 scripts/build.sh
 ctest --test-dir build --output-on-failure -j 2 "$@"

@@ -386,17 +386,18 @@ std::string Destination::url() const {
   auto bracketed = [](const std::string& h) {
     return h.find(':') != std::string::npos ? "[" + h + "]" : h;
   };
+  auto dir = [](const std::string& d) { return !d.empty() && d[0] == '/' ? d : "/" + d; };
   switch (type) {
     case DestinationType::kReceiver:
       return scheme + "://" + bracketed(host) + ":" + std::to_string(port) + uri;
     case DestinationType::kS3:
       return "s3://" + s3.bucket + "/" + s3.prefix;
     case DestinationType::kSftp:
-      return "sftp://" + sftp.user + "@" + bracketed(sftp.host) + ":" + std::to_string(sftp.port) + "/" +
-             sftp.remote_dir;
+      return "sftp://" + sftp.user + "@" + bracketed(sftp.host) + ":" + std::to_string(sftp.port) +
+             dir(sftp.remote_dir);
     case DestinationType::kFtps:
       return std::string(ftps.tls ? "ftps" : "ftp") + "://" + ftps.user + "@" + bracketed(ftps.host) + ":" +
-             std::to_string(ftps.port) + "/" + ftps.remote_dir;
+             std::to_string(ftps.port) + dir(ftps.remote_dir);
   }
   return {};
 }

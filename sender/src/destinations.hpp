@@ -56,7 +56,7 @@ struct S3Fields {
   std::string endpoint;  // https://host[:port] or http://...
   std::string region = "us-east-1";
   std::string bucket;
-  std::string prefix;  // prepended to the rendered name as is ("" or ending in '/': the user's choice)
+  std::string prefix;  // keys are prefix/name (a '/' added when it has none; see s3_object_key)
   bool path_style = false;
   std::string access_key_file;
   std::string secret_key_file;

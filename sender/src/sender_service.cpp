@@ -126,6 +126,11 @@ Result<std::unique_ptr<SenderService>> SenderService::create(const SenderConfig&
         lane->clients.push_back(std::move(*client));
       }
     }
+    if (lane->destination.type == DestinationType::kFtps && !lane->destination.ftps.tls) {
+      s->logger_->warn("destination={} url={} tls=false: plain FTP, the login, the password and "
+                       "every byte stored cross the network in the clear",
+                       lane->destination.name, lane->destination.url());
+    }
     if (lane->destination.payload == PayloadKind::kXml) {
       s->logger_->warn("destination={} url={} payload=xml: the plaintext XML is stored there (anyone "
                        "who can read it there reads the data)", lane->destination.name,

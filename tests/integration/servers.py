@@ -71,10 +71,21 @@ class S3Server:
             raise AssertionError("%s %s -> %d %s" % (method, path, status, body[:500]))
         return status, body
 
-    def make_bucket(self, prefix="it"):
+    def make_bucket(self, prefix="it", test=None):
+        """A new empty bucket; with `test`, emptied and removed at its cleanup (the server's
+        in-memory store is shared by the whole run)."""
         name = unique(prefix)
         self.curl("PUT", "/" + name)
+        if test is not None:
+            test.addCleanup(self.drop_bucket, name)
         return name
+
+    def drop_bucket(self, bucket):
+        for key, upload_id in self.incomplete_uploads(bucket):
+            self.curl("DELETE", "/%s/%s?uploadId=%s" % (bucket, key, upload_id), check=False)
+        for key in self.keys(bucket):
+            self.curl("DELETE", "/%s/%s" % (bucket, key), check=False)
+        self.curl("DELETE", "/" + bucket, check=False)
 
     def get(self, bucket, key):
         status, body = self.curl("GET", "/%s/%s" % (bucket, key), check=False)

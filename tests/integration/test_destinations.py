@@ -89,7 +89,7 @@ class DestinationsBase(unittest.TestCase):
 class FourDestinationsTest(DestinationsBase):
     def test_every_file_at_every_type_byte_identical(self):
         s3, sftp, ftps = S3Server(), SftpServer(), FtpsServer()
-        bucket, xml_bucket = s3.make_bucket("four"), s3.make_bucket("four-xml")
+        bucket, xml_bucket = s3.make_bucket("four", self), s3.make_bucket("four-xml", self)
         sftp_dir = sftp.make_dir("four")
         ftps_remote, ftps_dir = ftps.make_dir("four")
         self.write_destinations([
@@ -148,7 +148,7 @@ class FourDestinationsTest(DestinationsBase):
 class S3FaultsTest(DestinationsBase):
     def test_wrong_secret_yields_names_the_403_and_lands_once_corrected_without_restart(self):
         s3 = S3Server()
-        bucket = s3.make_bucket("secret")
+        bucket = s3.make_bucket("secret", self)
         entry = s3.destination("s3", bucket, self.w.root, key_file=self.key_for("s3"))
         with open(entry["secret_key_file"], "w") as fh:
             fh.write("not-the-secret\n")
@@ -188,7 +188,7 @@ class S3FaultsTest(DestinationsBase):
 
     def test_multipart_upload_killed_half_way_leaves_no_incomplete_upload(self):
         s3 = S3Server()
-        bucket = s3.make_bucket("kill")
+        bucket = s3.make_bucket("kill", self)
         mib = 1 << 20
         self.write_destinations([s3.destination("s3", bucket, self.w.root, payload="xml",
                                                 multipart_threshold=5 * mib, part_size=5 * mib)])

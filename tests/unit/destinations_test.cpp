@@ -205,7 +205,7 @@ TEST(Destinations, EachTypeTakesItsFieldsAndStoresUnderItsTemplate) {
   EXPECT_EQ(sftp.url(), "sftp://drop@sftp.example:22/upload");
   const Destination& ftp = (*list)[2];
   EXPECT_FALSE(ftp.ftps.tls);
-  EXPECT_EQ(ftp.url(), "ftp://u@ftp.example:2121//in");
+  EXPECT_EQ(ftp.url(), "ftp://u@ftp.example:2121/in");
   EXPECT_EQ(ftp.files(), (std::vector<std::pair<std::string, std::string>>{
                              {"key_file", "/keys/b"}, {"password_file", "/creds/pw"}}));
 }
