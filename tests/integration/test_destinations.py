@@ -217,3 +217,67 @@ class S3FaultsTest(DestinationsBase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class ReloadS3Test(DestinationsBase):
+    """The destinations file changed while files flow, an S3 destination added, moved to another
+    prefix and removed: no restart (one PID), nothing lost, nothing uploaded twice (the sender's own
+    account of each upload, and the keys under each prefix)."""
+
+    def test_s3_added_changed_removed_while_files_flow(self):
+        import re
+        s3 = S3Server()
+        bucket = s3.make_bucket("reload", self)
+        s3_entry = lambda prefix: s3.destination("s3", bucket, self.w.root, payload="xml", prefix=prefix)
+        self.write_destinations([self.receiver_entry()])
+        p = self.w.start_sender(**self.sender_env(METRICS_PORT="0"))
+        names = {}
+
+        def drop(prefix):
+            names[prefix] = list(self.docs(prefix, 10, seed=len(names)))
+            return names[prefix]
+
+        def at_receiver(batch):
+            wait_until(lambda: all(self.received(n) for n in batch), timeout=60, what="receiver has " + batch[0])
+
+        def under(prefix):
+            return sorted(k.split("/", 1)[1][:-len(".xml")] for k in s3.keys(bucket, prefix + "/"))
+
+        at_receiver(drop("a"))
+        # Added: it gets the files already in the input directory, then the new ones.
+        self.write_destinations([self.receiver_entry(), s3_entry("p1")])
+        wait_until(lambda: under("p1") == names["a"], timeout=60, what="a under p1")
+        b = drop("b")
+        at_receiver(b)
+        wait_until(lambda: under("p1") == sorted(names["a"] + b), timeout=60, what="b under p1")
+        # Changed: another prefix from its next upload; what was delivered is not sent again.
+        self.write_destinations([self.receiver_entry(), s3_entry("p2")])
+        wait_until(lambda: "s3=s3://%s/p2" % bucket in self.w.read("sender.log"), timeout=30, what="p2 in force")
+        c = drop("c")
+        at_receiver(c)
+        wait_until(lambda: under("p2") == c, timeout=60, what="c under p2")
+        self.assertEqual(under("p1"), sorted(names["a"] + b))
+        # Removed: nothing more reaches the bucket.
+        self.write_destinations([self.receiver_entry()])
+        wait_until(lambda: "destinations=\"rx=" in self.w.read("sender.log").rsplit("read again", 1)[-1],
+                   timeout=30, what="s3 removed")
+        d = drop("d")
+        at_receiver(d)
+        # A broken file keeps the destinations in force.
+        with open(self.dests, "w") as fh:
+            fh.write('{"destinations": [')
+        wait_until(lambda: "destinations_file" in self.w.read("sender.log").rsplit("read again", 1)[-1] or
+                   "does not parse" in self.w.read("sender.log") or "keeping" in self.w.read("sender.log"),
+                   timeout=30, what="the broken file noticed")
+        e = drop("e")
+        at_receiver(e)
+        self.assertEqual(sorted(s3.keys(bucket)), sorted(["p1/%s.xml" % n for n in names["a"] + b] +
+                                                         ["p2/%s.xml" % n for n in c]))
+        self.assertIsNone(p.poll(), "the sender was not restarted")
+        self.assertEqual(stop(p), 0)
+        log = self.w.read("sender.log")
+        for dest in ("rx", "s3"):
+            uploads = re.findall(r"delivered file=(\S+) destination=%s " % dest, log)
+            self.assertEqual(len(uploads), len(set(uploads)), "%s: a file uploaded twice" % dest)
+        self.assertEqual(len(re.findall(r"delivered file=\S+ destination=rx ", log)), 50)
+        self.assertEqual(len(re.findall(r"delivered file=\S+ destination=s3 ", log)), 30)
