@@ -13,3 +13,8 @@ find_package(LibXml2 REQUIRED)  # the receiver's XML checks (xml_check.cpp)
 # Unicode normalization (NFC) of upload names (upload_name.cpp): utf8proc rather than ICU, a small
 # C library (libutf8proc2: 0.5 MB installed; libicu72: 37 MB) for the one function we need.
 pkg_check_modules(UTF8PROC REQUIRED IMPORTED_TARGET libutf8proc)
+# The sender's SFTP client (sftp_client.cpp): libssh 0.10 (its known_hosts checks, ed25519 keys,
+# fsync@openssh.com).
+pkg_check_modules(LIBSSH REQUIRED IMPORTED_TARGET libssh)
+# The sender's FTPS client (ftps_client.cpp): libcurl 7.88 (explicit TLS, AUTH TLS + PROT P).
+pkg_check_modules(CURL REQUIRED IMPORTED_TARGET libcurl)
