@@ -1,6 +1,9 @@
 // The FTPS client against a real vsftpd (tests/support/servers/vsftpd.sh: explicit TLS required,
-// a virtual user chrooted to DIR/root, remote_dir /upload), started once per suite; and the
-// plain-FTP mode against a vsftpd without TLS. A missing vsftpd fails the tests.
+// a virtual user chrooted to DIR/root, files in /upload); and the plain-FTP mode against a vsftpd
+// without TLS. A missing vsftpd fails the tests. FtpsClientTest uses the server
+// TRANSFER_FTPS_SERVER_DIR names when set (shared with concurrent test processes), else starts
+// its own; the suites that stop or restart their server, or need it set up otherwise, always
+// start their own. Every test delivers into a directory of its own (test::TestArea) in /upload.
 
 #include "ftps_client.hpp"
 
@@ -8,6 +11,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <memory>
 #include <random>
 #include <string>
 #include <thread>
@@ -44,48 +48,59 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
 
 class FtpsServerTest : public ::testing::Test {
  protected:
-  static void start_server(const std::vector<std::string>& args) {
-    server_ = new ScriptedServer("vsftpd.sh", "transfer-vsftpd-");
+  static void start_own_server(const std::vector<std::string>& args) {
+    server_ = std::make_unique<ScriptedServer>("vsftpd.sh", "transfer-vsftpd-");
     started_ = server_->start(args);
   }
-  static void SetUpTestSuite() { start_server({}); }
-  static void TearDownTestSuite() {
-    delete server_;
-    server_ = nullptr;
-  }
+  static void SetUpTestSuite() { start_own_server({}); }
+  static void TearDownTestSuite() { server_.reset(); }
   void SetUp() override {
     ASSERT_TRUE(started_);
     if (!server_->running()) {
       ASSERT_TRUE(server_->start());
     }
-    test::empty_dir(upload_dir());
+    // The login writes as Debian's "ftp" user (vsftpd.sh: guest_username).
+    area_ = std::make_unique<test::TestArea>(server_->path("root/upload"), "ftp");
   }
+  void TearDown() override { area_.reset(); }
 
-  // The server's disk, where /upload of the chrooted login lands.
-  static std::string upload_dir() { return server_->path("root/upload"); }
-  static FtpsSettings settings() {
+  // The server's disk, where remote_dir() of the chrooted login lands.
+  std::string upload_dir() const { return area_->path(); }
+  std::string remote_dir() const { return "/upload/" + area_->name(); }
+  FtpsSettings settings() const {
     FtpsSettings s;
     s.host = "127.0.0.1";
     s.port = server_->port();
     s.user = "transfer";
     s.password = server_->read("password");
     while (!s.password.empty() && s.password.back() == '\n') s.password.pop_back();
-    s.remote_dir = "/upload";
+    s.remote_dir = remote_dir();
     s.ca_file = server_->path("ca.pem");
     s.connect_timeout_s = 5;
     s.io_timeout_s = 20;
     return s;
   }
 
-  static ScriptedServer* server_;
+  static std::unique_ptr<ScriptedServer> server_;
   static ::testing::AssertionResult started_;
+  std::unique_ptr<test::TestArea> area_;
   std::atomic<bool> cancel_{false};
 };
 
-ScriptedServer* FtpsServerTest::server_ = nullptr;
+std::unique_ptr<ScriptedServer> FtpsServerTest::server_;
 ::testing::AssertionResult FtpsServerTest::started_ = ::testing::AssertionFailure();
 
-using FtpsClientTest = FtpsServerTest;
+// The tests that leave the server as they found it: the run's shared server, if there is one.
+class FtpsClientTest : public FtpsServerTest {
+ protected:
+  static void SetUpTestSuite() {
+    server_ = ScriptedServer::shared_or_own("vsftpd.sh", "transfer-vsftpd-",
+                                            "TRANSFER_FTPS_SERVER_DIR", started_);
+  }
+};
+
+// The tests that stop, kill or restart the server: always their own.
+class FtpsClientOwnServerTest : public FtpsServerTest {};
 
 TEST_F(FtpsClientTest, StoresBytesIdenticalUnderTheFinalNameOnly) {
   FtpsClient client(settings(), cancel_);
@@ -97,8 +112,8 @@ TEST_F(FtpsClientTest, StoresBytesIdenticalUnderTheFinalNameOnly) {
     const SendOutcome out = client.put(name, bytes);
     ASSERT_EQ(out.fault, SendFault::kNone) << size << ": " << out.error;
     EXPECT_EQ(out.bytes_sent, size);
-    EXPECT_EQ(out.location,
-              "ftps://transfer@127.0.0.1:" + std::to_string(server_->port()) + "/upload/" + name);
+    EXPECT_EQ(out.location, "ftps://transfer@127.0.0.1:" + std::to_string(server_->port()) +
+                                remote_dir() + "/" + name);
     EXPECT_TRUE(test::read_file(upload_dir() + "/" + name) == content) << size;
     EXPECT_EQ(temporaries_in(upload_dir()), std::vector<std::string>{}) << size;
   }
@@ -109,8 +124,13 @@ TEST_F(FtpsClientTest, StoresBytesIdenticalUnderTheFinalNameOnly) {
   const std::string log = server_->read("vsftpd.log");
   EXPECT_NE(log.find("\"AUTH TLS\""), std::string::npos);
   EXPECT_NE(log.find("\"PROT P\""), std::string::npos);
-  EXPECT_NE(log.find("OK RENAME"), std::string::npos);
-  EXPECT_EQ(log.find("OK UPLOAD: Client \"127.0.0.1\", \"/upload/file"), std::string::npos)
+  for (const size_t size : sizes) {
+    const std::string name = "file " + std::to_string(size) + ".xml";
+    EXPECT_NE(log.find(".part " + remote_dir() + "/" + name + "\"\n"), std::string::npos)
+        << "no OK RENAME of a temporary file to " << name;
+  }
+  EXPECT_EQ(log.find("OK UPLOAD: Client \"127.0.0.1\", \"" + remote_dir() + "/file"),
+            std::string::npos)
       << "an upload went to a final name directly";
 }
 
@@ -133,7 +153,7 @@ TEST_F(FtpsClientTest, FailLeavesAnExistingFileAndGivesUpOnTheFile) {
   MemoryBytes bytes("the new content");
   const SendOutcome out = client.put("same.xml", bytes);
   EXPECT_EQ(out.fault, SendFault::kPermanent) << out.error;
-  EXPECT_NE(out.error.find("/upload/same.xml exists"), std::string::npos) << out.error;
+  EXPECT_NE(out.error.find(remote_dir() + "/same.xml exists"), std::string::npos) << out.error;
   EXPECT_EQ(out.bytes_sent, 0u);
   EXPECT_EQ(test::read_file(upload_dir() + "/same.xml"), "the old content");
   EXPECT_EQ(list_dir(upload_dir()), std::vector<std::string>{"same.xml"});
@@ -234,7 +254,7 @@ TEST_F(FtpsClientTest, NamesThatCannotBeStoredArePermanent) {
   EXPECT_EQ(client.stats().connects, 0u);
 }
 
-TEST_F(FtpsClientTest, ServerKilledMidTransferLeavesNoFinalFileAndTheNextPutCleansUp) {
+TEST_F(FtpsClientOwnServerTest, ServerKilledMidTransferLeavesNoFinalFileAndTheNextPutCleansUp) {
   FtpsClient client(settings(), cancel_);
   GeneratedBytes big(256ull << 20, 4ull << 20);
   std::thread killer([&] {
@@ -288,7 +308,7 @@ TEST_F(FtpsClientTest, CancelledBeforeAPutSendsNothing) {
   EXPECT_EQ(list_dir(upload_dir()), std::vector<std::string>{});
 }
 
-TEST_F(FtpsClientTest, AConnectionTheServerClosedIsReplaced) {
+TEST_F(FtpsClientOwnServerTest, AConnectionTheServerClosedIsReplaced) {
   FtpsClient client(settings(), cancel_);
   MemoryBytes bytes("<a/>");
   ASSERT_EQ(client.put("a.xml", bytes).fault, SendFault::kNone);
@@ -302,7 +322,7 @@ TEST_F(FtpsClientTest, AConnectionTheServerClosedIsReplaced) {
 // vsftpd without TLS: plain FTP only when the destination says "tls": false.
 class PlainFtpServerTest : public FtpsServerTest {
  protected:
-  static void SetUpTestSuite() { start_server({"--plain"}); }
+  static void SetUpTestSuite() { start_own_server({"--plain"}); }
 };
 
 TEST_F(PlainFtpServerTest, StoresWithTlsOff) {
@@ -312,8 +332,8 @@ TEST_F(PlainFtpServerTest, StoresWithTlsOff) {
   MemoryBytes bytes("<a/>");
   const SendOutcome out = client.put("a.xml", bytes);
   ASSERT_EQ(out.fault, SendFault::kNone) << out.error;
-  EXPECT_EQ(out.location,
-            "ftp://transfer@127.0.0.1:" + std::to_string(server_->port()) + "/upload/a.xml");
+  EXPECT_EQ(out.location, "ftp://transfer@127.0.0.1:" + std::to_string(server_->port()) +
+                              remote_dir() + "/a.xml");
   EXPECT_EQ(test::read_file(upload_dir() + "/a.xml"), "<a/>");
 }
 

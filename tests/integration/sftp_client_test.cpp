@@ -1,6 +1,9 @@
 // The SFTP client against a real OpenSSH server (tests/support/servers/sshd.sh: Debian's sshd and
-// sftp-server on a free loopback port, key-only root login), started once per suite. A missing
-// sshd fails the tests rather than skipping them.
+// sftp-server on a free loopback port, key-only root login). A missing sshd fails the tests
+// rather than skipping them. SftpClientTest uses the server TRANSFER_SFTP_SERVER_DIR names when
+// set (shared with concurrent test processes), else starts its own; the suites that stop, kill
+// or restart their server, or need it set up otherwise, always start their own. Every test
+// delivers into a directory of its own (test::TestArea) in the server's upload directory.
 
 #include "sftp_client.hpp"
 
@@ -8,6 +11,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <memory>
 #include <random>
 #include <string>
 #include <thread>
@@ -48,30 +52,26 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
-// One server for the suite; each test starts with an empty upload directory.
+// One server for the suite; each test delivers into an empty directory of its own.
 class SftpServerTest : public ::testing::Test {
  protected:
-  static std::vector<std::string> server_args() { return {}; }
-
-  static void start_server(const std::vector<std::string>& args) {
-    server_ = new ScriptedServer("sshd.sh", "transfer-sshd-");
+  static void start_own_server(const std::vector<std::string>& args) {
+    server_ = std::make_unique<ScriptedServer>("sshd.sh", "transfer-sshd-");
     started_ = server_->start(args);
   }
-  static void SetUpTestSuite() { start_server({}); }
-  static void TearDownTestSuite() {
-    delete server_;
-    server_ = nullptr;
-  }
+  static void SetUpTestSuite() { start_own_server({}); }
+  static void TearDownTestSuite() { server_.reset(); }
   void SetUp() override {
     ASSERT_TRUE(started_);
     if (!server_->running()) {
       ASSERT_TRUE(server_->start());  // a test that killed it
     }
-    test::empty_dir(upload_dir());
+    area_ = std::make_unique<test::TestArea>(server_->path("upload"), "");
   }
+  void TearDown() override { area_.reset(); }
 
-  static std::string upload_dir() { return server_->path("upload"); }
-  static SftpSettings settings() {
+  std::string upload_dir() const { return area_->path(); }
+  SftpSettings settings() const {
     SftpSettings s;
     s.host = "127.0.0.1";
     s.port = server_->port();
@@ -89,15 +89,26 @@ class SftpServerTest : public ::testing::Test {
     return fp;
   }
 
-  static ScriptedServer* server_;
+  static std::unique_ptr<ScriptedServer> server_;
   static ::testing::AssertionResult started_;
+  std::unique_ptr<test::TestArea> area_;
   std::atomic<bool> cancel_{false};
 };
 
-ScriptedServer* SftpServerTest::server_ = nullptr;
+std::unique_ptr<ScriptedServer> SftpServerTest::server_;
 ::testing::AssertionResult SftpServerTest::started_ = ::testing::AssertionFailure();
 
-using SftpClientTest = SftpServerTest;
+// The tests that leave the server as they found it: the run's shared server, if there is one.
+class SftpClientTest : public SftpServerTest {
+ protected:
+  static void SetUpTestSuite() {
+    server_ = ScriptedServer::shared_or_own("sshd.sh", "transfer-sshd-", "TRANSFER_SFTP_SERVER_DIR",
+                                            started_);
+  }
+};
+
+// The tests that stop, kill or restart the server: always their own.
+class SftpClientOwnServerTest : public SftpServerTest {};
 
 TEST_F(SftpClientTest, StoresBytesIdenticalUnderTheFinalNameOnly) {
   SftpClient client(settings(), cancel_);
@@ -272,7 +283,7 @@ TEST_F(SftpClientTest, NamesThatCannotBeStoredArePermanent) {
   EXPECT_EQ(client.stats().connects, 0u);
 }
 
-TEST_F(SftpClientTest, ServerKilledMidTransferLeavesNoFinalFileAndTheNextPutCleansUp) {
+TEST_F(SftpClientOwnServerTest, ServerKilledMidTransferLeavesNoFinalFileAndTheNextPutCleansUp) {
   SftpClient client(settings(), cancel_);
   GeneratedBytes big(256ull << 20, 4ull << 20);  // 256 MiB, pausing after 4 MiB
   std::thread killer([&] {
@@ -333,7 +344,7 @@ TEST_F(SftpClientTest, CancelledBeforeAPutSendsNothing) {
   EXPECT_EQ(list_dir(upload_dir()), std::vector<std::string>{});
 }
 
-TEST_F(SftpClientTest, ASessionTheServerClosedIsReopenedAtOnce) {
+TEST_F(SftpClientOwnServerTest, ASessionTheServerClosedIsReopenedAtOnce) {
   SftpClient client(settings(), cancel_);
   MemoryBytes bytes("<a/>");
   ASSERT_EQ(client.put("a.xml", bytes).fault, SendFault::kNone);
@@ -349,7 +360,7 @@ TEST_F(SftpClientTest, ASessionTheServerClosedIsReopenedAtOnce) {
 // fsync@openssh.com either, and the client does not ask.
 class SftpServerRefusingFsyncTest : public SftpServerTest {
  protected:
-  static void SetUpTestSuite() { start_server({"-P", "fsync"}); }
+  static void SetUpTestSuite() { start_own_server({"-P", "fsync"}); }
 };
 
 TEST_F(SftpServerRefusingFsyncTest, StoresWithoutFsync) {

@@ -2,7 +2,9 @@
 // Real file servers for GoogleTest tests: tests/support/servers/sshd.sh (OpenSSH, SFTP) and
 // vsftpd.sh (FTP with explicit TLS), each started in a temp dir of its own and stopped by its
 // PID. start() returns once the server greets (the scripts poll with a deadline): ~0.3 s each.
-// The scripts run as root (the tests do: sshd and vsftpd need it).
+// The scripts run as root (the tests do: sshd and vsftpd need it). Tests that leave the server
+// running may instead attach to one the test command started for the whole run (its DIR in
+// TRANSFER_SFTP_SERVER_DIR or TRANSFER_FTPS_SERVER_DIR), each in a TestArea of its own.
 //
 // Also: bytes made on the fly that pause at a given offset until released (a test acts on the
 // server in the middle of a transfer), and polling with a deadline.
@@ -11,6 +13,7 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <pwd.h>
 #include <spawn.h>
 #include <stdlib.h>
 #include <sys/socket.h>
@@ -24,6 +27,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <memory>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -164,6 +168,8 @@ class SilentListener {
 // One server run by a script of tests/support/servers in a temp dir of its own:
 //   <script> start DIR [args] | stop DIR | kill DIR
 // start prints "key=value ..." (port=, pid=, and more), read into fields().
+// Or, made by attach(), a server someone else started in their DIR and stops: this object
+// never starts, stops, kills or removes it (stop() and kill() fail the test).
 class ScriptedServer {
  public:
   ScriptedServer(std::string script, const std::string& prefix)
@@ -177,14 +183,60 @@ class ScriptedServer {
   ScriptedServer(const ScriptedServer&) = delete;
   ScriptedServer& operator=(const ScriptedServer&) = delete;
   ~ScriptedServer() {
-    stop();
+    if (attached_) return;
+    // Even after kill(): the script then removes what it made outside DIR (vsftpd's PAM file).
+    if (started_once_) {
+      std::string output;
+      if (!run({"stop", dir_}, output)) ADD_FAILURE() << script_ << " stop:\n" << output;
+    }
     if (std::getenv("TRANSFER_KEEP_WORKDIR") != nullptr) return;  // for a post-mortem
     std::error_code ec;
     std::filesystem::remove_all(dir_, ec);
   }
 
+  // The server running in `dir` (its script's DIR: port and pid files): fails unless its pid
+  // file names a live process.
+  static std::unique_ptr<ScriptedServer> attach(std::string script, const std::string& dir,
+                                                ::testing::AssertionResult& ok) {
+    std::unique_ptr<ScriptedServer> server(new ScriptedServer(std::move(script)));
+    server->dir_ = dir;
+    server->attached_ = true;
+    std::string pid = read_file(dir + "/pid");
+    while (!pid.empty() && (pid.back() == '\n' || pid.back() == '\r')) pid.pop_back();
+    server->port_ = std::atoi(read_file(dir + "/port").c_str());
+    if (pid.empty() || server->port_ <= 0 || ::access(("/proc/" + pid).c_str(), F_OK) != 0) {
+      ok = ::testing::AssertionFailure() << "no server of " << server->script_ << " running in "
+                                         << dir << " (its pid and port files)";
+      return server;
+    }
+    server->fields_["pid"] = pid;
+    server->fields_["port"] = std::to_string(server->port_);
+    server->running_ = true;
+    ok = ::testing::AssertionSuccess();
+    return server;
+  }
+
+  // For tests that leave their server running: the one whose DIR the environment variable
+  // `env_var` names (started once for the whole run by the test command), else one of their
+  // own, started with no arguments.
+  static std::unique_ptr<ScriptedServer> shared_or_own(std::string script,
+                                                       const std::string& prefix,
+                                                       const char* env_var,
+                                                       ::testing::AssertionResult& ok) {
+    const char* shared = std::getenv(env_var);
+    if (shared != nullptr && *shared != '\0') return attach(std::move(script), shared, ok);
+    auto server = std::make_unique<ScriptedServer>(std::move(script), prefix);
+    ok = server->start();
+    return server;
+  }
+
   // Starts the server (again after stop() or kill(): same port, keys and certificates).
   ::testing::AssertionResult start(const std::vector<std::string>& args = {}) {
+    if (attached_) {
+      return ::testing::AssertionFailure()
+             << "the shared server in " << dir_ << " is not this test's to start";
+    }
+    started_once_ = true;
     const auto began = std::chrono::steady_clock::now();
     std::vector<std::string> argv = {"start", dir_};
     argv.insert(argv.end(), args.begin(), args.end());
@@ -211,6 +263,7 @@ class ScriptedServer {
 
   int port() const { return port_; }
   bool running() const { return running_; }
+  bool attached() const { return attached_; }
   double start_seconds() const { return start_seconds_; }
   const std::string& dir() const { return dir_; }
   std::string path(const std::string& name) const { return dir_ + "/" + name; }
@@ -222,7 +275,14 @@ class ScriptedServer {
   }
 
  private:
+  explicit ScriptedServer(std::string script)
+      : script_(std::string(TRANSFER_SERVER_SCRIPTS) + "/" + std::move(script)) {}
+
   void end(const char* how) {
+    if (attached_) {
+      ADD_FAILURE() << how << ": the shared server in " << dir_ << " is not this test's to end";
+      return;
+    }
     if (!running_) return;
     std::string output;
     if (!run({how, dir_}, output)) ADD_FAILURE() << script_ << " " << how << ":\n" << output;
@@ -263,7 +323,47 @@ class ScriptedServer {
   std::map<std::string, std::string> fields_;
   int port_ = 0;
   bool running_ = false;
+  bool attached_ = false;
+  bool started_once_ = false;
   double start_seconds_ = 0;
+};
+
+// A directory of this test's own in `parent` (a server's upload directory, possibly shared by
+// concurrent tests of other processes): "<suite>.<test>-<pid>", made empty, owned by `owner`
+// (the user the server writes as; "" keeps root). Removed by the destructor (unless
+// TRANSFER_KEEP_WORKDIR is set).
+class TestArea {
+ public:
+  TestArea(const std::string& parent, const std::string& owner) {
+    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    name_ = std::string(info->test_suite_name()) + "." + info->name() + "-" +
+            std::to_string(::getpid());
+    path_ = parent + "/" + name_;
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+    if (!std::filesystem::create_directory(path_, ec)) {
+      ADD_FAILURE() << "cannot make " << path_ << ": " << ec.message();
+    }
+    if (!owner.empty()) {
+      const passwd* user = ::getpwnam(owner.c_str());
+      if (user == nullptr || ::chown(path_.c_str(), user->pw_uid, user->pw_gid) != 0) {
+        ADD_FAILURE() << "cannot give " << path_ << " to " << owner << ": " << std::strerror(errno);
+      }
+    }
+  }
+  TestArea(const TestArea&) = delete;
+  TestArea& operator=(const TestArea&) = delete;
+  ~TestArea() {
+    if (std::getenv("TRANSFER_KEEP_WORKDIR") != nullptr) return;
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  const std::string& name() const { return name_; }  // the directory's own name
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string name_;
+  std::string path_;
 };
 
 }  // namespace transfer::test
