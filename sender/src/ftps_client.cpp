@@ -347,7 +347,38 @@ FtpsClient::Step FtpsClient::perform(FtpExchange& ex, Request request, const std
     if (!ex.command.empty()) why += " (to " + ex.command + ")";
     why += ": " + ex.reply;
   }
-  step.error = where() + ": " + why;
+  // The step: this request's own, unless it failed before the login was through (a new control
+  // connection: TCP, greeting, AUTH TLS, USER/PASS, PBSZ/PROT), or entering remote_dir.
+  const bool connecting = !ex.got_reply || ex.command.empty() || ex.command == "AUTH" ||
+                          ex.command == "USER" || ex.command == "PASS" || ex.command == "PBSZ" ||
+                          ex.command == "PROT" || code == CURLE_LOGIN_DENIED ||
+                          code == CURLE_COULDNT_CONNECT || code == CURLE_COULDNT_RESOLVE_HOST ||
+                          is_tls_failure(code);
+  std::string what;
+  if (code == CURLE_REMOTE_ACCESS_DENIED) {
+    what.clear();  // "remote_dir ... cannot be entered" says it
+  } else if (connecting) {
+    what = "connecting: ";
+  } else {
+    const std::string path = remote_path(settings_.remote_dir, name);
+    switch (request) {
+      case Request::kExists:
+        what = "SIZE " + path + ": ";
+        break;
+      case Request::kUpload:
+        what = "upload to " + path + ": ";
+        break;
+      case Request::kRename:
+        what = "rename " + path + " to " + remote_path(settings_.remote_dir, other) + ": ";
+        break;
+      case Request::kDelete:
+        what = "delete " + path + ": ";
+        break;
+      case Request::kProbe:
+        break;
+    }
+  }
+  step.error = where() + ": " + what + why;
   return step;
 }
 
@@ -394,6 +425,11 @@ SendOutcome FtpsClient::put(const std::string& name, StoredBytes& bytes) {
   if (auto checked = check_remote_file_name(name); !checked.ok()) {
     out.fault = SendFault::kPermanent;
     out.error = where() + ": " + checked.error().message;
+    return out;
+  }
+  if (cancel_.load()) {  // nothing sent, not even a connection opened
+    out.fault = SendFault::kTransient;
+    out.error = where() + ": cancelled (shutting down)";
     return out;
   }
   remove_leftovers();
@@ -505,6 +541,9 @@ FtpsClient::Step FtpsClient::store(const std::string& name, StoredBytes& bytes, 
 ProbeOutcome FtpsClient::probe() {
   std::lock_guard lock(mu_);
   aborted_.store(false);
+  if (cancel_.load()) {
+    return ProbeOutcome{SendFault::kTransient, where() + ": cancelled (shutting down)"};
+  }
   remove_leftovers();
   FtpExchange ex;
   Step step = perform(ex, Request::kProbe, "");
