@@ -8,7 +8,8 @@ pkgs=(build-essential cmake ninja-build pkg-config libcpp-httplib-dev libssl-dev
       nlohmann-json3-dev libsqlite3-dev libspdlog-dev libgtest-dev libgmock-dev libcli11-dev
       openssl curl sqlite3 python3 python3-flask gunicorn python3-requests python3-cryptography
       python3-dicttoxml python3-cryptography-vectors iproute2 iptables clang libclang-rt-14-dev
-      libxml2-utils clamav-daemon libutf8proc-dev libcurl4-openssl-dev)
+      libxml2-utils clamav-daemon libutf8proc-dev libssh-dev libcurl4-openssl-dev
+      openssh-server vsftpd libpam-pwdfile)
 # Installed without their recommends: only promtool is wanted of prometheus (it checks the
 # /metrics pages); radosgw with one monitor and one OSD is the S3 server of the S3 client's tests
 # (tests/support/servers/radosgw.sh; ceph-common, monmaptool and radosgw-admin come with them).

@@ -32,7 +32,7 @@
 #   - paxos propose interval 0.05 s (default 1 s): each pool radosgw makes waits for a monitor
 #     proposal; the whole start takes ~2.5 s instead of ~16 s.
 # About 130 MB of memory for the three daemons (mon 36, osd 49, radosgw 46 MB RSS) plus what is
-# stored (memstore holds at most 1 GiB).
+# stored (memstore holds at most 1 GiB, or RADOSGW_MEMSTORE_BYTES).
 set -euo pipefail
 
 usage() { echo "usage: $0 start|stop|start-rgw|stop-rgw DIR" >&2; exit 2; }
@@ -40,6 +40,7 @@ usage() { echo "usage: $0 start|stop|start-rgw|stop-rgw DIR" >&2; exit 2; }
 cmd=$1
 dir=$2
 START_TIMEOUT=${RADOSGW_START_TIMEOUT:-90}  # seconds for the whole start
+MEMSTORE_BYTES=${RADOSGW_MEMSTORE_BYTES:-1073741824}  # the OSD's in-memory store (bench: larger)
 
 die() {
   echo "radosgw.sh: $*" >&2
@@ -183,7 +184,7 @@ mon data avail crit = 0
 paxos propose interval = 0.05
 paxos min wait = 0.01
 osd objectstore = memstore
-memstore device bytes = 1073741824
+memstore device bytes = $MEMSTORE_BYTES
 
 [mon]
 mon data = $dir/mon
