@@ -25,12 +25,17 @@ stage() { echo "== $1 ($(( $(date +%s) - start )) s so far)"; }
 servers=$(mktemp -d /tmp/transfer-servers.XXXXXX)
 stop_servers() {
   tests/support/servers/radosgw.sh stop "$servers/s3" >/dev/null 2>&1 || true
+  tests/support/servers/sshd.sh stop "$servers/sftp" >/dev/null 2>&1 || true
+  tests/support/servers/vsftpd.sh stop "$servers/ftps" >/dev/null 2>&1 || true
   rm -rf "$servers"
 }
 trap stop_servers EXIT
 stage "test servers"
 tests/support/servers/radosgw.sh start "$servers/s3"
-export TRANSFER_S3_SERVER_DIR=$servers/s3
+tests/support/servers/sshd.sh start "$servers/sftp"
+tests/support/servers/vsftpd.sh start "$servers/ftps"
+export TRANSFER_S3_SERVER_DIR=$servers/s3 TRANSFER_SFTP_SERVER_DIR=$servers/sftp \
+  TRANSFER_FTPS_SERVER_DIR=$servers/ftps
 
 stage "release build and tests"
 scripts/build.sh

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <nlohmann/json.hpp>
 
+#include "file_server_stores.hpp"
 #include "outbox_store.hpp"
 #include "s3_store.hpp"
 #include "transfer/fernet.hpp"
@@ -155,14 +156,18 @@ Result<std::unique_ptr<DestinationClient>> make_destination_client(
       if (!store) return store.error();
       return store_client(destination, std::move(*store));
     }
-    case DestinationType::kSftp:
-    case DestinationType::kFtps:
-      break;
+    case DestinationType::kSftp: {
+      auto store = make_sftp_store(destination, config, cancel);
+      if (!store) return store.error();
+      return store_client(destination, std::move(*store));
+    }
+    case DestinationType::kFtps: {
+      auto store = make_ftps_store(destination, config, cancel);
+      if (!store) return store.error();
+      return store_client(destination, std::move(*store));
+    }
   }
-  return make_error(ErrorCode::kInvalidArgument,
-                    "destination " + destination.name + ": type " +
-                        std::string(destination_type_name(destination.type)) +
-                        " is not available in this build");
+  return make_error(ErrorCode::kInvalidArgument, "destination " + destination.name + ": unknown type");
 }
 
 }  // namespace transfer::sender

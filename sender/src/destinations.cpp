@@ -318,6 +318,12 @@ Result<Destination> read_entry(const json& entry, EntryReader& r, const SenderCo
     if (!text->empty()) {
       auto parsed = NameTemplate::parse(*text);
       if (!parsed) return r.bad("name_template", parsed.error().message);
+      if (d.type != DestinationType::kS3 && text->find('/') != std::string::npos) {
+        return r.bad("name_template", "'" + *text + "' has a '/': an " +
+                                          std::string(destination_type_name(d.type)) +
+                                          " destination stores files in remote_dir itself (name "
+                                          "the directory there)");
+      }
       d.name_template = *parsed;
     }
   }

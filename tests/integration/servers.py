@@ -106,9 +106,10 @@ class S3Server:
         """Every key under prefix (ListObjectsV2, every page)."""
         out, token = [], None
         for _ in range(1000):
-            q = "?list-type=2&max-keys=1000&prefix=" + prefix
-            if token:
-                q += "&continuation-token=" + token
+            # Sorted and encoded as SigV4's canonical query is: curl signs it as written.
+            from urllib.parse import quote
+            q = "?" + ("continuation-token=%s&" % quote(token, safe="") if token else "")
+            q += "list-type=2&max-keys=1000&prefix=" + quote(prefix, safe="")
             _, body = self.curl("GET", "/%s%s" % (bucket, q))
             root = ET.fromstring(body)
             out += [c.find(S3_NS + "Key").text for c in root.findall(S3_NS + "Contents")]
