@@ -24,6 +24,14 @@ class FileServerStore : public ObjectStore {
   }
   ProbeOutcome probe() override { return client_.probe(); }
   void abort() override { client_.abort(); }
+  // What a killed sender left: its temporary names in remote_dir.
+  Result<std::string> recover() override {
+    auto removed = client_.remove_temporaries();
+    if (!removed) return removed.error();
+    if (*removed == 0) return std::string();
+    return "removed " + std::to_string(*removed) + " temporary file(s) left by an earlier run in " +
+           client_.location_for("");
+  }
 
  private:
   Client client_;

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <map>
 #include <mutex>
 
 namespace transfer::sender {
@@ -147,6 +148,7 @@ struct FtpExchange {
   std::string command;  // the last command's verb (never its argument: PASS carries the password)
   double content_length = -1;
   int greetings = 0;  // control connections opened
+  std::string listing;  // NLST's answer (Request::kList)
   char error_buffer[CURL_ERROR_SIZE] = {};
 };
 
@@ -161,6 +163,15 @@ struct FtpsClient::Step {
 namespace {
 
 size_t discard(char*, size_t size, size_t count, void*) { return size * count; }
+
+constexpr size_t kMaxListingBytes = 16 << 20;  // a remote_dir of ~100,000 names
+
+size_t collect_listing(char* data, size_t size, size_t count, void* user) {
+  auto* listing = static_cast<std::string*>(user);
+  if (listing->size() + size * count > kMaxListingBytes) return 0;  // ends the transfer
+  listing->append(data, size * count);
+  return size * count;
+}
 
 size_t read_piece(char* buffer, size_t size, size_t count, void* user) {
   auto* ex = static_cast<FtpExchange*>(user);
@@ -205,10 +216,34 @@ int on_debug(CURL*, curl_infotype type, char* data, size_t size, void* user) {
 
 }  // namespace
 
+struct FtpsClient::Leftovers {
+  std::mutex mu;
+  std::vector<std::string> names;
+};
+
+namespace {
+
+// One list per login, server and remote_dir for as long as a client of it exists.
+std::shared_ptr<FtpsClient::Leftovers> leftovers_for(const std::string& where) {
+  static std::mutex mu;
+  static std::map<std::string, std::weak_ptr<FtpsClient::Leftovers>> all;
+  std::lock_guard lock(mu);
+  auto& slot = all[where];
+  auto list = slot.lock();
+  if (!list) {
+    list = std::make_shared<FtpsClient::Leftovers>();
+    slot = list;
+  }
+  return list;
+}
+
+}  // namespace
+
 FtpsClient::FtpsClient(FtpsSettings settings, const std::atomic<bool>& cancel)
     : settings_(std::move(settings)), cancel_(cancel), curl_(std::make_unique<CurlHandle>()) {
   global_init();
   curl_->easy.reset(curl_easy_init());
+  leftovers_ = leftovers_for(location_for(""));
 }
 
 FtpsClient::~FtpsClient() = default;
@@ -251,7 +286,8 @@ FtpsClient::Step FtpsClient::perform(FtpExchange& ex, Request request, const std
   const long io_s = std::max(1L, std::lround(settings_.io_timeout_s));
   const bool tls = settings_.tls;
   const bool directory =
-      request == Request::kRename || request == Request::kDelete || request == Request::kProbe;
+      request == Request::kRename || request == Request::kDelete || request == Request::kProbe ||
+      request == Request::kList;
   const std::string url =
       ftp_url(settings_.host, settings_.port, settings_.remote_dir, directory ? "" : name);
   CurlSlistPtr quote;
@@ -305,6 +341,10 @@ FtpsClient::Step FtpsClient::perform(FtpExchange& ex, Request request, const std
     curl_easy_setopt(curl, CURLOPT_READDATA, &ex);
     curl_easy_setopt(curl, CURLOPT_SEEKFUNCTION, &seek_start);
     curl_easy_setopt(curl, CURLOPT_SEEKDATA, &ex);
+  } else if (request == Request::kList) {
+    curl_easy_setopt(curl, CURLOPT_DIRLISTONLY, 1L);  // NLST: names only
+    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, &collect_listing);
+    curl_easy_setopt(curl, CURLOPT_WRITEDATA, &ex.listing);
   } else {
     curl_easy_setopt(curl, CURLOPT_NOBODY, 1L);  // SIZE for a file; CWD only for a directory
     if (quote) curl_easy_setopt(curl, CURLOPT_POSTQUOTE, quote.get());
@@ -404,17 +444,65 @@ FtpsClient::Step FtpsClient::exists(const std::string& name, bool& found) {
 }
 
 void FtpsClient::remove_leftovers() {
-  while (!leftovers_.empty()) {
+  std::vector<std::string> names;
+  {
+    std::lock_guard lock(leftovers_->mu);
+    names.swap(leftovers_->names);
+  }
+  while (!names.empty()) {
     FtpExchange ex;
-    Step step = perform(ex, Request::kDelete, leftovers_.back());
+    Step step = perform(ex, Request::kDelete, names.back());
     if (step.ok()) {
       std::lock_guard lock(stats_mu_);
       ++stats_.temporaries_removed;
     } else if (step.curl_code != CURLE_QUOTE_ERROR) {
-      return;  // not now (no connection): at the next put
+      break;  // not now (no connection): at the next put
     }
-    leftovers_.pop_back();  // deleted, or refused (550: gone already)
+    names.pop_back();  // deleted, or refused (550: gone already)
   }
+  add_leftovers(std::move(names));
+}
+
+void FtpsClient::add_leftovers(std::vector<std::string> names) {
+  if (names.empty()) return;
+  std::lock_guard lock(leftovers_->mu);
+  for (auto& n : names) {
+    if (leftovers_->names.size() < kMaxLeftovers) leftovers_->names.push_back(std::move(n));
+  }
+}
+
+Result<size_t> FtpsClient::remove_temporaries() {
+  std::lock_guard lock(mu_);
+  aborted_.store(false);
+  FtpExchange ex;
+  Step listed = perform(ex, Request::kList, "");
+  if (!listed.ok()) return make_error(ErrorCode::kIo, listed.error);
+  size_t removed = 0;
+  size_t found = 0;
+  size_t start = 0;
+  while (start < ex.listing.size()) {
+    size_t end = ex.listing.find('\n', start);
+    if (end == std::string::npos) end = ex.listing.size();
+    std::string name = ex.listing.substr(start, end - start);
+    start = end + 1;
+    if (!name.empty() && name.back() == '\r') name.pop_back();
+    const size_t slash = name.rfind('/');  // some servers answer NLST with paths
+    if (slash != std::string::npos) name.erase(0, slash + 1);
+    if (!is_temporary_name(name)) continue;
+    ++found;
+    FtpExchange del;
+    if (perform(del, Request::kDelete, name).ok()) ++removed;
+  }
+  {
+    std::lock_guard stats_lock(stats_mu_);
+    stats_.temporaries_removed += removed;
+  }
+  if (removed < found) {
+    return make_error(ErrorCode::kIo, where() + ": " + std::to_string(found - removed) +
+                                          " temporary file(s) in " + settings_.remote_dir +
+                                          " could not be deleted");
+  }
+  return removed;
 }
 
 SendOutcome FtpsClient::put(const std::string& name, StoredBytes& bytes) {
@@ -467,10 +555,7 @@ FtpsClient::Step FtpsClient::store(const std::string& name, StoredBytes& bytes, 
   auto abandon = [&](Step why) {
     FtpExchange ex;
     Step deleted = perform(ex, Request::kDelete, temp);
-    if (!deleted.ok() && deleted.curl_code != CURLE_QUOTE_ERROR &&
-        leftovers_.size() < kMaxLeftovers) {
-      leftovers_.push_back(temp);
-    }
+    if (!deleted.ok() && deleted.curl_code != CURLE_QUOTE_ERROR) add_leftovers({temp});
     return why;
   };
 

@@ -82,6 +82,12 @@ class FtpsClient {
   ProbeOutcome probe();
   // From another thread: ends a put or probe in progress within a second (kTransient, "aborted").
   void abort();
+  // Deletes every temporary name (is_temporary_name) in remote_dir: what an earlier run of the
+  // sender, killed in the middle of a transfer, left there. Only when no upload of this process
+  // to remote_dir is in progress (the sender calls it before a destination's first upload).
+  Result<size_t> remove_temporaries();
+
+  struct Leftovers;  // see leftovers_
 
   FtpsStats stats() const;
   std::string location_for(const std::string& name) const;
@@ -89,12 +95,13 @@ class FtpsClient {
 
  private:
   struct Step;
-  enum class Request { kExists, kUpload, kRename, kDelete, kProbe };
+  enum class Request { kExists, kUpload, kRename, kDelete, kProbe, kList };
   Step perform(FtpExchange& ex, Request request, const std::string& name,
                StoredBytes* bytes = nullptr, const std::string& other = {});
   Step exists(const std::string& name, bool& found);
   Step store(const std::string& name, StoredBytes& bytes, uint64_t& sent);
   void remove_leftovers();
+  void add_leftovers(std::vector<std::string> names);
   std::string where() const;
 
   FtpsSettings settings_;
@@ -103,7 +110,9 @@ class FtpsClient {
   std::mutex mu_;
   struct CurlHandle;
   std::unique_ptr<CurlHandle> curl_;
-  std::vector<std::string> leftovers_;  // temporary names in remote_dir to delete
+  // Temporary names in remote_dir to delete, shared by every client of this process with the
+  // same login, server and remote_dir (a retry may run on another worker's client).
+  std::shared_ptr<Leftovers> leftovers_;
   mutable std::mutex stats_mu_;
   FtpsStats stats_;
 };

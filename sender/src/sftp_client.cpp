@@ -16,6 +16,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <map>
 
 #include "transfer/file_util.hpp"
 
@@ -293,9 +294,34 @@ struct SftpClient::Step {
   bool ok() const { return fault == SendFault::kNone; }
 };
 
+struct SftpClient::Leftovers {
+  std::mutex mu;
+  std::vector<std::string> paths;
+};
+
+namespace {
+
+// One list per user@host:port for as long as a client of that login exists.
+std::shared_ptr<SftpClient::Leftovers> leftovers_for(const std::string& login) {
+  static std::mutex mu;
+  static std::map<std::string, std::weak_ptr<SftpClient::Leftovers>> all;
+  std::lock_guard lock(mu);
+  auto& slot = all[login];
+  auto list = slot.lock();
+  if (!list) {
+    list = std::make_shared<SftpClient::Leftovers>();
+    slot = list;
+  }
+  return list;
+}
+
+}  // namespace
+
 SftpClient::SftpClient(SftpSettings settings, const std::atomic<bool>& cancel)
     : settings_(std::move(settings)), cancel_(cancel), watchdog_(cancel), piece_(kPieceBytes) {
   settings_.write_size = std::clamp<size_t>(settings_.write_size, 512, kPieceBytes);
+  leftovers_ = leftovers_for(settings_.user + "@" + settings_.host + ":" +
+                             std::to_string(settings_.port));
 }
 
 SftpClient::~SftpClient() {
@@ -511,19 +537,74 @@ SftpClient::Step SftpClient::stat_remote_dir() {
 }
 
 void SftpClient::remove_leftovers() {
-  while (!leftovers_.empty() && session_) {
-    const std::string path = leftovers_.back();
+  std::vector<std::string> paths;
+  {
+    std::lock_guard lock(leftovers_->mu);
+    paths.swap(leftovers_->paths);
+  }
+  while (!paths.empty() && session_) {
+    const std::string path = paths.back();
     if (sftp_unlink(session_->sftp.get(), path.c_str()) == 0) {
       std::lock_guard lock(stats_mu_);
       ++stats_.temporaries_removed;
     } else {
       auto f = describe_failure(session_->ssh.get(), session_->sftp.get(), watchdog_.trip(),
                                 settings_.io_timeout_s, SftpStep::kRemoveFinal, path);
-      if (f.connection_lost) return;  // try again on the next session
+      if (f.connection_lost) break;  // try again on the next session
     }
     watchdog_.touch();
-    leftovers_.pop_back();
+    paths.pop_back();
   }
+  if (paths.empty()) return;
+  std::lock_guard lock(leftovers_->mu);
+  for (auto& p : paths) {
+    if (leftovers_->paths.size() < kMaxLeftovers) leftovers_->paths.push_back(std::move(p));
+  }
+}
+
+Result<size_t> SftpClient::remove_temporaries() {
+  std::lock_guard lock(mu_);
+  if (!session_) {
+    Step opened = open_session();
+    if (!opened.ok()) return make_error(ErrorCode::kIo, opened.error);
+  }
+  watchdog_.activate(settings_.io_timeout_s);
+  const std::string dir = settings_.remote_dir.empty() ? "." : settings_.remote_dir;
+  std::vector<std::string> found;
+  sftp_dir listing = sftp_opendir(session_->sftp.get(), dir.c_str());
+  if (listing == nullptr) {
+    auto f = describe_failure(session_->ssh.get(), session_->sftp.get(), watchdog_.trip(),
+                              settings_.io_timeout_s, SftpStep::kStatDir, dir);
+    watchdog_.deactivate();
+    if (f.connection_lost) close_session(/*polite=*/false);
+    return make_error(ErrorCode::kIo, where() + ": " + f.error);
+  }
+  while (sftp_attributes a = sftp_readdir(session_->sftp.get(), listing)) {
+    SftpAttributesPtr attrs(a);
+    watchdog_.touch();
+    if (attrs->name != nullptr && attrs->type == SSH_FILEXFER_TYPE_REGULAR &&
+        is_temporary_name(attrs->name)) {
+      found.push_back(remote_path(settings_.remote_dir, attrs->name));
+    }
+  }
+  const bool complete = sftp_dir_eof(listing) != 0;
+  sftp_closedir(listing);
+  size_t removed = 0;
+  for (const auto& path : found) {
+    if (sftp_unlink(session_->sftp.get(), path.c_str()) == 0) ++removed;
+    watchdog_.touch();
+  }
+  watchdog_.deactivate();
+  {
+    std::lock_guard stats_lock(stats_mu_);
+    stats_.temporaries_removed += removed;
+  }
+  if (!complete) return make_error(ErrorCode::kIo, where() + ": listing " + dir + " ended early");
+  if (removed < found.size()) {
+    return make_error(ErrorCode::kIo, where() + ": " + std::to_string(found.size() - removed) +
+                                          " temporary file(s) in " + dir + " could not be removed");
+  }
+  return removed;
 }
 
 SendOutcome SftpClient::put(const std::string& name, StoredBytes& bytes) {
@@ -624,7 +705,8 @@ SftpClient::Step SftpClient::store(const std::string& name, StoredBytes& bytes, 
                                                 SftpStep::kRemoveFinal, temp_path)
                                    .connection_lost) {
       why.connection_lost = true;
-      if (leftovers_.size() < kMaxLeftovers) leftovers_.push_back(temp_path);
+      std::lock_guard lock(leftovers_->mu);
+      if (leftovers_->paths.size() < kMaxLeftovers) leftovers_->paths.push_back(temp_path);
     }
     return why;
   };

@@ -88,6 +88,13 @@ class SftpClient {
   ProbeOutcome probe();
   // From another thread: ends a put or probe in progress now (kTransient, "aborted").
   void abort();
+  // Removes every temporary name (is_temporary_name) in remote_dir: what an earlier run of the
+  // sender, killed in the middle of a transfer, left there. Only when no upload of this process
+  // to remote_dir is in progress (the sender calls it before a destination's first upload).
+  // Returns how many were removed.
+  Result<size_t> remove_temporaries();
+
+  struct Leftovers;  // see leftovers_
 
   SftpStats stats() const;
   std::string location_for(const std::string& name) const;
@@ -109,7 +116,10 @@ class SftpClient {
   SocketWatchdog watchdog_;
   std::mutex mu_;
   std::unique_ptr<Session> session_;
-  std::vector<std::string> leftovers_;  // temporary files to remove on the next session
+  // Temporary files whose upload lost its connection, shared by every client of this process
+  // that logs in to the same server as the same user (a retry may run on another worker's
+  // client): the next session of any of them removes them.
+  std::shared_ptr<Leftovers> leftovers_;
   mutable std::mutex stats_mu_;
   SftpStats stats_;
   std::vector<char> piece_;  // one read from StoredBytes

@@ -36,6 +36,7 @@ FANOUT = os.path.join(REPO, "compose", "docker-compose.fanout.yml")
 FANOUT_STACK = os.path.join(REPO, "compose", "docker-stack.fanout.yml")
 FANOUT_DESTINATIONS = os.path.join(REPO, "compose", "fanout", "destinations.json")
 FANOUT_RECEIVERS = ("receiver-a", "receiver-b")  # the services, and the destinations' names
+SFTP = os.path.join(REPO, "compose", "docker-compose.sftp.yml")
 APP_UID = 10001
 BUILD_ENV = dict(os.environ, DOCKER_BUILDKIT="0")  # the classic builder: the client has no buildx
 TIMINGS = []
@@ -328,6 +329,61 @@ class ContainerTest(unittest.TestCase):
         sender_logs = lambda: compose("logs", "--no-color", "app-sender").stdout.decode(errors="replace")
         wait_until(lambda: delivered_by_destination(sender_logs()) == want, timeout=10,
                    what="one delivered line per file and destination")
+
+    def test_3d_compose_sftp_destination(self):
+        from harness import expected_xml, write_json
+        root = self.workdir("compose-sftp")
+        prepare_dir(root)  # input/ status-db/, and output/: the SFTP server's upload directory
+        keys = os.path.join(root, "sftp-keys")
+        run(os.path.join(REPO, "compose", "sftp", "make-keys.sh"), keys)  # as the compose file's header says
+        compose = Compose(SFTP, root, SENDER_METRICS_PUBLISH="127.0.0.1:%d" % free_port(), DOCKER_BUILDKIT="0")
+        self.addCleanup(compose.down)
+        timed("sftp image", compose, "build", "-q", "sftp", timeout=1800)
+        # `up` returns once sshd answers (the sftp healthcheck) and the sender started (depends_on)
+        timed("compose up (sftp)", compose, "up", "-d", "--no-build")
+        self.assertEqual(inspect(compose.container("sftp"), "{{.State.Health.Status}}"), "healthy")
+        output = os.path.join(root, "output")
+        names = copy_corpus(os.path.join(root, "input"))  # dropped into the running sender's input
+        docs = simple_docs(4)
+        for name, doc in docs.items():
+            write_json(os.path.join(root, "input", name + ".json"), doc)
+        want = sorted(n + ".xml" for n in names + list(docs))
+        try:
+            timed("compose delivery (sftp)", wait_until, lambda: set(want) <= set(os.listdir(output)), timeout=120,
+                  what="%d files on the SFTP server" % len(want))
+        except AssertionError:
+            raise AssertionError("not delivered over SFTP; logs:\n" + compose.logs())
+        # final names only: every temporary ".NAME.TAG.part" was renamed (none left behind)
+        self.assertEqual(sorted(os.listdir(output)), want)
+        assert_corpus_outputs(self, names, output)  # the golden XML, byte for byte
+        for name, doc in docs.items():  # and the old sender's XML (dicttoxml) for the others
+            with open(os.path.join(output, name + ".xml"), "rb") as fh:
+                self.assertEqual(fh.read(), expected_xml(doc), name)
+        for f in want:  # written by the SFTP user, uid 10001, as prepare-env.sh made output/ for
+            self.assertEqual(os.stat(os.path.join(output, f)).st_uid, APP_UID, f)
+        sender_logs = lambda: compose("logs", "--no-color", "app-sender").stdout.decode(errors="replace")
+        wait_until(lambda: delivered_by_destination(sender_logs()) == {"partner": sorted(n + ".json" for n in
+                                                                                         names + list(docs))},
+                   timeout=10, what="one delivered line per file")
+
+        # known_hosts listing another key for host sftp: the sender refuses the server before it
+        # logs in, says why, and delivers nothing.
+        compose.down()
+        run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", os.path.join(root, "other_host_key"))
+        with open(os.path.join(root, "other_host_key.pub")) as fh:
+            other = " ".join(fh.read().split()[:2])
+        with open(os.path.join(keys, "known_hosts"), "w") as fh:
+            fh.write("sftp %s\n" % other)
+        write_json(os.path.join(root, "input", "after-wrong-key.json"), {"not": "delivered"})
+        timed("compose up again (sftp, wrong known_hosts)", compose, "up", "-d", "--no-build")
+        try:
+            wait_until(lambda: "host key CHANGED, refused" in sender_logs(), timeout=60,
+                       what="the sender refusing the host key")
+        except AssertionError:
+            raise AssertionError("no refusal logged; logs:\n" + compose.logs())
+        self.assertIn("/run/secrets/sftp_known_hosts", [line for line in sender_logs().splitlines()
+                                                         if "host key CHANGED" in line][0])
+        self.assertEqual(sorted(os.listdir(output)), want)  # refused before login: nothing written
 
     def test_4_swarm_with_the_key_as_a_secret(self):
         state = run("docker", "info", "--format", "{{.Swarm.LocalNodeState}}").stdout.decode().strip()

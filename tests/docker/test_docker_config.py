@@ -16,6 +16,8 @@ MIXED = os.path.join(REPO, "tests", "docker", "docker-compose.mixed.yml")
 FANOUT = os.path.join(REPO, "compose", "docker-compose.fanout.yml")
 FANOUT_STACK = os.path.join(REPO, "compose", "docker-stack.fanout.yml")
 DESTINATIONS = os.path.join(REPO, "compose", "fanout", "destinations.json")
+SFTP = os.path.join(REPO, "compose", "docker-compose.sftp.yml")
+SFTP_DESTINATIONS = os.path.join(REPO, "compose", "sftp", "destinations.json")
 # No engine: a socket nobody listens on, so nothing here can depend on one.
 ENV = dict(os.environ, PWD="/srv/transfer", DOCKER_HOST="unix:///nonexistent/docker.sock")
 
@@ -40,7 +42,7 @@ class ConfigTest(unittest.TestCase):
         self.assertEqual(shared_stages("receiver/Dockerfile"), shared_stages("sender/Dockerfile"))
 
     def test_compose_files_validate(self):
-        for f in (COMPOSE, MIXED):
+        for f in (COMPOSE, MIXED, FANOUT, SFTP):
             config("docker-compose", "-f", f, "config", "-q")
 
     def test_compose_file_keeps_the_old_layout(self):
@@ -133,6 +135,35 @@ class ConfigTest(unittest.TestCase):
                 self.assertEqual(receiver[key], services["receiver-a"][key], key)
             self.assertTrue(receiver["init"])
         self.assertEqual(len(host_keys), 2)
+
+    def test_sftp_compose_file_gives_the_sender_the_key_and_host_key_its_destination_names(self):
+        services = yaml.safe_load(config("docker-compose", "-f", SFTP, "config"))["services"]
+        sender, server = services["app-sender"], services["sftp"]
+        mounts = dict(v.split(":")[1::-1] for v in sender["volumes"])  # container path -> host path
+        own = dict(v.split(":")[1::-1] for v in server["volumes"])
+        self.assertEqual(mounts[sender["environment"]["DESTINATIONS_FILE"]], SFTP_DESTINATIONS)
+        self.assertEqual(mounts["/usr/src/app-sender/input"], "/srv/transfer/input")
+        self.assertTrue(all(v.endswith(":ro") for v in sender["volumes"] + server["volumes"] if "/run/secrets/" in v))
+        with open(SFTP_DESTINATIONS) as fh:
+            d, = json.load(fh)["destinations"]
+        self.assertEqual((d["type"], d["host"], d["port"], d["payload"]), ("sftp", "sftp", 22, "xml"))
+        self.assertIn(d["host"], services)  # the server is a service of this file ...
+        self.assertEqual(sender["depends_on"][d["host"]], {"condition": "service_healthy"})
+        # ... holding the host key known_hosts lists and the public half of the sender's key
+        keys = "/srv/transfer/sftp-keys/"
+        self.assertEqual(mounts[d["known_hosts_file"]], keys + "known_hosts")
+        self.assertEqual(mounts[d["private_key_file"]], keys + "client_key")
+        self.assertEqual(own["/run/secrets/sftp_host_key"], keys + "ssh_host_ed25519_key")
+        self.assertEqual(own["/run/secrets/sftp_authorized_keys"], keys + "client_key.pub")
+        self.assertNotIn(keys + "ssh_host_ed25519_key", mounts.values())  # the server's private key stays there
+        self.assertEqual(own["/srv/sftp" + d["remote_dir"]], "/srv/transfer/output")  # chroot /srv/sftp
+        with open(os.path.join(REPO, "compose", "sftp", "sshd_config")) as fh:
+            conf = [line.split() for line in fh if line.strip() and not line.startswith("#")]
+        self.assertIn(["ChrootDirectory", "/srv/sftp"], conf)
+        self.assertIn(["Subsystem", "sftp", "internal-sftp"], conf)
+        self.assertIn(["PasswordAuthentication", "no"], conf)
+        self.assertIn(["AuthenticationMethods", "publickey"], conf)
+        self.assertIn(["AllowUsers", d["user"]], conf)
 
     def test_fanout_stack_file_has_the_destinations_config_and_one_secret_per_key(self):
         doc = yaml.safe_load(config("docker", "stack", "config", "-c", FANOUT_STACK))

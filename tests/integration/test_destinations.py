@@ -219,6 +219,134 @@ if __name__ == "__main__":
     unittest.main()
 
 
+class FileServerFaultsTest(DestinationsBase):
+    """SFTP and FTPS: a changed host key, an existing final name with on_conflict "fail", and the
+    server gone in the middle of a transfer."""
+
+    def start_daemon(self):
+        p = self.w.start_sender(**self.sender_env(METRICS_PORT="0"))
+        wait_until(lambda: latest_sender_port(self.w), what="status port")
+        return p
+
+    def ready_now(self):
+        try:
+            return readyz("http://127.0.0.1:%d/readyz" % latest_sender_port(self.w))
+        except OSError:  # between two services of a reload
+            return 0, {}
+
+    def test_changed_host_key_is_refused_named_and_writes_nothing(self):
+        sftp = SftpServer()
+        remote = sftp.make_dir("hostkey")
+        known_hosts = self.w.path("known_hosts")
+        with open(os.path.join(sftp.dir, "known_hosts_changed")) as fh, open(known_hosts, "w") as out:
+            out.write(fh.read())
+        self.write_destinations([self.receiver_entry(), sftp.destination("sftp", remote, known_hosts=known_hosts,
+                                                                         payload="xml")])
+        docs = self.docs("hk", 5)
+        p = self.start_daemon()
+        fingerprint = sftp.host_key_sha256()
+
+        def refusal_named():
+            status, body = self.ready_now()
+            text = json.dumps(body)
+            return status == 503 and "sftp:sftp" in text and "127.0.0.1" in text and fingerprint in text
+        wait_until(refusal_named, timeout=60, what="/readyz naming the host and the key's fingerprint")
+        wait_until(lambda: all(self.received(n) for n in docs), timeout=60, what="receiver has every file")
+        self.assertEqual(os.listdir(remote), [])
+        self.assertTrue(all(os.path.exists(path) for path in docs.values()), "an input was moved")
+        # The operator puts the right key in the known_hosts file: the files flow, no restart.
+        tmp = known_hosts + ".new"
+        with open(os.path.join(sftp.dir, "known_hosts")) as fh, open(tmp, "w") as out:
+            out.write(fh.read())
+        os.replace(tmp, known_hosts)
+        wait_until(lambda: sorted(os.listdir(remote)) == sorted(n + ".xml" for n in docs), timeout=60,
+                   what="every file at the SFTP server")
+        for name in docs:
+            with open(os.path.join(remote, name + ".xml"), "rb") as fh:
+                self.assertEqual(fh.read(), self.received(name))
+        self.assertIsNone(p.poll())
+        self.assertEqual(stop(p), 0)
+
+    def check_conflict_fail(self, entry, remote):
+        with open(os.path.join(remote, "cf001.xml"), "wb") as fh:
+            fh.write(b"<kept/>")
+        self.write_destinations([self.receiver_entry(), entry])
+        docs = self.docs("cf", 4)
+        r = self.w.run_sender_once(timeout=120, **self.sender_env())
+        out = r.stderr.decode() + r.stdout.decode()
+        with open(os.path.join(remote, "cf001.xml"), "rb") as fh:
+            self.assertEqual(fh.read(), b"<kept/>")
+        for name in docs:  # the receiver has every file; the file server all but the conflicting one
+            self.assertIsNotNone(self.received(name), name)
+            if name != "cf001":
+                with open(os.path.join(remote, name + ".xml"), "rb") as fh:
+                    self.assertEqual(fh.read(), self.received(name))
+        self.assertEqual(temporaries(remote), [])
+        self.assertEqual(sorted(os.listdir(remote)), sorted(n + ".xml" for n in docs))
+        import subprocess
+        st = subprocess.run([os.path.join(BIN, "sender"), "status", "--json"], capture_output=True, timeout=30,
+                            env=self.w.sender_env(**self.sender_env()))
+        counts = json.loads(st.stdout)["destinations"]
+        self.assertEqual(counts["rx"]["counts"]["delivered"], 4, counts)
+        self.assertEqual(counts[entry["name"]]["counts"]["delivered"], 3, counts)
+        self.assertEqual(counts[entry["name"]]["counts"]["quarantined"], 1, (counts, out[-2000:]))
+        self.assertIn("cf001", out)
+        return out
+
+    def test_existing_final_name_with_on_conflict_fail_is_given_up_for_that_destination_only(self):
+        sftp = SftpServer()
+        remote = sftp.make_dir("conflict")
+        self.check_conflict_fail(sftp.destination("sftp", remote, payload="xml", on_conflict="fail"), remote)
+
+    def test_existing_final_name_with_on_conflict_fail_ftps(self):
+        ftps = FtpsServer()
+        remote, local = ftps.make_dir("conflict")
+        self.check_conflict_fail(ftps.destination("ftps", remote, self.w.root, payload="xml", on_conflict="fail"),
+                                 local)
+
+    def check_server_gone_mid_transfer(self, script, server_cls, entry_of):
+        """A server of this test's own, killed while a large file is written under its temporary
+        name, then started again on the same port."""
+        import subprocess
+        from servers import SCRIPTS
+        d = self.w.path("server")
+        os.chmod(self.w.root, 0o755)  # vsftpd's login (the ftp user) walks to its chroot through it
+        path = os.path.join(SCRIPTS, script)
+        subprocess.run([path, "start", d], check=True, capture_output=True, timeout=120)
+        self.addCleanup(subprocess.run, [path, "stop", d], capture_output=True, timeout=60)
+        server = server_cls(d)
+        entry, remote = entry_of(server)
+        self.write_destinations([self.receiver_entry(), entry])
+        rng = random.Random(3)
+        write_json(self.w.path("input", "big.json"),
+                   {"rows": [{"i": i, "v": rng.random(), "s": "y" * 1000} for i in range(150000)]})
+        p = self.w.start_sender(**self.sender_env(CONNECT_TIMEOUT="1"))
+        wait_until(lambda: [f for f in os.listdir(remote) if f.endswith(".part") and
+                            os.path.getsize(os.path.join(remote, f)) > 0],
+                   timeout=120, what="the temporary file growing")
+        subprocess.run([path, "kill", d], check=True, capture_output=True, timeout=60)
+        self.assertFalse(os.path.exists(os.path.join(remote, "big.xml")), "a final name while the server was gone")
+        subprocess.run([path, "start", d], check=True, capture_output=True, timeout=120)
+        wait_until(lambda: os.path.exists(os.path.join(remote, "big.xml")) and self.received("big"),
+                   timeout=180, what="the file delivered once the server is back")
+        self.assertEqual(stop(p), 0)
+        with open(os.path.join(remote, "big.xml"), "rb") as fh:
+            self.assertEqual(fh.read(), self.received("big"))
+        self.assertEqual(os.listdir(remote), ["big.xml"], "a temporary name left behind")
+
+    def test_sftp_server_gone_mid_transfer(self):
+        def entry_of(server):
+            remote = server.make_dir("gone")
+            return server.destination("sftp", remote, payload="xml"), remote
+        self.check_server_gone_mid_transfer("sshd.sh", SftpServer, entry_of)
+
+    def test_ftps_server_gone_mid_transfer(self):
+        def entry_of(server):
+            remote, local = server.make_dir("gone")
+            return server.destination("ftps", remote, self.w.root, payload="xml"), local
+        self.check_server_gone_mid_transfer("vsftpd.sh", FtpsServer, entry_of)
+
+
 class ReloadS3Test(DestinationsBase):
     """The destinations file changed while files flow, an S3 destination added, moved to another
     prefix and removed: no restart (one PID), nothing lost, nothing uploaded twice (the sender's own

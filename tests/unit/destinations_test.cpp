@@ -181,7 +181,7 @@ TEST(Destinations, EachTypeTakesItsFieldsAndStoresUnderItsTemplate) {
      "key_file": "/keys/a", "part_size": "5M", "multipart_threshold": 8388608},
     {"name": "partner", "type": "sftp", "host": "sftp.example", "user": "drop",
      "private_key_file": "/creds/id", "known_hosts_file": "/creds/kh", "remote_dir": "upload",
-     "payload": "xml", "on_conflict": "fail", "name_template": "{yyyy}/{mm}/{dd}/{name}.xml"},
+     "payload": "xml", "on_conflict": "fail", "name_template": "{yyyy}-{mm}-{dd}_{name}.xml"},
     {"name": "legacy", "type": "ftps", "host": "ftp.example", "port": 2121, "user": "u",
      "password_file": "/creds/pw", "remote_dir": "/in", "key_file": "/keys/b", "tls": false}
   ]})");
@@ -201,7 +201,7 @@ TEST(Destinations, EachTypeTakesItsFieldsAndStoresUnderItsTemplate) {
   EXPECT_EQ(sftp.sftp.port, 22);
   EXPECT_EQ(sftp.sftp.on_conflict, RemoteConflict::kFail);
   EXPECT_TRUE(sftp.key_file.empty());
-  EXPECT_EQ(sftp.name_template.render("books", {2026, 1, 7}), "2026/01/07/books.xml");
+  EXPECT_EQ(sftp.name_template.render("books", {2026, 1, 7}), "2026-01-07_books.xml");
   EXPECT_EQ(sftp.url(), "sftp://drop@sftp.example:22/upload");
   const Destination& ftp = (*list)[2];
   EXPECT_FALSE(ftp.ftps.tls);
@@ -241,6 +241,8 @@ TEST(Destinations, TypeFieldsAreRefusedWithTheFieldNamed) {
       {"{\"destinations\": [{" + s3 + R"(, "name_template": "a//{name}"}]})", "has an empty"},
       {"{\"destinations\": [{" + s3 + R"(, "name_template": "{yyyy}.xml"}]})", "{name} exactly once"},
       {"{\"destinations\": [{" + s3 + R"(, "name_template": "{name}{host}"}]})", "unknown placeholder"},
+      {"{\"destinations\": [{" + sftp + R"(, "name_template": "{yyyy}/{name}.xml"}]})",
+       "has a '/': an sftp destination stores files in remote_dir itself"},
       {"{\"destinations\": [{" + sftp + R"(, "on_conflict": "rename"}]})",
        "on_conflict must be overwrite or fail"},
       {R"({"destinations": [{"name": "p", "type": "sftp", "host": "h", "user": "u", "private_key_file": "/creds/i", "remote_dir": "d", "key_file": "/keys/a"}]})",
