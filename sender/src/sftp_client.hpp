@@ -25,7 +25,9 @@
 // The session is kept open between puts and reopened after a failure; a kept session that fails
 // at its first request (the server closed it while idle) is reopened once at once. A failed
 // attempt's temporary file that could not be removed (the connection was gone) is removed at the
-// start of the next put or probe on the new session; one left by a process that was killed stays.
+// start of the next put or probe on a new session (of any client of this process with the same
+// login); one left by a process that was killed is removed by remove_temporaries() at the next
+// start.
 //
 // Timeouts: connect_timeout_s for the TCP connection (each address), io_timeout_s for any
 // request without progress (the socket is shut down by a SocketWatchdog: libssh would wait
