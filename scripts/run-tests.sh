@@ -31,7 +31,7 @@ stop_servers() {
 }
 trap stop_servers EXIT
 stage "test servers"
-tests/support/servers/radosgw.sh start "$servers/s3"
+RADOSGW_MEMSTORE_BYTES=$((2 << 30)) tests/support/servers/radosgw.sh start "$servers/s3"
 tests/support/servers/sshd.sh start "$servers/sftp"
 tests/support/servers/vsftpd.sh start "$servers/ftps"
 export TRANSFER_S3_SERVER_DIR=$servers/s3 TRANSFER_SFTP_SERVER_DIR=$servers/sftp \

