@@ -15,7 +15,6 @@ namespace transfer::sender {
 namespace {
 
 constexpr long kPieceBytes = 64 * 1024;  // curl's upload buffer: one read from StoredBytes
-constexpr size_t kMaxLeftovers = 100;
 
 struct CurlSlistFree {
   void operator()(curl_slist* list) const { curl_slist_free_all(list); }
@@ -216,34 +215,11 @@ int on_debug(CURL*, curl_infotype type, char* data, size_t size, void* user) {
 
 }  // namespace
 
-struct FtpsClient::Leftovers {
-  std::mutex mu;
-  std::vector<std::string> names;
-};
-
-namespace {
-
-// One list per login, server and remote_dir for as long as a client of it exists.
-std::shared_ptr<FtpsClient::Leftovers> leftovers_for(const std::string& where) {
-  static std::mutex mu;
-  static std::map<std::string, std::weak_ptr<FtpsClient::Leftovers>> all;
-  std::lock_guard lock(mu);
-  auto& slot = all[where];
-  auto list = slot.lock();
-  if (!list) {
-    list = std::make_shared<FtpsClient::Leftovers>();
-    slot = list;
-  }
-  return list;
-}
-
-}  // namespace
-
 FtpsClient::FtpsClient(FtpsSettings settings, const std::atomic<bool>& cancel)
     : settings_(std::move(settings)), cancel_(cancel), curl_(std::make_unique<CurlHandle>()) {
   global_init();
   curl_->easy.reset(curl_easy_init());
-  leftovers_ = leftovers_for(location_for(""));
+  leftovers_ = LeftoverNames::shared_for(location_for(""));
 }
 
 FtpsClient::~FtpsClient() = default;
@@ -444,11 +420,7 @@ FtpsClient::Step FtpsClient::exists(const std::string& name, bool& found) {
 }
 
 void FtpsClient::remove_leftovers() {
-  std::vector<std::string> names;
-  {
-    std::lock_guard lock(leftovers_->mu);
-    names.swap(leftovers_->names);
-  }
+  std::vector<std::string> names = leftovers_->take();
   while (!names.empty()) {
     FtpExchange ex;
     Step step = perform(ex, Request::kDelete, names.back());
@@ -460,15 +432,7 @@ void FtpsClient::remove_leftovers() {
     }
     names.pop_back();  // deleted, or refused (550: gone already)
   }
-  add_leftovers(std::move(names));
-}
-
-void FtpsClient::add_leftovers(std::vector<std::string> names) {
-  if (names.empty()) return;
-  std::lock_guard lock(leftovers_->mu);
-  for (auto& n : names) {
-    if (leftovers_->names.size() < kMaxLeftovers) leftovers_->names.push_back(std::move(n));
-  }
+  leftovers_->add(std::move(names));  // those not deleted: at the next put
 }
 
 Result<size_t> FtpsClient::remove_temporaries() {
@@ -555,7 +519,7 @@ FtpsClient::Step FtpsClient::store(const std::string& name, StoredBytes& bytes, 
   auto abandon = [&](Step why) {
     FtpExchange ex;
     Step deleted = perform(ex, Request::kDelete, temp);
-    if (!deleted.ok() && deleted.curl_code != CURLE_QUOTE_ERROR) add_leftovers({temp});
+    if (!deleted.ok() && deleted.curl_code != CURLE_QUOTE_ERROR) leftovers_->add({temp});
     return why;
   };
 

@@ -87,7 +87,6 @@ class FtpsClient {
   // to remote_dir is in progress (the sender calls it before a destination's first upload).
   Result<size_t> remove_temporaries();
 
-  struct Leftovers;  // see leftovers_
 
   FtpsStats stats() const;
   std::string location_for(const std::string& name) const;
@@ -101,7 +100,6 @@ class FtpsClient {
   Step exists(const std::string& name, bool& found);
   Step store(const std::string& name, StoredBytes& bytes, uint64_t& sent);
   void remove_leftovers();
-  void add_leftovers(std::vector<std::string> names);
   std::string where() const;
 
   FtpsSettings settings_;
@@ -112,7 +110,7 @@ class FtpsClient {
   std::unique_ptr<CurlHandle> curl_;
   // Temporary names in remote_dir to delete, shared by every client of this process with the
   // same login, server and remote_dir (a retry may run on another worker's client).
-  std::shared_ptr<Leftovers> leftovers_;
+  std::shared_ptr<LeftoverNames> leftovers_;
   mutable std::mutex stats_mu_;
   FtpsStats stats_;
 };

@@ -4,6 +4,8 @@
 
 #include <array>
 #include <cstdio>
+#include <map>
+#include <utility>
 
 namespace transfer::sender {
 
@@ -91,6 +93,31 @@ std::string remote_path(std::string_view dir, std::string_view name) {
   if (dir.empty() || dir == ".") return std::string(name);
   if (dir.back() == '/') return std::string(dir) + std::string(name);
   return std::string(dir) + "/" + std::string(name);
+}
+
+std::shared_ptr<LeftoverNames> LeftoverNames::shared_for(const std::string& login) {
+  static std::mutex mu;
+  static std::map<std::string, std::weak_ptr<LeftoverNames>> all;
+  std::lock_guard lock(mu);
+  auto& slot = all[login];
+  auto list = slot.lock();
+  if (!list) {
+    list = std::make_shared<LeftoverNames>();
+    slot = list;
+  }
+  return list;
+}
+
+void LeftoverNames::add(std::vector<std::string> names) {
+  std::lock_guard lock(mu_);
+  for (auto& n : names) {
+    if (names_.size() < kMaxLeftovers) names_.push_back(std::move(n));
+  }
+}
+
+std::vector<std::string> LeftoverNames::take() {
+  std::lock_guard lock(mu_);
+  return std::exchange(names_, {});
 }
 
 }  // namespace transfer::sender

@@ -4,8 +4,11 @@
 // its final name, and what happens when the final name exists. Pure functions.
 
 #include <cstddef>
+#include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "transfer/result.hpp"
 
@@ -38,5 +41,22 @@ std::string random_tag();
 
 // "<dir>/<name>"; `dir` "" or "." is the login directory (the name alone); one '/' between.
 std::string remote_path(std::string_view dir, std::string_view name);
+
+// Temporary files whose upload lost its connection (they could not be removed then), shared by
+// every client of this process with the same `login` (user@host:port and remote_dir): a retry
+// may run on another worker's client, and the next session of any of them removes them. At most
+// kMaxLeftovers are kept. Thread-safe.
+class LeftoverNames {
+ public:
+  static constexpr size_t kMaxLeftovers = 100;
+  // The one list of `login` for as long as a client holds it.
+  static std::shared_ptr<LeftoverNames> shared_for(const std::string& login);
+  void add(std::vector<std::string> names);
+  std::vector<std::string> take();  // every name, the list left empty
+
+ private:
+  std::mutex mu_;
+  std::vector<std::string> names_;
+};
 
 }  // namespace transfer::sender

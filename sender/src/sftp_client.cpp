@@ -25,7 +25,6 @@ namespace transfer::sender {
 namespace {
 
 constexpr size_t kPieceBytes = 64 * 1024;  // one read from StoredBytes
-constexpr size_t kMaxLeftovers = 100;
 
 struct SshSessionFree {
   void operator()(ssh_session s) const { ssh_free(s); }
@@ -294,34 +293,11 @@ struct SftpClient::Step {
   bool ok() const { return fault == SendFault::kNone; }
 };
 
-struct SftpClient::Leftovers {
-  std::mutex mu;
-  std::vector<std::string> paths;
-};
-
-namespace {
-
-// One list per user@host:port for as long as a client of that login exists.
-std::shared_ptr<SftpClient::Leftovers> leftovers_for(const std::string& login) {
-  static std::mutex mu;
-  static std::map<std::string, std::weak_ptr<SftpClient::Leftovers>> all;
-  std::lock_guard lock(mu);
-  auto& slot = all[login];
-  auto list = slot.lock();
-  if (!list) {
-    list = std::make_shared<SftpClient::Leftovers>();
-    slot = list;
-  }
-  return list;
-}
-
-}  // namespace
-
 SftpClient::SftpClient(SftpSettings settings, const std::atomic<bool>& cancel)
     : settings_(std::move(settings)), cancel_(cancel), watchdog_(cancel), piece_(kPieceBytes) {
   settings_.write_size = std::clamp<size_t>(settings_.write_size, 512, kPieceBytes);
-  leftovers_ = leftovers_for(settings_.user + "@" + settings_.host + ":" +
-                             std::to_string(settings_.port));
+  leftovers_ = LeftoverNames::shared_for(settings_.user + "@" + settings_.host + ":" +
+                                         std::to_string(settings_.port));
 }
 
 SftpClient::~SftpClient() {
@@ -537,11 +513,7 @@ SftpClient::Step SftpClient::stat_remote_dir() {
 }
 
 void SftpClient::remove_leftovers() {
-  std::vector<std::string> paths;
-  {
-    std::lock_guard lock(leftovers_->mu);
-    paths.swap(leftovers_->paths);
-  }
+  std::vector<std::string> paths = leftovers_->take();
   while (!paths.empty() && session_) {
     const std::string path = paths.back();
     if (sftp_unlink(session_->sftp.get(), path.c_str()) == 0) {
@@ -555,11 +527,7 @@ void SftpClient::remove_leftovers() {
     watchdog_.touch();
     paths.pop_back();
   }
-  if (paths.empty()) return;
-  std::lock_guard lock(leftovers_->mu);
-  for (auto& p : paths) {
-    if (leftovers_->paths.size() < kMaxLeftovers) leftovers_->paths.push_back(std::move(p));
-  }
+  leftovers_->add(std::move(paths));  // those not removed: at the next session
 }
 
 Result<size_t> SftpClient::remove_temporaries() {
@@ -705,8 +673,7 @@ SftpClient::Step SftpClient::store(const std::string& name, StoredBytes& bytes, 
                                                 SftpStep::kRemoveFinal, temp_path)
                                    .connection_lost) {
       why.connection_lost = true;
-      std::lock_guard lock(leftovers_->mu);
-      if (leftovers_->paths.size() < kMaxLeftovers) leftovers_->paths.push_back(temp_path);
+      leftovers_->add({temp_path});
     }
     return why;
   };

@@ -96,7 +96,6 @@ class SftpClient {
   // Returns how many were removed.
   Result<size_t> remove_temporaries();
 
-  struct Leftovers;  // see leftovers_
 
   SftpStats stats() const;
   std::string location_for(const std::string& name) const;
@@ -121,7 +120,7 @@ class SftpClient {
   // Temporary files whose upload lost its connection, shared by every client of this process
   // that logs in to the same server as the same user (a retry may run on another worker's
   // client): the next session of any of them removes them.
-  std::shared_ptr<Leftovers> leftovers_;
+  std::shared_ptr<LeftoverNames> leftovers_;
   mutable std::mutex stats_mu_;
   SftpStats stats_;
   std::vector<char> piece_;  // one read from StoredBytes
