@@ -18,7 +18,7 @@ from cryptography.fernet import Fernet
 from harness import BIN, Workdir, get, make_key, stop, wait_until, write_json
 from servers import FtpsServer, S3Server, SftpServer, temporaries
 from test_fanout import small_doc
-from test_operations import readyz, sender_port
+from test_operations import metrics, readyz, sender_port
 
 
 def latest_sender_port(w):
@@ -183,6 +183,11 @@ class S3FaultsTest(DestinationsBase):
         for name in docs:
             self.assertEqual(decrypt(self.keys["s3"], s3.get(bucket, name + ".xml.fernet")), self.received(name))
         wait_until(lambda: ready_now()[0] == 200, timeout=30, what="/readyz ready again")
+        # Bytes stored per destination (the service in force since the reload delivered them all).
+        m = metrics("http://127.0.0.1:%d/metrics" % latest_sender_port(self.w))
+        tokens = sum(len(s3.get(bucket, n + ".xml.fernet")) for n in docs)
+        self.assertEqual(m['transfer_sender_bytes_sent_total{destination="s3"}'], tokens)
+        self.assertEqual(m.get('transfer_sender_multipart_parts_total{destination="s3"}', 0), 0)
         self.assertIsNone(p.poll(), "the sender was not restarted")
         self.assertEqual(stop(p), 0)
 

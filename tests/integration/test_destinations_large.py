@@ -9,7 +9,8 @@ import unittest
 
 from harness import Workdir, stop, vm_hwm_kib, wait_until
 from servers import S3Server, SftpServer, temporaries
-from test_destinations import DestinationsBase
+from test_destinations import DestinationsBase, latest_sender_port
+from test_operations import metrics
 from test_memory import LIMIT_KIB, write_big_json
 
 MIB = 1 << 20
@@ -38,11 +39,12 @@ class LargeFileTest(DestinationsBase):
         size = write_big_json(self.w.path("input", "big.json"), 200 * MIB)
         # The compact mapping: the XML stays about the JSON's size (the server keeps it in memory).
         p = self.w.start_sender(**self.sender_env(SCAN_INTERVAL="3600", XML_TYPE_ATTRS="off",
-                                                  XML_PRETTY="off"))
+                                                  XML_PRETTY="off", METRICS_PORT="0"))
         final = os.path.join(sftp_dir, "big.xml")
         wait_until(lambda: os.path.exists(final) and s3.head(bucket, "big.xml"), timeout=900,
                    what="the big file at both")
         hwm = vm_hwm_kib(p.pid)
+        m = metrics("http://127.0.0.1:%d/metrics" % latest_sender_port(self.w))
         self.assertEqual(stop(p), 0)
         xml_size = os.path.getsize(final)
         print("\nlarge destinations test: json=%d MiB xml=%d MiB sender VmHWM=%.1f MiB"
@@ -54,6 +56,9 @@ class LargeFileTest(DestinationsBase):
         parts = -(-xml_size // part)
         self.assertGreater(parts, 1)
         self.assertRegex(head["etag"], r'^"[0-9a-f]{32}-%d"$' % parts)
+        self.assertEqual(m['transfer_sender_multipart_parts_total{destination="s3"}'], parts)
+        self.assertEqual(m['transfer_sender_bytes_sent_total{destination="s3"}'], xml_size)
+        self.assertEqual(m['transfer_sender_bytes_sent_total{destination="sftp"}'], xml_size)
         downloaded = self.w.path("from-s3.xml")
         s3.curl("GET", "/%s/big.xml" % bucket, "-o", downloaded)
         digest = sha256_file(final)
