@@ -336,7 +336,9 @@ class ContainerTest(unittest.TestCase):
         prepare_dir(root)  # input/ status-db/, and output/: the SFTP server's upload directory
         keys = os.path.join(root, "sftp-keys")
         run(os.path.join(REPO, "compose", "sftp", "make-keys.sh"), keys)  # as the compose file's header says
-        compose = Compose(SFTP, root, SENDER_METRICS_PUBLISH="127.0.0.1:%d" % free_port(), DOCKER_BUILDKIT="0")
+        metrics = "127.0.0.1:%d" % free_port()
+        readyz_url = "http://%s/readyz" % metrics
+        compose = Compose(SFTP, root, SENDER_METRICS_PUBLISH=metrics, DOCKER_BUILDKIT="0")
         self.addCleanup(compose.down)
         timed("sftp image", compose, "build", "-q", "sftp", timeout=1800)
         # `up` returns once sshd answers (the sftp healthcheck) and the sender started (depends_on)
@@ -365,6 +367,8 @@ class ContainerTest(unittest.TestCase):
         wait_until(lambda: delivered_by_destination(sender_logs()) == {"partner": sorted(n + ".json" for n in
                                                                                          names + list(docs))},
                    timeout=10, what="one delivered line per file")
+        checks = json.loads(run("curl", "-sS", readyz_url).stdout)["checks"]
+        self.assertTrue(checks["sftp:partner"]["ok"], checks)
 
         # known_hosts listing another key for host sftp: the sender refuses the server before it
         # logs in, says why, and delivers nothing.
@@ -376,13 +380,18 @@ class ContainerTest(unittest.TestCase):
             fh.write("sftp %s\n" % other)
         write_json(os.path.join(root, "input", "after-wrong-key.json"), {"not": "delivered"})
         timed("compose up again (sftp, wrong known_hosts)", compose, "up", "-d", "--no-build")
+        refusals = lambda: [line for line in sender_logs().splitlines()
+                            if "failed file=after-wrong-key.json" in line and "host key CHANGED, refused" in line]
         try:
-            wait_until(lambda: "host key CHANGED, refused" in sender_logs(), timeout=60,
-                       what="the sender refusing the host key")
+            wait_until(refusals, timeout=60, what="the sender refusing the host key")
         except AssertionError:
             raise AssertionError("no refusal logged; logs:\n" + compose.logs())
-        self.assertIn("/run/secrets/sftp_known_hosts", [line for line in sender_logs().splitlines()
-                                                         if "host key CHANGED" in line][0])
+        offered = run("ssh-keygen", "-l", "-f", os.path.join(keys, "ssh_host_ed25519_key.pub")).stdout.split()[1]
+        self.assertIn(offered.decode(), refusals()[0])  # the key the server offered, by fingerprint
+        self.assertIn("known_hosts_file /run/secrets/sftp_known_hosts", refusals()[0])
+        checks = json.loads(run("curl", "-sS", readyz_url).stdout)["checks"]
+        self.assertFalse(checks["sftp:partner"]["ok"], checks)
+        self.assertIn("host key CHANGED", checks["sftp:partner"]["detail"])
         self.assertEqual(sorted(os.listdir(output)), want)  # refused before login: nothing written
 
     def test_4_swarm_with_the_key_as_a_secret(self):
