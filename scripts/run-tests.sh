@@ -23,6 +23,7 @@ stage() { echo "== $1 ($(( $(date +%s) - start )) s so far)"; }
 # test shares them: each test has a bucket or a directory of its own) and stopped by PID at exit.
 # Tests that stop or kill a server start one of their own.
 servers=$(mktemp -d /tmp/transfer-servers.XXXXXX)
+chmod 755 "$servers"  # vsftpd's login (the ftp user) walks through it to its chroot
 stop_servers() {
   tests/support/servers/radosgw.sh stop "$servers/s3" >/dev/null 2>&1 || true
   tests/support/servers/sshd.sh stop "$servers/sftp" >/dev/null 2>&1 || true
