@@ -104,3 +104,39 @@ TEST(RemoteNames, PathsAndOnConflict) {
 
 }  // namespace
 }  // namespace transfer::sender
+
+namespace transfer::sender {
+namespace {
+
+TEST(LeftoverNames, OneListPerLoginSharedByItsClientsAndBounded) {
+  auto a = LeftoverNames::shared_for("u@h:22/test-one-list");
+  auto b = LeftoverNames::shared_for("u@h:22/test-one-list");
+  auto other = LeftoverNames::shared_for("u@h:2222/test-one-list");
+  EXPECT_EQ(a, b);
+  EXPECT_NE(a, other);
+  a->add({"/d/.x.xml.00000001.part"});
+  b->add({"/d/.y.xml.00000002.part"});
+  EXPECT_TRUE(other->take().empty());
+  const auto taken = b->take();
+  EXPECT_EQ(taken, (std::vector<std::string>{"/d/.x.xml.00000001.part", "/d/.y.xml.00000002.part"}));
+  EXPECT_TRUE(a->take().empty());  // taken once
+
+  std::vector<std::string> many;
+  for (size_t i = 0; i < LeftoverNames::kMaxLeftovers + 50; ++i) many.push_back(std::to_string(i));
+  a->add(many);
+  EXPECT_EQ(a->take().size(), LeftoverNames::kMaxLeftovers);
+}
+
+TEST(LeftoverNames, ANewListOnceEveryClientOfTheLoginIsGone) {
+  std::weak_ptr<LeftoverNames> weak;
+  {
+    auto list = LeftoverNames::shared_for("u@h:22/test-gone");
+    list->add({"n"});
+    weak = list;
+  }
+  EXPECT_TRUE(weak.expired());
+  EXPECT_TRUE(LeftoverNames::shared_for("u@h:22/test-gone")->take().empty());
+}
+
+}  // namespace
+}  // namespace transfer::sender
