@@ -46,7 +46,7 @@ if [[ "${TRANSFER_SKIP_ASAN:-0}" != 1 ]]; then
   stage "ASan + UBSan build and tests"
   cmake --preset asan -G Ninja >/dev/null
   cmake --build build-asan -j "$(nproc)"
-  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 TRANSFER_SANITIZED=1 \
+  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
     ctest --test-dir build-asan --output-on-failure -j 2 -LE 'memory|attack|docker' "$@"
 fi
 
@@ -54,7 +54,7 @@ if [[ "${TRANSFER_SKIP_TSAN:-0}" != 1 ]]; then
   stage "ThreadSanitizer build and tests"
   cmake --preset tsan -G Ninja >/dev/null
   cmake --build build-tsan -j "$(nproc)"
-  TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$PWD/tests/tsan.supp" TRANSFER_SANITIZED=1 \
+  TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$PWD/tests/tsan.supp" \
     ctest --test-dir build-tsan --output-on-failure -j 2 -L 'unit|integration' -LE 'memory|attack|chaos|docker' "$@"
 fi
 
