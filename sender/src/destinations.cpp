@@ -137,12 +137,13 @@ Result<DestinationType> parse_type(const std::string& text) {
                     "'" + text + "' is not a type (receiver, s3, sftp or ftps)");
 }
 
-Result<RemoteConflict> read_conflict(EntryReader& r) {
+Result<OnConflict> read_conflict(EntryReader& r) {
   auto v = r.text("on_conflict", false);
   if (!v) return v.error();
-  if (v->empty() || *v == "overwrite") return RemoteConflict::kOverwrite;
-  if (*v == "fail") return RemoteConflict::kFail;
-  return r.bad("on_conflict", "must be overwrite or fail, not '" + *v + "'");
+  if (v->empty()) return OnConflict::kOverwrite;
+  auto parsed = parse_on_conflict(*v);
+  if (!parsed) return r.bad("on_conflict", "must be overwrite or fail, not '" + *v + "'");
+  return *parsed;
 }
 
 // host, port, user and remote_dir of an SFTP or FTPS server.

@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "name_template.hpp"
+#include "remote_names.hpp"
 #include "retry_policy.hpp"
 #include "sender_config.hpp"
 #include "transfer/json_to_xml.hpp"
@@ -50,7 +51,6 @@ enum class PayloadKind { kFernet, kXml };
 
 // on_conflict of SFTP and FTPS destinations: an existing final name is replaced, or that
 // destination gives up on the file.
-enum class RemoteConflict { kOverwrite, kFail };
 
 struct S3Fields {
   std::string endpoint;  // https://host[:port] or http://...
@@ -72,7 +72,7 @@ struct SftpFields {
   std::string private_key_file;
   std::string known_hosts_file;
   std::string remote_dir;
-  RemoteConflict on_conflict = RemoteConflict::kOverwrite;
+  OnConflict on_conflict = OnConflict::kOverwrite;
 };
 
 struct FtpsFields {
@@ -83,7 +83,7 @@ struct FtpsFields {
   std::string remote_dir;
   bool tls = true;  // false only when written out: plain FTP, warned about at start
   std::string ca_file;
-  RemoteConflict on_conflict = RemoteConflict::kOverwrite;
+  OnConflict on_conflict = OnConflict::kOverwrite;
 };
 
 struct Destination {

@@ -7,10 +7,6 @@
 namespace transfer::sender {
 namespace {
 
-OnConflict on_conflict_of(RemoteConflict c) {
-  return c == RemoteConflict::kFail ? OnConflict::kFail : OnConflict::kOverwrite;
-}
-
 // Any client with put(name, bytes), probe() and abort().
 template <typename Client>
 class FileServerStore : public ObjectStore {
@@ -50,7 +46,7 @@ Result<std::unique_ptr<ObjectStore>> make_sftp_store(const Destination& destinat
   s.private_key_file = f.private_key_file;
   s.known_hosts_file = f.known_hosts_file;
   s.remote_dir = f.remote_dir;
-  s.on_conflict = on_conflict_of(f.on_conflict);
+  s.on_conflict = f.on_conflict;
   s.connect_timeout_s = config.connect_timeout_s;
   s.io_timeout_s = config.io_timeout_s;
   return std::unique_ptr<ObjectStore>(
@@ -68,7 +64,7 @@ Result<std::unique_ptr<ObjectStore>> make_ftps_store(const Destination& destinat
   s.remote_dir = f.remote_dir;
   s.tls = f.tls;
   s.ca_file = f.ca_file;
-  s.on_conflict = on_conflict_of(f.on_conflict);
+  s.on_conflict = f.on_conflict;
   s.connect_timeout_s = config.connect_timeout_s;
   s.io_timeout_s = config.io_timeout_s;
   auto password = read_credential_file("password_file", f.password_file);

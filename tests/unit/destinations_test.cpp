@@ -199,7 +199,7 @@ TEST(Destinations, EachTypeTakesItsFieldsAndStoresUnderItsTemplate) {
   const Destination& sftp = (*list)[1];
   EXPECT_EQ(sftp.payload, PayloadKind::kXml);
   EXPECT_EQ(sftp.sftp.port, 22);
-  EXPECT_EQ(sftp.sftp.on_conflict, RemoteConflict::kFail);
+  EXPECT_EQ(sftp.sftp.on_conflict, OnConflict::kFail);
   EXPECT_TRUE(sftp.key_file.empty());
   EXPECT_EQ(sftp.name_template.render("books", {2026, 1, 7}), "2026-01-07_books.xml");
   EXPECT_EQ(sftp.url(), "sftp://drop@sftp.example:22/upload");
