@@ -524,8 +524,10 @@ class ContainerTest(unittest.TestCase):
             states = [run("docker", "service", "inspect", "-f",
                           "{{if .UpdateStatus}}{{.UpdateStatus.State}}{{end}}", "%s_%s" % (stack, s)
                           ).stdout.decode().strip() for s in ("app-receiver", "app-sender")]
-            for state in states:
-                self.assertNotIn("rollback", state)
+            if any("rollback" in state for state in states):
+                raise AssertionError("an update rolled back (%s); tasks:\n%s\nlogs:\n%s" % (
+                    states, run("docker", "stack", "ps", "--no-trunc", stack, check=False).stdout.decode(
+                        errors="replace"), self.service_logs(stack)))
             return all(state == "completed" for state in states)
         wait_until(updated, timeout=120, what="both services updated")
 
