@@ -390,6 +390,9 @@ FtpsClient::Step FtpsClient::perform(FtpExchange& ex, Request request, const std
       case Request::kDelete:
         what = "delete " + path + ": ";
         break;
+      case Request::kList:
+        what = "NLST " + settings_.remote_dir + ": ";
+        break;
       case Request::kProbe:
         break;
     }
@@ -420,19 +423,17 @@ FtpsClient::Step FtpsClient::exists(const std::string& name, bool& found) {
 }
 
 void FtpsClient::remove_leftovers() {
-  std::vector<std::string> names = leftovers_->take();
-  while (!names.empty()) {
+  for (const std::string& name : leftovers_->names()) {
     FtpExchange ex;
-    Step step = perform(ex, Request::kDelete, names.back());
+    Step step = perform(ex, Request::kDelete, name);
     if (step.ok()) {
       std::lock_guard lock(stats_mu_);
       ++stats_.temporaries_removed;
     } else if (step.curl_code != CURLE_QUOTE_ERROR) {
-      break;  // not now (no connection): at the next put
+      return;  // not now (no connection): the rest stay listed for the next put or probe
     }
-    names.pop_back();  // deleted, or refused (550: gone already)
+    leftovers_->forget(name);  // deleted, or refused (550: gone already)
   }
-  leftovers_->add(std::move(names));  // those not deleted: at the next put
 }
 
 Result<size_t> FtpsClient::remove_temporaries() {
@@ -491,6 +492,7 @@ SendOutcome FtpsClient::put(const std::string& name, StoredBytes& bytes) {
     out.error = stored.error;
     return out;
   }
+  remove_leftovers();  // any listed while this file was sent (another client's cut-off transfer)
   std::lock_guard stats_lock(stats_mu_);
   ++stats_.puts;
   return out;

@@ -1,5 +1,7 @@
 #include "remote_names.hpp"
 
+#include <algorithm>
+
 #include <openssl/rand.h>
 
 #include <array>
@@ -111,13 +113,19 @@ std::shared_ptr<LeftoverNames> LeftoverNames::shared_for(const std::string& logi
 void LeftoverNames::add(std::vector<std::string> names) {
   std::lock_guard lock(mu_);
   for (auto& n : names) {
-    if (names_.size() < kMaxLeftovers) names_.push_back(std::move(n));
+    if (names_.size() >= kMaxLeftovers) break;
+    if (std::find(names_.begin(), names_.end(), n) == names_.end()) names_.push_back(std::move(n));
   }
 }
 
-std::vector<std::string> LeftoverNames::take() {
+std::vector<std::string> LeftoverNames::names() {
   std::lock_guard lock(mu_);
-  return std::exchange(names_, {});
+  return names_;
+}
+
+void LeftoverNames::forget(const std::string& name) {
+  std::lock_guard lock(mu_);
+  std::erase(names_, name);
 }
 
 }  // namespace transfer::sender

@@ -44,15 +44,18 @@ std::string remote_path(std::string_view dir, std::string_view name);
 
 // Temporary files whose upload lost its connection (they could not be removed then), shared by
 // every client of this process with the same `login` (user@host:port and remote_dir): a retry
-// may run on another worker's client, and the next session of any of them removes them. At most
-// kMaxLeftovers are kept. Thread-safe.
+// may run on another worker's client, and the next session of any of them removes them. A name
+// stays listed until a client has removed it (or found it gone): a client whose removal fails
+// (the server still away) never hides it from another that is removing at the same moment.
+// At most kMaxLeftovers are kept. Thread-safe.
 class LeftoverNames {
  public:
   static constexpr size_t kMaxLeftovers = 100;
   // The one list of `login` for as long as a client holds it.
   static std::shared_ptr<LeftoverNames> shared_for(const std::string& login);
-  void add(std::vector<std::string> names);
-  std::vector<std::string> take();  // every name, the list left empty
+  void add(std::vector<std::string> names);  // names already listed are not listed twice
+  std::vector<std::string> names();          // a copy, to remove them one by one
+  void forget(const std::string& name);      // removed from the server (or gone already)
 
  private:
   std::mutex mu_;

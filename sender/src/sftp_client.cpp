@@ -513,21 +513,19 @@ SftpClient::Step SftpClient::stat_remote_dir() {
 }
 
 void SftpClient::remove_leftovers() {
-  std::vector<std::string> paths = leftovers_->take();
-  while (!paths.empty() && session_) {
-    const std::string path = paths.back();
+  for (const std::string& path : leftovers_->names()) {
+    if (!session_) return;  // the rest stay listed for the next session
     if (sftp_unlink(session_->sftp.get(), path.c_str()) == 0) {
       std::lock_guard lock(stats_mu_);
       ++stats_.temporaries_removed;
     } else {
       auto f = describe_failure(session_->ssh.get(), session_->sftp.get(), watchdog_.trip(),
                                 settings_.io_timeout_s, SftpStep::kRemoveFinal, path);
-      if (f.connection_lost) break;  // try again on the next session
+      if (f.connection_lost) return;  // try again on the next session
     }
     watchdog_.touch();
-    paths.pop_back();
+    leftovers_->forget(path);  // removed, or refused (gone already)
   }
-  leftovers_->add(std::move(paths));  // those not removed: at the next session
 }
 
 Result<size_t> SftpClient::remove_temporaries() {
@@ -602,6 +600,7 @@ SendOutcome SftpClient::put_locked(const std::string& name, StoredBytes& bytes) 
     remove_leftovers();
     Step first = stat_remote_dir();
     Step stored = first.ok() ? store(name, bytes, out.bytes_sent) : first;
+    if (stored.ok()) remove_leftovers();  // any listed while this file was sent (another client's)
     watchdog_.deactivate();
     const SocketWatchdog::Trip trip = watchdog_.trip();
     if (stored.connection_lost) close_session(/*polite=*/false);

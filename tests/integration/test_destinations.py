@@ -340,7 +340,10 @@ class FileServerFaultsTest(DestinationsBase):
         self.assertEqual(stop(p), 0)
         with open(os.path.join(remote, "big.xml"), "rb") as fh:
             self.assertEqual(fh.read(), self.received("big"))
-        self.assertEqual(os.listdir(remote), ["big.xml"], "a temporary name left behind")
+        if os.listdir(remote) != ["big.xml"]:
+            with open(self.w.path("sender.log"), errors="replace") as fh:
+                log = fh.read()
+            self.fail("a temporary name left behind: %s\nsender log:\n%s" % (os.listdir(remote), log[-6000:]))
 
     def test_sftp_server_gone_mid_transfer(self):
         def entry_of(server):

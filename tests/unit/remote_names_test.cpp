@@ -115,16 +115,34 @@ TEST(LeftoverNames, OneListPerLoginSharedByItsClientsAndBounded) {
   EXPECT_EQ(a, b);
   EXPECT_NE(a, other);
   a->add({"/d/.x.xml.00000001.part"});
-  b->add({"/d/.y.xml.00000002.part"});
-  EXPECT_TRUE(other->take().empty());
-  const auto taken = b->take();
-  EXPECT_EQ(taken, (std::vector<std::string>{"/d/.x.xml.00000001.part", "/d/.y.xml.00000002.part"}));
-  EXPECT_TRUE(a->take().empty());  // taken once
+  b->add({"/d/.y.xml.00000002.part", "/d/.x.xml.00000001.part"});  // listed once
+  EXPECT_TRUE(other->names().empty());
+  EXPECT_EQ(b->names(),
+            (std::vector<std::string>{"/d/.x.xml.00000001.part", "/d/.y.xml.00000002.part"}));
+  a->forget("/d/.x.xml.00000001.part");
+  EXPECT_EQ(b->names(), (std::vector<std::string>{"/d/.y.xml.00000002.part"}));
+  b->forget("/d/.y.xml.00000002.part");
+  EXPECT_TRUE(a->names().empty());
 
   std::vector<std::string> many;
   for (size_t i = 0; i < LeftoverNames::kMaxLeftovers + 50; ++i) many.push_back(std::to_string(i));
   a->add(many);
-  EXPECT_EQ(a->take().size(), LeftoverNames::kMaxLeftovers);
+  EXPECT_EQ(a->names().size(), LeftoverNames::kMaxLeftovers);
+}
+
+// The race a full test run found: a client whose removal failed (the server still away) used to
+// take the names out and put them back afterwards; a retry on another client in between found
+// the list empty, delivered, and the temporary file stayed on the server. Now a name stays
+// listed until removed, so the other client sees it whatever the first is doing.
+TEST(LeftoverNames, ANameStaysListedWhileAnotherClientFailsToRemoveIt) {
+  auto prober = LeftoverNames::shared_for("u@h:22/test-race");
+  auto worker = LeftoverNames::shared_for("u@h:22/test-race");
+  prober->add({"/d/.big.xml.84a15bae.part"});
+  const auto trying = prober->names();  // the prober starts removing; its server is still away
+  ASSERT_EQ(trying.size(), 1u);
+  EXPECT_EQ(worker->names(), trying);  // meanwhile the retry's client starts its session ...
+  worker->forget(trying[0]);           // ... and removes the file
+  EXPECT_TRUE(prober->names().empty());  // the prober's failure forgets and adds back nothing
 }
 
 TEST(LeftoverNames, ANewListOnceEveryClientOfTheLoginIsGone) {
@@ -135,7 +153,7 @@ TEST(LeftoverNames, ANewListOnceEveryClientOfTheLoginIsGone) {
     weak = list;
   }
   EXPECT_TRUE(weak.expired());
-  EXPECT_TRUE(LeftoverNames::shared_for("u@h:22/test-gone")->take().empty());
+  EXPECT_TRUE(LeftoverNames::shared_for("u@h:22/test-gone")->names().empty());
 }
 
 }  // namespace
