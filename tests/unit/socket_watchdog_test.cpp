@@ -71,18 +71,24 @@ TEST(SocketWatchdog, InactiveOrDetachedItLeavesTheSocketAlone) {
   SocketWatchdog watchdog(cancel);
   SocketPair pair;
   ASSERT_TRUE(watchdog.attach(pair.ours.get()).ok());
-  watchdog.activate(0.001);
-  watchdog.deactivate();
+  // Never activated: cancel is not looked at (its check runs every 100 ms while active), so the
+  // socket sees nothing for longer than that. (Activating it even briefly with cancel set may
+  // shut the socket down, as it should: a run under TSan once did, between activate(0.001)
+  // and deactivate(), which this test used to do.)
+  EXPECT_FALSE(sees_eof(pair.ours.get(), 300));
   SocketPair other;
-  ASSERT_TRUE(watchdog.attach(other.ours.get()).ok());  // a new socket clears the old trip
+  ASSERT_TRUE(watchdog.attach(other.ours.get()).ok());  // replaces the first socket
   watchdog.detach();
-  watchdog.activate(0.001);
+  watchdog.activate(0.001);  // active, idle and cancelled, but with no socket
   watchdog.abort();
+  EXPECT_FALSE(sees_eof(other.ours.get(), 300));
   EXPECT_EQ(::send(pair.peer.get(), "x", 1, MSG_NOSIGNAL), 1);
   EXPECT_EQ(::send(other.peer.get(), "x", 1, MSG_NOSIGNAL), 1);
   char c = 0;
+  EXPECT_EQ(::recv(pair.ours.get(), &c, 1, 0), 1);   // the replaced socket still works
   EXPECT_EQ(::recv(other.ours.get(), &c, 1, 0), 1);  // the detached socket still works
   EXPECT_EQ(watchdog.trip(), Trip::kNone);
+  watchdog.deactivate();
 }
 
 TEST(SocketWatchdog, TouchKeepsItAlive) {
