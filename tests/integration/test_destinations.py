@@ -184,9 +184,13 @@ class S3FaultsTest(DestinationsBase):
             self.assertEqual(decrypt(self.keys["s3"], s3.get(bucket, name + ".xml.fernet")), self.received(name))
         wait_until(lambda: ready_now()[0] == 200, timeout=30, what="/readyz ready again")
         # Bytes stored per destination (the service in force since the reload delivered them all).
-        m = metrics("http://127.0.0.1:%d/metrics" % latest_sender_port(self.w))
+        # (an object is visible once stored, a moment before the sender has checked and counted it)
+        url = "http://127.0.0.1:%d/metrics" % latest_sender_port(self.w)
         tokens = sum(len(s3.get(bucket, n + ".xml.fernet")) for n in docs)
-        self.assertEqual(m['transfer_sender_bytes_sent_total{destination="s3"}'], tokens)
+        sent = lambda m: m.get('transfer_sender_bytes_sent_total{destination="s3"}', 0)
+        m = wait_until(lambda: (lambda m: m if sent(m) >= tokens else None)(metrics(url)), timeout=30,
+                       what="every stored byte counted")
+        self.assertEqual(sent(m), tokens)
         self.assertEqual(m.get('transfer_sender_multipart_parts_total{destination="s3"}', 0), 0)
         self.assertIsNone(p.poll(), "the sender was not restarted")
         self.assertEqual(stop(p), 0)

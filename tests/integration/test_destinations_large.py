@@ -43,8 +43,16 @@ class LargeFileTest(DestinationsBase):
         final = os.path.join(sftp_dir, "big.xml")
         wait_until(lambda: os.path.exists(final) and s3.head(bucket, "big.xml"), timeout=900,
                    what="the big file at both")
+        # The object is visible once its upload completed, before the sender has checked it and
+        # counted it: wait for the counts of both destinations.
+        url = "http://127.0.0.1:%d/metrics" % latest_sender_port(self.w)
+
+        def counted():
+            m = metrics(url)
+            sent = [m.get('transfer_sender_bytes_sent_total{destination="%s"}' % d, 0) for d in ("s3", "sftp")]
+            return m if all(sent) else None
+        m = wait_until(counted, timeout=60, what="both deliveries counted in /metrics")
         hwm = vm_hwm_kib(p.pid)
-        m = metrics("http://127.0.0.1:%d/metrics" % latest_sender_port(self.w))
         self.assertEqual(stop(p), 0)
         xml_size = os.path.getsize(final)
         print("\nlarge destinations test: json=%d MiB xml=%d MiB sender VmHWM=%.1f MiB"
