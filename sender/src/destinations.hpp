@@ -49,9 +49,6 @@ std::string_view destination_type_name(DestinationType type);
 // the plaintext XML (for partners who read it directly).
 enum class PayloadKind { kFernet, kXml };
 
-// on_conflict of SFTP and FTPS destinations: an existing final name is replaced, or that
-// destination gives up on the file.
-
 struct S3Fields {
   std::string endpoint;  // https://host[:port] or http://...
   std::string region = "us-east-1";

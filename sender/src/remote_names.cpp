@@ -1,9 +1,8 @@
 #include "remote_names.hpp"
 
-#include <algorithm>
-
 #include <openssl/rand.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdio>
 #include <map>

@@ -188,8 +188,11 @@ class S3FaultsTest(DestinationsBase):
         url = "http://127.0.0.1:%d/metrics" % latest_sender_port(self.w)
         tokens = sum(len(s3.get(bucket, n + ".xml.fernet")) for n in docs)
         sent = lambda m: m.get('transfer_sender_bytes_sent_total{destination="s3"}', 0)
-        m = wait_until(lambda: (lambda m: m if sent(m) >= tokens else None)(metrics(url)), timeout=30,
-                       what="every stored byte counted")
+
+        def counted():
+            m = metrics(url)
+            return m if sent(m) >= tokens else None
+        m = wait_until(counted, timeout=30, what="every stored byte counted")
         self.assertEqual(sent(m), tokens)
         self.assertEqual(m.get('transfer_sender_multipart_parts_total{destination="s3"}', 0), 0)
         self.assertIsNone(p.poll(), "the sender was not restarted")
