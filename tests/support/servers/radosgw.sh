@@ -51,7 +51,8 @@ die() {
 show_logs() {
   local name
   for name in "$@"; do
-    for f in "$dir/log/$name.out" "$dir/log/$name.log"; do
+    # The daemons' own logs are named after the Ceph entity: mon.a.log, osd.0.log, client.rgw.log.
+    for f in "$dir/log/$name.out" "$dir/log/$name".*log "$dir/log/client.$name.log"; do
       [[ -s $f ]] || continue
       echo "---- last lines of $f" >&2
       tail -n 25 "$f" >&2
@@ -134,6 +135,25 @@ free_port() {
 }
 
 ceph_cli() { timeout 20 ceph -c "$dir/ceph.conf" --connect-timeout 10 "$@"; }
+
+# A monitor command that may be refused for a moment after the monitor first answers: once a CI
+# run's `osd crush add` got "Error EPERM: problem getting command descriptions from mon" 0.4 s
+# after `mon stat` had answered. Tried up to 5 times (0.2, 0.4, 0.8, 1.6 s apart) within the start
+# deadline; every refusal goes to log/setup.out, the output of the one that worked to stdout.
+mon_command() {
+  local attempt out delay=0.2
+  for attempt in 1 2 3 4 5; do
+    if out=$(ceph_cli "$@" 2>>"$dir/log/setup.out"); then
+      printf '%s' "$out"
+      return 0
+    fi
+    echo "  (ceph $* failed, attempt $attempt)" >>"$dir/log/setup.out"
+    ((attempt < 5 && SECONDS < deadline)) || break
+    sleep "$delay"
+    delay=$(awk -v d="$delay" 'BEGIN { print d * 2 }')
+  done
+  return 1
+}
 
 # radosgw answers an anonymous GET / with 200 (an empty bucket list) once it serves.
 rgw_answers() {
@@ -246,9 +266,11 @@ start() {
   wait_for "the monitor on 127.0.0.1:$mon_port" mon mon_answers
 
   step "monitor: up"
-  osd_id=$(ceph_cli osd create "$osd_uuid" 2>>"$dir/log/setup.out") ||
+  # Both may be repeated: `osd create` with the same uuid returns the same id, `crush add` of an
+  # item already there at the same place changes nothing.
+  osd_id=$(mon_command osd create "$osd_uuid") ||
     { show_logs setup mon; stop_all; die "ceph osd create failed"; }
-  ceph_cli osd crush add "osd.$osd_id" 1.0 host=localhost root=default >>"$dir/log/setup.out" 2>&1 ||
+  mon_command osd crush add "osd.$osd_id" 1.0 host=localhost root=default >>"$dir/log/setup.out" ||
     { show_logs setup mon; stop_all; die "ceph osd crush add failed"; }
   ceph-osd -c "$dir/ceph.conf" -i "$osd_id" --mkfs --osd-uuid "$osd_uuid" \
     >>"$dir/log/osd.out" 2>&1 || { show_logs osd; stop_all; die "ceph-osd --mkfs failed"; }
