@@ -4,6 +4,45 @@
 
 namespace transfer::sender {
 
+void DeliveryScheduler::Waiting::insert(const FileVersion& file, double due, double now) {
+  if (due <= now) {
+    due_.emplace(file, due);
+    due_times_.insert(due);
+  } else {
+    later_.emplace(due, file);
+  }
+}
+
+void DeliveryScheduler::Waiting::erase(const FileVersion& file, double due) {
+  if (auto it = due_.find(file); it != due_.end()) {
+    due_times_.erase(due_times_.find(it->second));
+    due_.erase(it);
+  } else {
+    later_.erase({due, file});
+  }
+}
+
+std::optional<FileVersion> DeliveryScheduler::Waiting::take(double now) {
+  while (!later_.empty() && later_.begin()->first <= now) {
+    auto node = later_.extract(later_.begin());
+    due_times_.insert(node.value().first);
+    due_.emplace(std::move(node.value().second), node.value().first);
+  }
+  if (due_.empty()) return std::nullopt;
+  auto first = due_.begin();
+  due_times_.erase(due_times_.find(first->second));
+  FileVersion file = first->first;
+  due_.erase(first);
+  return file;
+}
+
+std::optional<double> DeliveryScheduler::Waiting::earliest_due() const {
+  std::optional<double> due;
+  if (!due_times_.empty()) due = *due_times_.begin();
+  if (!later_.empty() && (!due || later_.begin()->first < *due)) due = later_.begin()->first;
+  return due;
+}
+
 DeliveryScheduler::DeliveryScheduler(std::vector<DestinationLimits> destinations, Clock now,
                                      Random uniform01)
     : now_(std::move(now)), uniform01_(std::move(uniform01)) {
@@ -30,7 +69,7 @@ void DeliveryScheduler::add(const FileVersion& file,
       p.due_unix = std::max(now, h->second.next_attempt_unix);
       p.last_error = h->second.last_error;
     }
-    if (p.state == PairState::kWaiting) lane.waiting.insert(file);
+    if (p.state == PairState::kWaiting) lane.waiting.insert(file, p.due_unix, now);
     pairs.emplace(name, std::move(p));
   }
 }
@@ -41,7 +80,7 @@ void DeliveryScheduler::remove(const FileVersion& file) {
   for (const auto& [name, p] : it->second) {
     Lane& lane = lanes_.at(name);
     if (p.state == PairState::kInFlight) --lane.in_flight;
-    lane.waiting.erase(file);
+    if (p.state == PairState::kWaiting) lane.waiting.erase(file, p.due_unix);
   }
   files_.erase(it);
 }
@@ -60,17 +99,11 @@ std::optional<FileVersion> DeliveryScheduler::take(const std::string& destinatio
     return std::nullopt;
   const double now = now_();
   if (now < lane->second.yield_until) return std::nullopt;
-  auto& waiting = lane->second.waiting;
-  for (auto it = waiting.begin(); it != waiting.end(); ++it) {
-    Pair* p = pair(*it, destination);
-    if (p == nullptr || p->due_unix > now) continue;
-    p->state = PairState::kInFlight;
-    ++lane->second.in_flight;
-    FileVersion file = *it;
-    waiting.erase(it);
-    return file;
-  }
-  return std::nullopt;
+  auto file = lane->second.waiting.take(now);
+  if (!file) return std::nullopt;
+  pair(*file, destination)->state = PairState::kInFlight;
+  ++lane->second.in_flight;
+  return file;
 }
 
 AttemptDecision DeliveryScheduler::finished(const FileVersion& file, const std::string& destination,
@@ -85,7 +118,7 @@ AttemptDecision DeliveryScheduler::finished(const FileVersion& file, const std::
     return d;
   }
   if (p->state == PairState::kInFlight) --lane->second.in_flight;
-  lane->second.waiting.erase(file);
+  if (p->state == PairState::kWaiting) lane->second.waiting.erase(file, p->due_unix);
   const RetrySettings& retry = lane->second.limits.retry;
   const double now = now_();
   switch (verdict) {
@@ -119,7 +152,7 @@ AttemptDecision DeliveryScheduler::finished(const FileVersion& file, const std::
       break;
     }
   }
-  if (p->state == PairState::kWaiting) lane->second.waiting.insert(file);
+  if (p->state == PairState::kWaiting) lane->second.waiting.insert(file, p->due_unix, now);
   d.state = p->state;
   d.attempts = p->attempts;
   d.next_attempt_unix = p->state == PairState::kWaiting ? p->due_unix : 0;
@@ -138,7 +171,7 @@ void DeliveryScheduler::released(const FileVersion& file, const std::string& des
   --lane.in_flight;
   p->state = PairState::kWaiting;
   p->due_unix = now_();
-  lane.waiting.insert(file);
+  lane.waiting.insert(file, p->due_unix, p->due_unix);
 }
 
 FileOutcome DeliveryScheduler::outcome(const FileVersion& file) const {
@@ -176,11 +209,7 @@ std::optional<double> DeliveryScheduler::next_due(const std::string& destination
   auto lane = lanes_.find(destination);
   if (lane == lanes_.end() || lane->second.in_flight >= lane->second.limits.max_in_flight)
     return std::nullopt;
-  std::optional<double> due;
-  for (const auto& file : lane->second.waiting) {
-    const auto& p = files_.at(file).at(destination);
-    if (!due || p.due_unix < *due) due = p.due_unix;
-  }
+  auto due = lane->second.waiting.earliest_due();
   if (due && *due < lane->second.yield_until) due = lane->second.yield_until;
   return due;
 }

@@ -127,11 +127,29 @@ class DeliveryScheduler {
     double due_unix = 0;
     std::string last_error;
   };
+  // A destination's waiting pairs, indexed so that neither taking the next due pair nor asking
+  // when one falls due walks them all (issue 22: a backlog of 100,000 files, or every pair of a
+  // failing destination backing off, made each take() and each wake-up walk the whole set).
+  // Those known due are kept in name order (take() hands them out in that order), the others by
+  // due time until it passes.
+  class Waiting {
+   public:
+    void insert(const FileVersion& file, double due, double now);
+    void erase(const FileVersion& file, double due);
+    std::optional<FileVersion> take(double now);  // the first due in name order
+    std::optional<double> earliest_due() const;
+    size_t size() const { return due_.size() + later_.size(); }
+
+   private:
+    std::map<FileVersion, double> due_;            // due (at the last look), in name order
+    std::multiset<double> due_times_;              // their due times, for earliest_due()
+    std::set<std::pair<double, FileVersion>> later_;  // not due yet, by due time
+  };
   struct Lane {
     DestinationLimits limits;
     int in_flight = 0;
-    std::set<FileVersion> waiting;  // its waiting pairs, in name order: take() looks only here
-    double yield_until = 0;         // unreachable: nothing is taken before this
+    Waiting waiting;        // its waiting pairs: take() looks only here
+    double yield_until = 0;  // unreachable: nothing is taken before this
   };
   Pair* pair(const FileVersion& file, const std::string& destination);
 

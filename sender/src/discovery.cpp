@@ -60,17 +60,49 @@ Discovery::Clock::time_point Discovery::ready_at(const Candidate& c) const {
   return std::max(c.not_before, is_quiet(c, Clock::now()) ? Clock::now() : quiet);
 }
 
+Candidate* Discovery::find(const std::string& name) {
+  auto it = candidates_.find(name);
+  return it == candidates_.end() ? nullptr : &it->second;
+}
+
+void Discovery::changed(const std::string& name) { changed_.insert(name); }
+
+void Discovery::erase(const std::string& name) {
+  auto it = candidates_.find(name);
+  if (it == candidates_.end()) return;
+  since_.erase(since_.find(it->second.waiting_since_unix));
+  untaken_.erase(name);
+  candidates_.erase(it);
+  changed(name);
+}
+
+void Discovery::put_back(const std::string& name) {
+  auto it = candidates_.find(name);
+  if (it == candidates_.end() || (config_.once && it->second.tried_in_once_mode)) return;
+  untaken_.insert(name);
+}
+
+std::vector<std::string> Discovery::take_changed() {
+  std::vector<std::string> out(changed_.begin(), changed_.end());
+  changed_.clear();
+  return out;
+}
+
+void Discovery::clear_backoffs(Clock::time_point now) {
+  for (auto& [name, c] : candidates_) c.not_before = now;
+}
+
 void Discovery::observe(const std::string& name) {
   struct stat st {};
   const std::string path = config_.input_dir + "/" + name;
   if (::lstat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) {
-    candidates_.erase(name);
+    erase(name);
     return;
   }
   const FileStamp stamp = stamp_of(st);
   if (auto s = settled_.find(name); s != settled_.end()) {
     if (same_version(s->second, stamp)) {
-      candidates_.erase(name);
+      erase(name);
       return;
     }
     settled_.erase(s);
@@ -78,8 +110,15 @@ void Discovery::observe(const std::string& name) {
   const auto now = Clock::now();
   auto [it, inserted] =
       candidates_.try_emplace(name, Candidate{stamp, now, now, false, wall_now()});
-  if (!inserted && !(it->second.stamp == stamp))
+  if (inserted) {
+    since_.insert(it->second.waiting_since_unix);
+  } else if (!(it->second.stamp == stamp)) {
     it->second = Candidate{stamp, now, now, false, it->second.waiting_since_unix};
+  } else {
+    return;  // the same version, as it was (taken or not)
+  }
+  untaken_.insert(name);
+  changed(name);
 }
 
 void Discovery::rescan() {
@@ -96,10 +135,11 @@ void Discovery::rescan() {
     return;
   }
   std::sort(present.begin(), present.end());
-  for (auto it = candidates_.begin(); it != candidates_.end();) {  // gone since the last listing
-    it = std::binary_search(present.begin(), present.end(), it->first) ? std::next(it)
-                                                                       : candidates_.erase(it);
+  std::vector<std::string> gone;  // since the last listing
+  for (const auto& [name, c] : candidates_) {
+    if (!std::binary_search(present.begin(), present.end(), name)) gone.push_back(name);
   }
+  for (const auto& name : gone) erase(name);
   for (auto it = settled_.begin(); it != settled_.end();) {
     it = std::binary_search(present.begin(), present.end(), it->first) ? std::next(it)
                                                                        : settled_.erase(it);

@@ -7,8 +7,10 @@
 
 #include <chrono>
 #include <map>
+#include <set>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "input_watcher.hpp"
@@ -63,16 +65,40 @@ class Discovery {
   bool is_quiet(const Candidate& c, Clock::time_point now) const;
   Clock::time_point ready_at(const Candidate& c) const;
 
-  std::map<std::string, Candidate>& candidates() { return candidates_; }  // sorted: name order
-  const std::map<std::string, Candidate>& candidates() const { return candidates_; }
+  const std::map<std::string, Candidate>& candidates() const { return candidates_; }  // name order
+  Candidate* find(const std::string& name);
+  void erase(const std::string& name);
+  // Every candidate may be taken again at once (an operator's "retry now").
+  void clear_backoffs(Clock::time_point now);
+
+  // What the run loop needs without walking every candidate (issue 22: that walk, after each
+  // event, made the sender's CPU per file grow with its backlog):
+  //   - untaken(): the candidates the service has not taken, in name order. A new or changed
+  //     version is untaken; take() when its identification starts; put_back() when the service
+  //     lets go of it while it is still a candidate (identification retried later, or the tracked
+  //     version forgotten). With --once, a candidate tried once is not put back.
+  //   - take_changed(): the names whose candidate was added, changed or dropped since the last
+  //     call (what a tracked version must be checked against).
+  //   - oldest_waiting_since(): the earliest waiting_since_unix among the candidates (0: none).
+  const std::set<std::string>& untaken() const { return untaken_; }
+  void take(const std::string& name) { untaken_.erase(name); }
+  void put_back(const std::string& name);
+  std::vector<std::string> take_changed();
+  double oldest_waiting_since() const { return since_.empty() ? 0 : *since_.begin(); }
+
   std::unordered_map<std::string, FileStamp>& settled() { return settled_; }
   InputWatcher& watcher() { return watcher_; }
 
  private:
+  void changed(const std::string& name);
+
   const SenderConfig& config_;  // the service's, which outlives this
   Logger logger_;
   InputWatcher watcher_;
   std::map<std::string, Candidate> candidates_;
+  std::set<std::string> untaken_;
+  std::unordered_set<std::string> changed_;
+  std::multiset<double> since_;  // the candidates' waiting_since_unix
   std::unordered_map<std::string, FileStamp> settled_;
 };
 

@@ -312,7 +312,7 @@ void SenderService::notice_operator_changes() {
   }
   for (const auto& name : idle) forget_tracked(name);
   for (const auto& lane : lanes_) scheduler_.resume(lane->destination.name);  // "retry now"
-  for (auto& [name, c] : discovery_.candidates()) c.not_before = Clock::now();
+  discovery_.clear_backoffs(Clock::now());
   discovery_.rescan();
 }
 
@@ -395,17 +395,14 @@ Readiness SenderService::readiness() {
 }
 
 void SenderService::update_metrics(bool busy) {
-  // Walks every candidate and pair: at most ten times a second while busy, at once when idle.
+  // At most ten times a second while busy, at once when idle. Walks nothing: every tracked
+  // version is a candidate (sync_tracked has run), the others are not identified yet.
   const auto now = Clock::now();
   if (busy && now < next_metrics_update_) return;
   next_metrics_update_ = now + std::chrono::milliseconds(100);
-  double oldest = 0;
-  int64_t unidentified = 0;
-  for (const auto& [name, c] : discovery_.candidates()) {
-    if (oldest == 0 || c.waiting_since_unix < oldest) oldest = c.waiting_since_unix;
-    if (!tracked_.count(name)) ++unidentified;
-  }
-  metrics_.oldest_pending_since.store(oldest);
+  const auto candidates = static_cast<int64_t>(discovery_.candidates().size());
+  const int64_t unidentified = std::max<int64_t>(0, candidates - static_cast<int64_t>(tracked_.size()));
+  metrics_.oldest_pending_since.store(discovery_.oldest_waiting_since());
   for (const auto& lane : lanes_) {
     const std::string& d = lane->destination.name;
     lane->backlog->set(static_cast<double>(scheduler_.backlog(d) + unidentified));
@@ -588,11 +585,16 @@ ScanSummary SenderService::run() {
     }
     auto wake = config_.once ? Clock::now() + std::chrono::seconds(60) : next_scan;
     wake = std::min(wake, wake_time(next_scan));
-    for (const auto& [name, c] : discovery_.candidates()) {  // one not startable waits for a result
-      if (tracked_.count(name) || identifying_.holds(name) || (config_.once && c.tried_in_once_mode) ||
-          !identifying_.may_start(c.stamp.size))
-        continue;
-      wake = std::min(wake, discovery_.ready_at(c));
+    // When an untaken candidate may start; with every identify worker busy, a result wakes us.
+    if (!identifying_.full()) {
+      for (const auto& name : discovery_.untaken()) {
+        const Candidate& c = discovery_.candidates().at(name);
+        if (identifying_.holds(name) || (config_.once && c.tried_in_once_mode) ||
+            !identifying_.may_start(c.stamp.size))
+          continue;  // one not startable waits for a result
+        wake = std::min(wake, discovery_.ready_at(c));
+        if (wake <= Clock::now()) break;
+      }
     }
     if (take_results(done)) continue;  // a worker finished while we looked: apply it first
     const auto events = discovery_.watcher().wait_until(wake);  // a finishing worker wakes it
@@ -663,10 +665,16 @@ void SenderService::queue_probes() {
 // in hand would leave no worker for small ones, and the small ones after it go first.
 void SenderService::dispatch_identifications() {
   const auto now = Clock::now();
-  for (const auto& [name, c] : discovery_.candidates()) {
+  std::vector<std::string> started;
+  for (const auto& name : discovery_.untaken()) {
     if (identifying_.full()) break;
-    if (tracked_.count(name) || identifying_.holds(name) || (config_.once && c.tried_in_once_mode) ||
-        now < c.not_before || !discovery_.is_quiet(c, now) || !identifying_.may_start(c.stamp.size))
+    if (tracked_.count(name)) {  // not reached: sync_tracked takes these
+      started.push_back(name);
+      continue;
+    }
+    const Candidate& c = discovery_.candidates().at(name);
+    if (identifying_.holds(name) || (config_.once && c.tried_in_once_mode) || now < c.not_before ||
+        !discovery_.is_quiet(c, now) || !identifying_.may_start(c.stamp.size))
       continue;
     identifying_.started(name, c.stamp.size);
     Job job;
@@ -674,7 +682,9 @@ void SenderService::dispatch_identifications() {
     job.name = name;
     job.candidate = c;
     push_job(std::move(job));
+    started.push_back(name);
   }
+  for (const auto& name : started) discovery_.take(name);
 }
 
 void SenderService::dispatch_due() {
@@ -728,36 +738,43 @@ std::shared_ptr<FilePayload> SenderService::payload_for(const Tracked& t, const 
 }
 
 
+// The tracked version is dropped; a file still there is a candidate to identify again.
 void SenderService::forget_tracked(const std::string& name) {
   auto t = tracked_.find(name);
   if (t == tracked_.end()) return;
   scheduler_.remove(t->second.version);
   payloads_.drop_all(t->second.version);
   tracked_.erase(t);
+  discovery_.put_back(name);
 }
 
 // Files gone or changed since they were identified: their pairs are dropped (an upload in flight
-// finishes and its result is recorded for the version it sent).
+// finishes and its result is recorded for the version it sent). Only the names discovery saw
+// change are looked at.
 void SenderService::sync_tracked() {
-  std::vector<std::string> stale;
-  for (const auto& [name, t] : tracked_) {
-    auto c = discovery_.candidates().find(name);
-    if (c == discovery_.candidates().end() || !(c->second.stamp == t.stamp)) stale.push_back(name);
+  for (const auto& name : discovery_.take_changed()) {
+    auto t = tracked_.find(name);
+    if (t == tracked_.end()) continue;
+    const Candidate* c = discovery_.find(name);
+    if (c == nullptr || !(c->stamp == t->second.stamp)) {
+      forget_tracked(name);
+    } else {
+      discovery_.take(name);  // gone and back with the same stamp: still the version tracked
+    }
   }
-  for (const auto& name : stale) forget_tracked(name);
 }
 
+// Every candidate identified or tried, nothing in flight, and every waiting pair tried once. The
+// cheap conditions first: the walk of the tracked versions happens only once nothing is running.
 bool SenderService::once_finished() const {
-  if (!identifying_.empty()) return false;
-  for (const auto& [name, c] : discovery_.candidates()) {
-    auto t = tracked_.find(name);
-    if (t == tracked_.end()) {
-      if (!c.tried_in_once_mode) return false;
-      continue;
-    }
-    for (const auto& o : scheduler_.outcomes(t->second.version)) {
+  if (!identifying_.empty() || !discovery_.untaken().empty()) return false;
+  for (const auto& lane : lanes_) {
+    if (scheduler_.in_flight(lane->destination.name) > 0) return false;
+  }
+  for (const auto& [name, t] : tracked_) {
+    for (const auto& o : scheduler_.outcomes(t.version)) {
       if (o.state == PairState::kInFlight) return false;
-      if (o.state == PairState::kWaiting && !tried_.count({t->second.version, o.destination})) return false;
+      if (o.state == PairState::kWaiting && !tried_.count({t.version, o.destination})) return false;
     }
   }
   return true;
@@ -776,22 +793,25 @@ void SenderService::apply(Result_&& r) {
 
 void SenderService::apply_identified(Identification&& id) {
   identifying_.finished(id.name);
-  auto it = discovery_.candidates().find(id.name);
-  // Gone meanwhile, or seen with another stamp while it was read: the newer one is a candidate.
-  if (it == discovery_.candidates().end() || !(it->second.stamp == id.dispatched)) return;
-  Candidate& c = it->second;
+  Candidate* found = discovery_.find(id.name);
+  // Gone meanwhile, or seen with another stamp while it was read: the newer one is a candidate
+  // (and untaken already).
+  if (found == nullptr || !(found->stamp == id.dispatched)) return;
+  Candidate& c = *found;
   switch (id.outcome) {
-    case Identification::Outcome::kGone: discovery_.candidates().erase(it); return;
+    case Identification::Outcome::kGone: discovery_.erase(id.name); return;
     case Identification::Outcome::kChanged:
       c = Candidate{id.stamp, Clock::now(), Clock::now(), false, c.waiting_since_unix};
+      discovery_.put_back(id.name);
       return;
     case Identification::Outcome::kRetryLater:
       c.not_before = Clock::now() + std::chrono::duration_cast<Clock::duration>(
                                         std::chrono::duration<double>(std::max(1.0, config_.scan_interval_s)));
       c.tried_in_once_mode = true;
       ++summary_.failed;
+      discovery_.put_back(id.name);  // with --once: not again
       return;
-    case Identification::Outcome::kStopped: return;
+    case Identification::Outcome::kStopped: discovery_.put_back(id.name); return;
     case Identification::Outcome::kRefused:  // recorded and given up everywhere, below
     case Identification::Outcome::kOk: break;
   }
@@ -808,6 +828,7 @@ void SenderService::apply_identified(Identification&& id) {
     if (auto s = store_.record_seen(id.name, id.sha256, id.stamp.size, id.stamp.mtime_ns, d); !s) {
       logger_->error("state database: {} (file={} will be retried)", s.error().message, log_value(id.name));
       c.not_before = Clock::now() + std::chrono::seconds(1);
+      discovery_.put_back(id.name);
       return;
     }
     auto h = id.history.find(d);
@@ -973,7 +994,7 @@ void SenderService::settle_if_decided(const std::string& name) {
     quarantine_input(version, path);
   }
   for (const auto& lane : lanes_) last_failure_.erase({version, lane->destination.name});
-  discovery_.candidates().erase(name);
+  discovery_.erase(name);
   forget_tracked(name);
 }
 

@@ -198,7 +198,9 @@ class FilteredInput {
 
   JsonSource& src_;
   const std::string& origin_;
-  std::array<char, 1 << 16> buf_{};
+  // Not zero-filled (issue 22: two fresh zero-filled 64 KiB buffers per file were ~3 % of the
+  // sender's CPU on 2 KB files): only bytes [0, len_) are ever read, each written first.
+  std::array<char, 1 << 16> buf_;
   size_t pos_ = 0;    // next byte for the parser
   size_t ready_ = 0;  // bytes [pos_, ready_) are filtered
   size_t len_ = 0;    // bytes [ready_, len_) wait for more input
@@ -516,7 +518,7 @@ class OutBuffer {
  private:
   [[gnu::noinline]] void grow_to(size_t need) {
     const size_t cap = std::max(need, cap_ * 2);
-    auto bigger = std::make_unique<char[]>(cap);
+    auto bigger = std::make_unique_for_overwrite<char[]>(cap);  // [0, size_) copied, the rest written before read
     if (size_ > 0) std::memcpy(bigger.get(), data_.get(), size_);
     data_ = std::move(bigger);
     cap_ = cap;

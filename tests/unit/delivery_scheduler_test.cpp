@@ -4,6 +4,10 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <string>
+#include <vector>
+
 namespace transfer::sender {
 namespace {
 
@@ -226,6 +230,54 @@ TEST_F(SchedulerTest, ADestinationThatDoesNotAnswerYieldsUntilItsRetryTheOthersD
   ASSERT_EQ(t.take("busy")->name, "a");
   t.finished(file("a"), "busy", AttemptVerdict::kTransient, "503");
   EXPECT_EQ(t.take("busy")->name, "b");
+}
+
+// Issue 22: the waiting pairs are indexed by due time and by name. With pairs backing off for
+// different times among others due now, take() still hands out exactly the due ones in name
+// order, each backed-off one once its time has come, and next_due() names the earliest.
+TEST_F(SchedulerTest, BackedOffAndDuePairsComeOutInNameOrderOnceDue) {
+  auto s = make({dest("a", 1000, {8, 8, 0, 0})});
+  for (int i = 0; i < 200; ++i) s.add(file("f" + std::to_string(1000 + i)));
+  // Every third one fails once: backoff ceilings of 8 s (uniform01 ~1: due 8 s later).
+  std::vector<FileVersion> taken;
+  while (auto f = s.take("a")) taken.push_back(*f);
+  ASSERT_EQ(taken.size(), 200u);
+  std::vector<std::string> failed;
+  for (size_t i = 0; i < taken.size(); ++i) {
+    const auto* f = &taken[i];
+    ASSERT_EQ(f->name, "f" + std::to_string(1000 + i));
+    if (i % 3 == 0) {
+      now_ += 0.01;  // failures at slightly different times: different due times
+      s.finished(*f, "a", AttemptVerdict::kTransient, "503");
+      failed.push_back(f->name);
+    } else {
+      s.released(*f, "a");  // due again at once
+    }
+  }
+  EXPECT_EQ(s.backlog("a"), 200);
+  // Now: the released ones (not the failed ones) are due, in name order.
+  std::vector<std::string> order;
+  while (auto f = s.take("a")) order.push_back(f->name);
+  ASSERT_EQ(order.size(), 200u - failed.size());
+  EXPECT_TRUE(std::is_sorted(order.begin(), order.end()));
+  for (const auto& name : failed) EXPECT_FALSE(std::binary_search(order.begin(), order.end(), name)) << name;
+  for (const auto& name : order) s.finished(file(name), "a", AttemptVerdict::kDelivered, "");
+  // The first failure is due 8 s after its time (now_ was 1000.01 then).
+  ASSERT_TRUE(s.next_due("a"));
+  EXPECT_NEAR(*s.next_due("a"), 1008.01, 1e-3);
+  now_ = 1008.015;  // only the first failed one is due
+  auto first = s.take("a");
+  ASSERT_TRUE(first);
+  EXPECT_EQ(first->name, failed.front());
+  EXPECT_FALSE(s.take("a"));
+  now_ = 2000;  // all due: the rest in name order
+  std::vector<std::string> rest;
+  while (auto f = s.take("a")) rest.push_back(f->name);
+  EXPECT_EQ(rest, std::vector<std::string>(failed.begin() + 1, failed.end()));
+  EXPECT_EQ(s.backlog("a"), static_cast<int64_t>(failed.size()));  // all in flight
+  EXPECT_FALSE(s.next_due("a"));
+  s.remove(*first);
+  EXPECT_EQ(s.backlog("a"), static_cast<int64_t>(failed.size()) - 1);
 }
 
 }  // namespace
