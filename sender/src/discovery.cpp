@@ -43,6 +43,12 @@ bool is_ignored_name(const std::string& name, const std::vector<std::string>& gl
   return false;
 }
 
+DiscoveryClock::duration rescan_interval(DiscoveryClock::duration interval, DiscoveryClock::duration took,
+                                         bool inotify_active) {
+  if (!inotify_active) return interval;
+  return std::max(interval, took * kRescanCostFactor);
+}
+
 Discovery::Discovery(const SenderConfig& config, Logger logger)
     : config_(config), logger_(std::move(logger)), watcher_(config.input_dir, config.use_inotify) {}
 

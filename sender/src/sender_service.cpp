@@ -554,7 +554,7 @@ ScanSummary SenderService::run() {
   }
   const auto interval = std::chrono::duration_cast<Clock::duration>(
       std::chrono::duration<double>(config_.scan_interval_s));
-  discovery_.rescan();
+  auto next_rescan = Clock::now() + rescan_interval(interval, timed_rescan(), discovery_.watcher().active());
   start_workers();
   if (!config_.once) queue_probes();
   auto next_scan = Clock::now() + interval;
@@ -583,8 +583,8 @@ ScanSummary SenderService::run() {
       logger_->error("state database: {} (the steps of the last {} ms are redone)",
                      st.error().message, kStateCommitWindow.count());
     }
-    auto wake = config_.once ? Clock::now() + std::chrono::seconds(60) : next_scan;
-    wake = std::min(wake, wake_time(next_scan));
+    auto wake = config_.once ? Clock::now() + std::chrono::seconds(60) : std::min(next_scan, next_rescan);
+    wake = std::min(wake, wake_time(std::min(next_scan, next_rescan)));
     // When an untaken candidate may start; with every identify worker busy, a result wakes us.
     if (!identifying_.full()) {
       for (const auto& name : discovery_.untaken()) {
@@ -602,8 +602,10 @@ ScanSummary SenderService::run() {
       if (!is_ignored_name(name, config_.ignore_globs)) discovery_.observe(name);
     }
     if (!config_.once) notice_operator_changes();
+    if (events.needs_rescan || Clock::now() >= next_rescan) {
+      next_rescan = Clock::now() + rescan_interval(interval, timed_rescan(), discovery_.watcher().active());
+    }
     if (events.needs_rescan || Clock::now() >= next_scan) {
-      discovery_.rescan();
       if (!config_.once) queue_probes();
       next_scan = Clock::now() + interval;
     }
@@ -630,6 +632,12 @@ ScanSummary SenderService::run() {
     logger_->info("stopped");
   }
   return summary_;
+}
+
+SenderService::Clock::duration SenderService::timed_rescan() {
+  const auto started = Clock::now();
+  discovery_.rescan();
+  return Clock::now() - started;
 }
 
 SenderService::Clock::time_point SenderService::wake_time(Clock::time_point next_scan) {

@@ -155,5 +155,13 @@ TEST_F(DiscoveryTest, ABurstOfFilesIsIndexedOnceAndARescanOfNothingNewChangesNot
   EXPECT_EQ(*d.untaken().begin(), "f100001.json");
 }
 
+TEST(RescanInterval, StretchedToFiftyTimesTheListingOnlyWhileInotifyWorks) {
+  using namespace std::chrono_literals;
+  EXPECT_EQ(rescan_interval(5s, 4ms, true), 5s);           // a small directory: SCAN_INTERVAL
+  EXPECT_EQ(rescan_interval(5s, 400ms, true), 20s);        // 100,000 files: 50 x 0.4 s
+  EXPECT_EQ(rescan_interval(5s, 400ms, false), 5s);        // no inotify: the listing is all there is
+  EXPECT_EQ(rescan_interval(600s, 400ms, true), 600s);     // never shorter than asked
+}
+
 }  // namespace
 }  // namespace transfer::sender
