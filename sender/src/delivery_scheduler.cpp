@@ -22,13 +22,17 @@ void DeliveryScheduler::Waiting::erase(const FileVersion& file, double due) {
   }
 }
 
-std::optional<FileVersion> DeliveryScheduler::Waiting::take(double now) {
+size_t DeliveryScheduler::Waiting::due_count(double now) {
   while (!later_.empty() && later_.begin()->first <= now) {
     auto node = later_.extract(later_.begin());
     due_times_.insert(node.value().first);
     due_.emplace(std::move(node.value().second), node.value().first);
   }
-  if (due_.empty()) return std::nullopt;
+  return due_.size();
+}
+
+std::optional<FileVersion> DeliveryScheduler::Waiting::take(double now) {
+  if (due_count(now) == 0) return std::nullopt;
   auto first = due_.begin();
   due_times_.erase(due_times_.find(first->second));
   FileVersion file = first->first;
@@ -235,6 +239,17 @@ int64_t DeliveryScheduler::backlog(const std::string& destination) const {
   auto lane = lanes_.find(destination);
   if (lane == lanes_.end()) return 0;
   return static_cast<int64_t>(lane->second.waiting.size()) + lane->second.in_flight;
+}
+
+bool DeliveryScheduler::wants_more(size_t ready) {
+  const double now = now_();
+  bool all_yield = true;
+  for (auto& [name, lane] : lanes_) {
+    if (now < lane.yield_until) continue;
+    all_yield = false;
+    if (lane.waiting.due_count(now) < ready) return true;
+  }
+  return all_yield;
 }
 
 }  // namespace transfer::sender

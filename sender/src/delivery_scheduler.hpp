@@ -118,6 +118,12 @@ class DeliveryScheduler {
   int in_flight(const std::string& destination) const;
   // Pairs not settled (waiting or in flight) per destination: the backlog.
   int64_t backlog(const std::string& destination) const;
+  // Whether more files are worth adding now: some destination that is not yielding has fewer than
+  // `ready` pairs due, or every destination yields (files are then added as they come, so the
+  // state knows them). While each destination has `ready` pairs due, a file added now would only
+  // wait in memory (issue 22: 100,000 files dropped at once were all identified and held before
+  // the first hundred were sent; RSS then grows with the backlog instead of staying bounded).
+  bool wants_more(size_t ready);
 
  private:
   struct Pair {
@@ -138,6 +144,7 @@ class DeliveryScheduler {
     void erase(const FileVersion& file, double due);
     std::optional<FileVersion> take(double now);  // the first due in name order
     std::optional<double> earliest_due() const;
+    size_t due_count(double now);  // the pairs due at `now`
     size_t size() const { return due_.size() + later_.size(); }
 
    private:

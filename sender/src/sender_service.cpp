@@ -33,6 +33,9 @@ constexpr std::chrono::milliseconds kStateCommitWindow{25};
 // memory, and spooled ones (token files in the state directory) by count.
 constexpr size_t kPayloadMemoryBudget = 16 << 20;
 constexpr size_t kSpooledPayloadBudget = 4;
+// Files identified ahead of the uploads: no more are identified while every destination that is
+// not yielding has this many due (DeliveryScheduler::wants_more).
+constexpr size_t kReadyAhead = 256;
 
 void remove_spool_leftovers(const std::string& dir) {
   std::error_code ec;
@@ -586,7 +589,7 @@ ScanSummary SenderService::run() {
     auto wake = config_.once ? Clock::now() + std::chrono::seconds(60) : std::min(next_scan, next_rescan);
     wake = std::min(wake, wake_time(std::min(next_scan, next_rescan)));
     // When an untaken candidate may start; with every identify worker busy, a result wakes us.
-    if (!identifying_.full()) {
+    if (!identifying_.full() && scheduler_.wants_more(kReadyAhead)) {
       for (const auto& name : discovery_.untaken()) {
         const Candidate& c = discovery_.candidates().at(name);
         if (identifying_.holds(name) || (config_.once && c.tried_in_once_mode) ||
@@ -672,6 +675,7 @@ void SenderService::queue_probes() {
 // Quiet candidates to the identify workers, in name order; a large one waits while the large files
 // in hand would leave no worker for small ones, and the small ones after it go first.
 void SenderService::dispatch_identifications() {
+  if (!scheduler_.wants_more(kReadyAhead)) return;  // a result wakes the loop
   const auto now = Clock::now();
   std::vector<std::string> started;
   for (const auto& name : discovery_.untaken()) {

@@ -280,5 +280,35 @@ TEST_F(SchedulerTest, BackedOffAndDuePairsComeOutInNameOrderOnceDue) {
   EXPECT_EQ(s.backlog("a"), static_cast<int64_t>(failed.size()) - 1);
 }
 
+// Issue 22: files are identified ahead of the uploads only while some destination could use them
+// soon; a destination that yields (no answer) does not hold the others' files back, and when all
+// yield files are still added as they come (the state knows them).
+TEST_F(SchedulerTest, MoreFilesAreWantedWhileADestinationThatAnswersHasFewDue) {
+  auto s = make({dest("a", 2), dest("b", 2)});
+  EXPECT_TRUE(s.wants_more(3));  // nothing due anywhere
+  for (const char* n : {"1", "2", "3"}) s.add(file(n));
+  EXPECT_FALSE(s.wants_more(3));  // each has 3 due
+  ASSERT_TRUE(s.take("a"));
+  EXPECT_TRUE(s.wants_more(3));  // a has 2 due
+  s.add(file("4"));
+  EXPECT_FALSE(s.wants_more(3));  // a: 2, 3, 4; b: 1 to 4
+  // b stops answering: it yields, and a alone decides.
+  ASSERT_EQ(s.take("b")->name, "1");
+  s.finished(file("1"), "b", AttemptVerdict::kTransient, "refused", std::nullopt, /*unreachable=*/true);
+  EXPECT_FALSE(s.wants_more(3));  // a still has 3 due
+  ASSERT_TRUE(s.take("a"));
+  EXPECT_TRUE(s.wants_more(3));   // a has 2 due; b's 3 due do not count while it yields
+  // a stops answering too: every destination yields, files are wanted as they come.
+  s.finished(file("1"), "a", AttemptVerdict::kTransient, "refused", std::nullopt, /*unreachable=*/true);
+  ASSERT_TRUE(s.take("a") == std::nullopt);
+  for (int i = 5; i < 20; ++i) s.add(file(std::to_string(i)));
+  EXPECT_TRUE(s.wants_more(3));
+  // A backed-off pair counts once its time has come.
+  now_ += 3600;
+  s.resume("a");
+  s.resume("b");
+  EXPECT_FALSE(s.wants_more(3));
+}
+
 }  // namespace
 }  // namespace transfer::sender
