@@ -71,15 +71,13 @@ Candidate* Discovery::find(const std::string& name) {
   return it == candidates_.end() ? nullptr : &it->second;
 }
 
-void Discovery::changed(const std::string& name) { changed_.insert(name); }
-
 void Discovery::erase(const std::string& name) {
   auto it = candidates_.find(name);
   if (it == candidates_.end()) return;
   since_.erase(since_.find(it->second.waiting_since_unix));
   untaken_.erase(name);
   candidates_.erase(it);
-  changed(name);
+  changed_.insert(name);
 }
 
 void Discovery::put_back(const std::string& name) {
@@ -124,10 +122,10 @@ void Discovery::observe(const std::string& name) {
     return;  // the same version, as it was (taken or not)
   }
   untaken_.insert(name);
-  changed(name);
+  changed_.insert(name);
 }
 
-void Discovery::rescan() {
+Discovery::Clock::duration Discovery::rescan() {
   const auto started = Clock::now();
   std::error_code ec;
   std::vector<std::string> present;
@@ -138,7 +136,7 @@ void Discovery::rescan() {
   if (ec) {
     logger_->error("cannot list input directory dir={} error={}", log_value(config_.input_dir),
                    log_value(ec.message()));
-    return;
+    return Clock::now() - started;
   }
   std::sort(present.begin(), present.end());
   std::vector<std::string> gone;  // since the last listing
@@ -151,9 +149,11 @@ void Discovery::rescan() {
                                                                        : settled_.erase(it);
   }
   for (const auto& name : present) observe(name);
+  const auto took = Clock::now() - started;
   logger_->debug("rescan listed={} candidates={} settled={} ms={:.1f}", present.size(),
                  candidates_.size(), settled_.size(),
-                 std::chrono::duration<double, std::milli>(Clock::now() - started).count());
+                 std::chrono::duration<double, std::milli>(took).count());
+  return took;
 }
 
 }  // namespace transfer::sender

@@ -66,8 +66,9 @@ class Discovery {
   using Clock = DiscoveryClock;
   Discovery(const SenderConfig& config, Logger logger);
 
-  // Lists the input directory: drops what is gone, observes everything present.
-  void rescan();
+  // Lists the input directory: drops what is gone, observes everything present. Returns how long
+  // it took (rescan_interval's `took`).
+  Clock::duration rescan();
   // Looks at one name (an inotify event or a listing): a new or changed version becomes a
   // candidate, a settled one with the same version stays settled.
   void observe(const std::string& name);
@@ -100,8 +101,6 @@ class Discovery {
   InputWatcher& watcher() { return watcher_; }
 
  private:
-  void changed(const std::string& name);
-
   const SenderConfig& config_;  // the service's, which outlives this
   Logger logger_;
   InputWatcher watcher_;

@@ -557,7 +557,7 @@ ScanSummary SenderService::run() {
   }
   const auto interval = std::chrono::duration_cast<Clock::duration>(
       std::chrono::duration<double>(config_.scan_interval_s));
-  auto next_rescan = Clock::now() + rescan_interval(interval, timed_rescan(), discovery_.watcher().active());
+  auto next_rescan = Clock::now() + rescan_interval(interval, discovery_.rescan(), discovery_.watcher().active());
   start_workers();
   if (!config_.once) queue_probes();
   auto next_scan = Clock::now() + interval;
@@ -606,7 +606,7 @@ ScanSummary SenderService::run() {
     }
     if (!config_.once) notice_operator_changes();
     if (events.needs_rescan || Clock::now() >= next_rescan) {
-      next_rescan = Clock::now() + rescan_interval(interval, timed_rescan(), discovery_.watcher().active());
+      next_rescan = Clock::now() + rescan_interval(interval, discovery_.rescan(), discovery_.watcher().active());
     }
     if (events.needs_rescan || Clock::now() >= next_scan) {
       if (!config_.once) queue_probes();
@@ -635,12 +635,6 @@ ScanSummary SenderService::run() {
     logger_->info("stopped");
   }
   return summary_;
-}
-
-SenderService::Clock::duration SenderService::timed_rescan() {
-  const auto started = Clock::now();
-  discovery_.rescan();
-  return Clock::now() - started;
 }
 
 SenderService::Clock::time_point SenderService::wake_time(Clock::time_point next_scan) {

@@ -130,7 +130,6 @@ class SenderService {
   void update_metrics(bool busy);
   void queue_probes();
   Clock::time_point wake_time(Clock::time_point next_scan);
-  Clock::duration timed_rescan();  // lists the input directory; returns how long it took
 
   // Worker side.
   FernetKey current_key(Lane& lane);
